@@ -1,0 +1,1 @@
+"""Polymarket take-profit / stop-loss bot."""

@@ -1,0 +1,159 @@
+"""The exit protocol (DESIGN.md section 3): how a position gets out, one persisted step at a time.
+
+1. mark the position ``exiting`` (save) so a crash resumes the exit instead of forgetting it;
+2. cancel the resting TP and read the answer: ``not_canceled`` means it may have filled;
+3. book any TP fill; only the remainder is still to be sold;
+4. sell the remainder fill-and-kill, floored at a worst price, sized from what the account holds;
+5. confirm; a partial sale stays ``exiting`` and the next loop sells the rest.
+A position is never marked closed on an HTTP success alone, and never left without an exit armed.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from decimal import Decimal
+from typing import Callable
+
+from bot.errors import OrderRejected, TemporaryVenueError, UnknownOutcome
+from bot.money import FEE_SHARE_TOLERANCE, MIN_MARKETABLE_NOTIONAL, fmt, is_dust, price_floor, round_shares
+from bot.position_manager import CloseReason, Position, PositionState, transition
+from bot.trader import Trader
+from bot.venue.base import Book, MarketInfo, OrderStatus
+
+log = logging.getLogger("bot.exits")
+
+
+def book_tp_fill(pos: Position, filled_total: Decimal, price: Decimal) -> Decimal:
+    """Record the TP's cumulative filled size; returns the newly booked shares (0 if nothing new)."""
+    new = filled_total - pos.tp_filled_shares
+    if new <= 0:
+        return Decimal(0)
+    pos.tp_filled_shares = filled_total
+    pos.shares = max(pos.shares - new, Decimal(0))
+    pos.sold_shares += new
+    pos.exit_proceeds += new * price
+    return new
+
+
+def book_sale(pos: Position, shares: Decimal, usdc: Decimal, order_id: str) -> None:
+    """Record a marketable exit sale."""
+    pos.shares = max(pos.shares - shares, Decimal(0))
+    pos.sold_shares += shares
+    pos.exit_proceeds += usdc
+    if order_id and order_id not in pos.exit_order_ids:
+        pos.exit_order_ids = [*pos.exit_order_ids, order_id]
+
+
+class ExitProtocol:
+    """Runs exits for positions; ``save`` persists the whole state (called before every next step)."""
+
+    def __init__(self, trader: Trader, save: Callable[[], None], max_slippage_pct: Decimal):
+        self.trader = trader
+        self.save = save
+        self.max_slippage_pct = max_slippage_pct
+
+    def start(self, pos: Position, reason: CloseReason, book: Book | None, now: datetime) -> None:
+        """Begin an exit (SL trigger, time exit, monitored TP) and run it as far as it goes now."""
+        bid = book.best_bid if book else None
+        pos.metrics = {**pos.metrics, "trigger_bid": str(bid) if bid is not None else None,
+                       "trigger_at": now.isoformat(), "trigger_reason": reason.value}
+        transition(pos, PositionState.EXITING, now, reason=reason)
+        self.save()
+        log.info("Exit %s for %s (%s): bid=%s tp=%s sl=%s", reason.value, pos.id, pos.question[:40] or pos.token_id[:12],
+                 fmt(bid), fmt(pos.tp_price), fmt(pos.sl_price))
+        self.resume(pos, book, now)
+
+    def resume(self, pos: Position, book: Book | None, now: datetime) -> None:
+        """Continue an exit from wherever it stopped (also after a restart)."""
+        info = self.trader.venue.get_market_info(pos.token_id, pos.condition_id)
+        if pos.tp_order_id and not self._retire_tp(pos, now):
+            return
+        if is_dust(pos.shares):
+            self._close(pos, now)
+            return
+        self._sell_remainder(pos, info, book, now)
+
+    # -- steps ------------------------------------------------------------------------------------
+
+    def _retire_tp(self, pos: Position, now: datetime) -> bool:
+        """Cancel the TP and book whatever it filled. False when the answer is unclear (try next loop)."""
+        order_id = pos.tp_order_id
+        result = self.trader.cancel_order(order_id)
+        if not result.was_canceled(order_id):
+            log.info("TP %s not cancelled (%s): checking whether it filled", order_id,
+                     result.not_canceled.get(order_id, "no answer"))
+            pos.metrics = {**pos.metrics, "cancel_race": True}
+        # Either way the order's own record says how much of it filled (a cancelled TP may have filled partly).
+        state = self.trader.venue.get_order(order_id)
+        if state is None:
+            log.warning("TP %s of %s is unknown to the venue; selling from the account balance", order_id, pos.id)
+        elif state.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED):
+            log.warning("TP %s of %s is still open after a cancel; retrying next loop", order_id, pos.id)
+            return False
+        else:
+            booked = book_tp_fill(pos, state.filled_size, state.price or pos.tp_price or Decimal(0))
+            if booked:
+                log.info("TP %s filled %s shares @ %s before the exit", order_id, fmt(booked), fmt(state.price))
+                if is_dust(pos.shares):
+                    pos.close_reason = CloseReason.TAKE_PROFIT  # the TP won the race: that is why it closed
+        pos.tp_order_id = None
+        self.save()
+        return True
+
+    def _sell_remainder(self, pos: Position, info: MarketInfo, book: Book | None, now: datetime) -> None:
+        venue = self.trader.venue
+        held = venue.token_balance(pos.token_id, refresh=True)
+        if held + pos.shares * FEE_SHARE_TOLERANCE < pos.shares:
+            if held <= 0 and pos.shares > 0:
+                note = (f"account holds {fmt(held)} shares but the position expects {fmt(pos.shares)}: "
+                        "BOTH TP AND SL FILLED - Manual intervention needed" if pos.sold_shares > 0 else
+                        f"account holds {fmt(held)} shares but the position expects {fmt(pos.shares)}")
+            else:
+                note = f"account holds {fmt(held)} shares but the position expects {fmt(pos.shares)}"
+            self.needs_attention(pos, note, now)
+            return
+        size = round_shares(min(held, pos.shares))
+        bid = book.best_bid if book else None
+        if bid is None:
+            log.warning("No bid for %s: cannot sell %s shares now; retrying next loop", pos.id, fmt(size))
+            return
+        if size * bid < MIN_MARKETABLE_NOTIONAL and size < info.min_order_size:
+            # Too small for any order the venue takes: hold to resolution and say so.
+            log.warning("Position %s: %s shares worth $%s are below the venue's minimums; held to resolution",
+                        pos.id, fmt(size), fmt(size * bid, 2))
+            pos.metrics = {**pos.metrics, "held_to_resolution": str(size)}
+            self._close(pos, now)
+            return
+        floor = price_floor(bid * (1 - self.max_slippage_pct), info.tick_size)
+        try:
+            fill = self.trader.sell_marketable(pos.token_id, size, floor, info)
+        except UnknownOutcome as exc:
+            log.warning("Exit sell for %s: outcome unknown (%s); the balance will tell next loop", pos.id, exc)
+            pos.metrics = {**pos.metrics, "exit_unknown_outcomes": int(pos.metrics.get("exit_unknown_outcomes", 0)) + 1}
+            self.save()
+            return
+        except (OrderRejected, TemporaryVenueError) as exc:
+            log.warning("Exit sell for %s not filled (%s); retrying next loop", pos.id, exc)
+            pos.metrics = {**pos.metrics, "exit_retries": int(pos.metrics.get("exit_retries", 0)) + 1}
+            self.save()
+            return
+        book_sale(pos, fill.filled_shares, fill.usdc, fill.order_id)
+        log.info("SOLD %s shares of %s @ %s (floor %s)%s", fmt(fill.filled_shares), pos.id, fmt(fill.avg_price, 4),
+                 fmt(floor), "" if is_dust(pos.shares) else f"; {fmt(pos.shares)} left to sell")
+        if is_dust(pos.shares):
+            self._close(pos, now)
+        else:
+            self.save()
+
+    def _close(self, pos: Position, now: datetime) -> None:
+        transition(pos, PositionState.CLOSED, now, reason=pos.close_reason)
+        self.save()
+        log.info("CLOSED %s %s: pnl=$%s exit=%s", pos.id, pos.close_reason.value if pos.close_reason else "",
+                 fmt(pos.realized_pnl, 2), fmt(pos.exit_price, 4))
+
+    def needs_attention(self, pos: Position, note: str, now: datetime) -> None:
+        """Hand a position to a person: keep it, log loudly, and let the bot pause new trades."""
+        log.error("Position %s needs attention: %s", pos.id, note)
+        transition(pos, PositionState.NEEDS_ATTENTION, now, note=note)
+        self.save()
+

@@ -1,0 +1,186 @@
+"""Market discovery on Gamma: active binary markets that pass the config's filters.
+
+Rule for the best candidate: among markets that pass every filter and are neither blacklisted nor
+held, the one with the most liquidity (ties: the tighter spread); within it, the Yes token if its price
+is in [min_price, max_price], else the No token.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Callable
+
+import requests
+
+from bot.errors import MalformedResponse, TemporaryVenueError, VenueError
+from bot.money import to_decimal
+
+log = logging.getLogger("bot.scanner")
+
+PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A market and the outcome token the bot would buy."""
+
+    market_id: str
+    condition_id: str
+    question: str
+    slug: str
+    token_id: str
+    outcome: str
+    price: Decimal
+    spread: Decimal
+    liquidity: Decimal
+    volume: Decimal
+    tick_size: Decimal
+    min_order_size: Decimal
+    neg_risk: bool
+    end_date: datetime | None
+
+
+def _json_list(raw, field: str) -> list:
+    """Gamma sends some lists as JSON-encoded strings ("[\"Yes\", \"No\"]")."""
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{field}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(value, list):
+        raise ValueError(f"{field}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def _parse_date(raw) -> datetime | None:
+    if not raw:
+        return None
+    text = str(raw).replace("Z", "+00:00")
+    dt = datetime.fromisoformat(text)
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def parse_market(raw: dict) -> list[Candidate]:
+    """Both outcome tokens of a Gamma market as candidates; ValueError names a malformed field."""
+    mid = str(raw.get("id", "?"))
+    try:
+        outcomes = _json_list(raw.get("outcomes"), "outcomes")
+        prices = [to_decimal(p, "outcomePrices") for p in _json_list(raw.get("outcomePrices"), "outcomePrices")]
+        tokens = [str(t) for t in _json_list(raw.get("clobTokenIds"), "clobTokenIds")]
+        if not (len(outcomes) == len(prices) == len(tokens) == 2):
+            return []  # not a binary market
+        best_bid = raw.get("bestBid")
+        best_ask = raw.get("bestAsk")
+        spread = raw.get("spread")
+        if spread is None and best_bid is not None and best_ask is not None:
+            spread = to_decimal(best_ask, "bestAsk") - to_decimal(best_bid, "bestBid")
+        common = dict(
+            market_id=mid,
+            condition_id=str(raw.get("conditionId") or ""),
+            question=str(raw.get("question") or ""),
+            slug=str(raw.get("slug") or ""),
+            spread=to_decimal(spread if spread is not None else 1, "spread"),
+            liquidity=to_decimal(raw.get("liquidityNum", raw.get("liquidity", 0)) or 0, "liquidityNum"),
+            volume=to_decimal(raw.get("volumeNum", raw.get("volume", 0)) or 0, "volumeNum"),
+            tick_size=to_decimal(raw.get("orderPriceMinTickSize", "0.01") or "0.01", "orderPriceMinTickSize"),
+            min_order_size=to_decimal(raw.get("orderMinSize", 5) or 5, "orderMinSize"),
+            neg_risk=bool(raw.get("negRisk", False)),
+            end_date=_parse_date(raw.get("endDate")),
+        )
+    except (ValueError, TypeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"Gamma market {mid}: {exc}") from None
+    return [Candidate(token_id=tokens[i], outcome=str(outcomes[i]), price=prices[i], **common) for i in (0, 1)]
+
+
+class MarketScanner:
+    """Finds the next market to buy from Gamma's /markets."""
+
+    def __init__(self, gamma_host: str, strategy, timeout_s: float = 10.0,
+                 session: requests.Session | None = None, max_pages: int = 3):
+        self.host = gamma_host.rstrip("/")
+        self.strategy = strategy
+        self.timeout_s = timeout_s
+        self.session = session or requests.Session()
+        self.max_pages = max_pages
+        self.calls = 0
+
+    def _params(self, now: datetime, offset: int) -> dict:
+        s = self.strategy
+        params = {
+            "active": "true", "closed": "false", "limit": PAGE_SIZE, "offset": offset,
+            "order": "liquidityNum", "ascending": "false",
+            "liquidity_num_min": str(s.min_liquidity),
+            "end_date_min": (now + timedelta(hours=s.min_hours_to_end)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        if s.min_volume > 0:
+            params["volume_num_min"] = str(s.min_volume)
+        if s.max_hours_to_end is not None:
+            params["end_date_max"] = (now + timedelta(hours=s.max_hours_to_end)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return params
+
+    def fetch_markets(self, now: datetime) -> list[dict]:
+        """Raw Gamma markets (a few pages at most)."""
+        out: list[dict] = []
+        for page in range(self.max_pages):
+            self.calls += 1
+            try:
+                resp = self.session.get(f"{self.host}/markets", params=self._params(now, page * PAGE_SIZE),
+                                        timeout=self.timeout_s)
+            except requests.RequestException as exc:
+                raise TemporaryVenueError(f"Gamma unreachable: {type(exc).__name__}", endpoint="GET /markets") from None
+            if resp.status_code in (425, 429) or resp.status_code >= 500:
+                raise TemporaryVenueError(f"Gamma busy: {resp.text[:200]}", endpoint="GET /markets",
+                                          status=resp.status_code)
+            if resp.status_code != 200:
+                raise VenueError(f"Gamma refused the query: {resp.text[:200]}", endpoint="GET /markets",
+                                 status=resp.status_code)
+            try:
+                data = resp.json()
+            except ValueError:
+                raise MalformedResponse("Gamma answered with something that is not JSON",
+                                        endpoint="GET /markets") from None
+            if not isinstance(data, list):
+                raise MalformedResponse(f"expected a list of markets, got {type(data).__name__}",
+                                        endpoint="GET /markets")
+            out.extend(m for m in data if isinstance(m, dict))
+            if len(data) < PAGE_SIZE:
+                break
+        return out
+
+    def candidates(self, now: datetime, skip: Callable[[str], bool] = lambda cid: False) -> list[Candidate]:
+        """Every acceptable (market, token), best first."""
+        s = self.strategy
+        found: list[Candidate] = []
+        for raw in self.fetch_markets(now):
+            if not raw.get("acceptingOrders", False) or raw.get("closed") or not raw.get("enableOrderBook", True):
+                continue
+            try:
+                pair = parse_market(raw)
+            except ValueError as exc:
+                log.warning("Skipping malformed market from GET /markets: %s", exc)
+                continue
+            if not pair or not pair[0].condition_id or skip(pair[0].condition_id):
+                continue
+            c = pair[0]
+            if c.liquidity < s.min_liquidity or c.volume < s.min_volume or c.spread > s.max_spread:
+                continue
+            if c.end_date is not None:
+                hours_left = (c.end_date - now).total_seconds() / 3600
+                if hours_left < s.min_hours_to_end:
+                    continue
+                if s.max_hours_to_end is not None and hours_left > s.max_hours_to_end:
+                    continue
+            for cand in pair:
+                if s.min_price <= cand.price <= s.max_price:
+                    found.append(cand)
+                    break
+        found.sort(key=lambda c: (-c.liquidity, c.spread))
+        return found
+
+    def best_candidate(self, now: datetime, skip: Callable[[str], bool] = lambda cid: False) -> Candidate | None:
+        """The market to buy next, or None."""
+        cands = self.candidates(now, skip)
+        return cands[0] if cands else None
+

@@ -1,0 +1,166 @@
+"""The trader: the seed's order methods, on top of a venue (live or paper).
+
+It knows Polymarket's order rules (tick, minimum sizes, worst prices, fees taken in shares) but
+not positions or persistence; the bot's loop and the exit protocol decide what to send and when.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+
+from bot.errors import OrderRejected, VenueError
+from bot.money import (
+    FEE_SHARE_TOLERANCE,
+    MIN_MARKETABLE_NOTIONAL,
+    fmt,
+    price_ceiling,
+    price_floor,
+    round_shares,
+    round_usdc,
+    snap_price,
+)
+from bot.venue.base import Book, CancelResult, Fill, MarketInfo, OrderStatus, Venue
+
+log = logging.getLogger("bot.trader")
+
+#: A market BUY may pay up to this many ticks above the best ask seen when deciding.
+ENTRY_SLIPPAGE_TICKS = 2
+
+
+@dataclass(frozen=True)
+class EntryPlan:
+    """A checked entry: how much to spend, the worst price, and the exit prices it implies."""
+
+    usdc: Decimal
+    max_price: Decimal
+    expected_shares: Decimal
+    tp_price: Decimal
+    sl_price: Decimal
+
+
+@dataclass(frozen=True)
+class BuyResult:
+    """What the entry really produced, and the take-profit placed for it (if any)."""
+
+    fill: Fill
+    shares_held: Decimal
+    tp_fill: Fill | None = None
+    tp_error: str | None = None
+
+
+def exit_prices(entry_price: Decimal, tp_pct: Decimal, sl_pct: Decimal, tick: Decimal) -> tuple[Decimal, Decimal]:
+    """TP and SL prices on the tick: TP rounded up (never take less than asked), SL rounded down
+    (a stop never fires earlier than asked); both kept in [tick, 1 - tick]."""
+    tp = price_ceiling(entry_price * (1 + tp_pct), tick)
+    sl = price_floor(entry_price * (1 - sl_pct), tick)
+    return tp, sl
+
+
+class Trader:
+    """Order placement over a venue: the seed's ``execute_buy_with_exits`` and friends."""
+
+    def __init__(self, venue: Venue):
+        self.venue = venue
+
+    # -- planning ---------------------------------------------------------------------------------
+
+    def plan_entry(self, book: Book, info: MarketInfo, usdc: Decimal, tp_pct: Decimal, sl_pct: Decimal,
+                   needs_resting_tp: bool) -> EntryPlan:
+        """Check an entry against the venue's minimums before anything is sent.
+
+        Raises OrderRejected naming the numbers when the trade cannot be done as configured.
+        """
+        ask = book.best_ask
+        if ask is None:
+            raise OrderRejected(f"no asks on token {book.token_id}: nothing to buy", endpoint="plan")
+        usdc = round_usdc(usdc)
+        if usdc < MIN_MARKETABLE_NOTIONAL:
+            raise OrderRejected(f"trade size ${fmt(usdc)} is below the venue's $1 minimum for a market BUY",
+                                endpoint="plan")
+        max_price = snap_price(ask + ENTRY_SLIPPAGE_TICKS * info.tick_size, info.tick_size)
+        expected = round_shares(usdc / ask)
+        if needs_resting_tp and expected < info.min_order_size:
+            smallest = (info.min_order_size * ask).quantize(Decimal("0.01"))
+            raise OrderRejected(
+                f"${fmt(usdc)} buys about {fmt(expected)} shares at {fmt(ask)}, below the market's minimum of "
+                f"{fmt(info.min_order_size)} shares for a resting take-profit; the smallest valid trade here is "
+                f"about ${fmt(smallest)}", endpoint="plan")
+        tp, sl = exit_prices(ask, tp_pct, sl_pct, info.tick_size)
+        return EntryPlan(usdc, max_price, expected, tp, sl)
+
+    # -- the seed's methods -----------------------------------------------------------------------
+
+    def execute_buy(self, token_id: str, plan: EntryPlan, info: MarketInfo) -> BuyResult:
+        """Market BUY (fill-and-kill, capped at plan.max_price); returns what the account now holds."""
+        fill = self.venue.market_buy(token_id, plan.usdc, plan.max_price, info)
+        held = self._shares_after_buy(token_id, fill)
+        return BuyResult(fill, held)
+
+    def execute_buy_with_exits(self, token_id: str, plan: EntryPlan, info: MarketInfo,
+                               tp_price: Decimal) -> BuyResult:
+        """Market BUY, then the TP as a GTC limit SELL for the shares actually held.
+
+        The SL is not an order: Polymarket has no stop orders and a SELL below the bid fills at once,
+        so the caller arms it as a watched trigger. A failed TP comes back in ``tp_error`` (the caller
+        falls back to monitoring); the buy itself is never undone.
+        """
+        result = self.execute_buy(token_id, plan, info)
+        if result.shares_held <= 0:
+            return result
+        try:
+            tp_fill = self._place_limit_sell(token_id, tp_price, result.shares_held, info)
+        except VenueError as exc:
+            return BuyResult(result.fill, result.shares_held, None, str(exc))
+        return BuyResult(result.fill, result.shares_held, tp_fill, None)
+
+    def _shares_after_buy(self, token_id: str, fill: Fill) -> Decimal:
+        """Shares really held after a buy: the venue takes buy fees in shares, so the account holds a
+        little less than the fill says. Read the balance; if it looks stale (lower than the fill by more
+        than fees explain), trust the fill less the tolerance rather than read 'position gone'."""
+        if fill.filled_shares <= 0:
+            return Decimal(0)
+        try:
+            balance = self.venue.token_balance(token_id, refresh=True)
+        except VenueError as exc:
+            log.warning("Balance read after buy failed (%s); using the fill size less fees", exc)
+            balance = Decimal(-1)
+        floor = fill.filled_shares * (1 - FEE_SHARE_TOLERANCE)
+        if balance >= floor:
+            return round_shares(min(balance, fill.filled_shares))
+        return round_shares(floor)
+
+    def _place_limit_sell(self, token_id: str, price: Decimal, shares: Decimal, info: MarketInfo) -> Fill:
+        """A GTC limit SELL of ``shares`` (rounded down to 0.01) at ``price`` (on the tick)."""
+        size = round_shares(shares)
+        price = snap_price(price, info.tick_size)
+        if size < info.min_order_size:
+            raise OrderRejected(f"{fmt(size)} shares is below the market's minimum of {fmt(info.min_order_size)} "
+                                "for a resting order", endpoint="POST /order")
+        try:
+            return self.venue.limit_sell(token_id, price, size, info)
+        except OrderRejected as exc:
+            if not exc.is_balance:
+                raise
+            # The venue's balance cache lags a fresh buy: refresh it and try once more.
+            log.info("TP refused for balance right after the buy; refreshing the balance and retrying once")
+            held = round_shares(self.venue.token_balance(token_id, refresh=True))
+            return self.venue.limit_sell(token_id, price, min(size, held), info)
+
+    def cancel_order(self, order_id: str) -> CancelResult:
+        """Cancel an order; the result says whether it was cancelled or already matched/gone."""
+        return self.venue.cancel(order_id)
+
+    def check_order_status(self, order_id: str) -> dict:
+        """The seed's status dict: status (open/partially_filled/filled/canceled/unknown), filled size,
+        original size and price."""
+        state = self.venue.get_order(order_id)
+        if state is None:
+            return {"status": OrderStatus.UNKNOWN.value, "filled_size": Decimal(0), "original_size": Decimal(0),
+                    "price": None}
+        return {"status": state.status.value, "filled_size": state.filled_size,
+                "original_size": state.original_size, "price": state.price}
+
+    def sell_marketable(self, token_id: str, shares: Decimal, floor: Decimal, info: MarketInfo) -> Fill:
+        """Fill-and-kill SELL of ``shares`` into bids at or above ``floor`` (rounded down to the tick)."""
+        return self.venue.market_sell(token_id, round_shares(shares), price_floor(floor, info.tick_size), info)

@@ -1,0 +1,205 @@
+"""The venue interface and the plain data types that cross it.
+
+Nothing here knows about the SDK or HTTP: the live venue converts the venue's JSON into these types,
+the paper venue produces them from its own simulated fills.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Iterable, Protocol
+
+from bot.money import to_decimal
+
+
+class OrderStatus(str, enum.Enum):
+    """Normalised order status (the seed's check_order_status vocabulary)."""
+
+    OPEN = "open"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Book:
+    """One token's order book, best level FIRST on both sides (the venue sends best LAST)."""
+
+    token_id: str
+    bids: tuple[tuple[Decimal, Decimal], ...] = ()
+    asks: tuple[tuple[Decimal, Decimal], ...] = ()
+    tick_size: Decimal | None = None
+    min_order_size: Decimal | None = None
+
+    @property
+    def best_bid(self) -> Decimal | None:
+        return self.bids[0][0] if self.bids else None
+
+    @property
+    def best_ask(self) -> Decimal | None:
+        return self.asks[0][0] if self.asks else None
+
+    @property
+    def spread(self) -> Decimal | None:
+        if self.best_bid is None or self.best_ask is None:
+            return None
+        return self.best_ask - self.best_bid
+
+    @staticmethod
+    def from_venue(raw: dict, token_id: str | None = None) -> "Book":
+        """Parse a /book or /books element; ValueError names the bad field."""
+        if not isinstance(raw, dict):
+            raise ValueError(f"book: expected an object, got {type(raw).__name__}")
+        tid = str(raw.get("asset_id") or token_id or "")
+
+        def levels(key: str, best_is_max: bool) -> tuple[tuple[Decimal, Decimal], ...]:
+            entries = raw.get(key)
+            if entries is None:
+                return ()
+            if not isinstance(entries, list):
+                raise ValueError(f"book {tid}: '{key}' is not a list")
+            out = []
+            for i, lvl in enumerate(entries):
+                if not isinstance(lvl, dict):
+                    raise ValueError(f"book {tid}: {key}[{i}] is not an object")
+                price = to_decimal(lvl.get("price"), f"book {tid} {key}[{i}].price")
+                size = to_decimal(lvl.get("size"), f"book {tid} {key}[{i}].size")
+                if size > 0:
+                    out.append((price, size))
+            # Sort rather than trust the order: the venue sends best LAST, but a wrong assumption here
+            # would put a stop-loss trigger on the worst price of the book.
+            out.sort(key=lambda pl: pl[0], reverse=best_is_max)
+            return tuple(out)
+
+        tick = raw.get("tick_size")
+        mos = raw.get("min_order_size")
+        return Book(
+            token_id=tid,
+            bids=levels("bids", True),
+            asks=levels("asks", False),
+            tick_size=to_decimal(tick, f"book {tid} tick_size") if tick not in (None, "") else None,
+            min_order_size=to_decimal(mos, f"book {tid} min_order_size") if mos not in (None, "") else None,
+        )
+
+
+@dataclass(frozen=True)
+class MarketInfo:
+    """What an order needs to know about its market."""
+
+    token_id: str
+    condition_id: str
+    tick_size: Decimal
+    min_order_size: Decimal
+    neg_risk: bool
+
+
+@dataclass(frozen=True)
+class Fill:
+    """Result of an order placement: its id, venue status, and what matched at once."""
+
+    order_id: str
+    status: str  # venue insert status: live / matched / delayed / unmatched
+    filled_shares: Decimal = Decimal(0)
+    usdc: Decimal = Decimal(0)  # USDC paid (BUY) or received (SELL) for the matched part
+
+    @property
+    def avg_price(self) -> Decimal | None:
+        return (self.usdc / self.filled_shares) if self.filled_shares > 0 else None
+
+
+@dataclass(frozen=True)
+class OrderState:
+    """A normalised order: status, sizes and price."""
+
+    order_id: str
+    status: OrderStatus
+    token_id: str = ""
+    side: str = ""
+    price: Decimal | None = None
+    original_size: Decimal = Decimal(0)
+    filled_size: Decimal = Decimal(0)
+
+    @property
+    def remaining(self) -> Decimal:
+        return max(self.original_size - self.filled_size, Decimal(0))
+
+    @staticmethod
+    def from_venue(raw: dict) -> "OrderState":
+        """Parse a venue order object (GET /data/order/{id}, /data/orders element)."""
+        if not isinstance(raw, dict) or not raw.get("id"):
+            raise ValueError(f"order: expected an object with an id, got {str(raw)[:120]!r}")
+        oid = str(raw["id"])
+        venue_status = str(raw.get("status", "")).upper().replace("ORDER_STATUS_", "")
+        original = to_decimal(raw.get("original_size", "0") or "0", f"order {oid} original_size")
+        matched = to_decimal(raw.get("size_matched", "0") or "0", f"order {oid} size_matched")
+        price_raw = raw.get("price")
+        price = to_decimal(price_raw, f"order {oid} price") if price_raw not in (None, "") else None
+        if venue_status == "LIVE":
+            status = OrderStatus.PARTIALLY_FILLED if matched > 0 else OrderStatus.OPEN
+        elif venue_status == "MATCHED":
+            status = OrderStatus.FILLED
+        elif venue_status.startswith("CANCELED") or venue_status in ("UNMATCHED", "INVALID"):
+            status = OrderStatus.CANCELED
+        else:
+            status = OrderStatus.UNKNOWN
+        return OrderState(
+            order_id=oid,
+            status=status,
+            token_id=str(raw.get("asset_id", "")),
+            side=str(raw.get("side", "")).upper(),
+            price=price,
+            original_size=original,
+            filled_size=matched,
+        )
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    """The venue's answer to a cancel: which ids it cancelled, which it did not and why."""
+
+    canceled: frozenset[str] = frozenset()
+    not_canceled: dict[str, str] = field(default_factory=dict)
+
+    def was_canceled(self, order_id: str) -> bool:
+        return order_id in self.canceled
+
+
+class Venue(Protocol):
+    """What the trader needs from an exchange. Errors are bot.errors types only."""
+
+    name: str
+
+    def get_books(self, token_ids: Iterable[str]) -> dict[str, Book]:
+        """Books for all tokens in as few requests as the venue allows (one batch per chunk)."""
+
+    def get_market_info(self, token_id: str) -> MarketInfo:
+        """Tick size, minimum size, neg-risk of a token (cached)."""
+
+    def market_buy(self, token_id: str, usdc: Decimal, max_price: Decimal, info: MarketInfo) -> Fill:
+        """Spend up to ``usdc`` on asks priced <= max_price, fill-and-kill."""
+
+    def limit_sell(self, token_id: str, price: Decimal, shares: Decimal, info: MarketInfo) -> Fill:
+        """A resting GTC SELL (the take-profit)."""
+
+    def market_sell(self, token_id: str, shares: Decimal, min_price: Decimal, info: MarketInfo) -> Fill:
+        """Sell ``shares`` into bids >= min_price, fill-and-kill."""
+
+    def cancel(self, order_id: str) -> CancelResult:
+        """Cancel one order and report the venue's answer."""
+
+    def get_order(self, order_id: str) -> OrderState | None:
+        """One order by id (None when the venue does not know it)."""
+
+    def open_orders(self) -> list[OrderState]:
+        """All of the account's open orders (one paged request)."""
+
+    def token_balance(self, token_id: str) -> Decimal:
+        """Shares of ``token_id`` the account holds, refreshed from the venue."""
+
+    def collateral_balance(self) -> Decimal:
+        """USDC (pUSD) the account holds."""
+
+    def api_calls(self) -> dict[str, int]:
+        """Requests this venue object has sent, by 'METHOD /path' (ids collapsed)."""

@@ -1,0 +1,297 @@
+"""The live venue: the only module that imports ``py_clob_client_v2``.
+
+It turns the SDK's calls into the bot's data types and its exceptions into the bot's own:
+``TemporaryVenueError`` (retry later), ``OrderRejected`` (refused, nothing happened),
+``UnknownOutcome`` (an order may or may not have been taken) and ``MalformedResponse``.
+It also counts every HTTP request it causes, implicit SDK calls included, by endpoint.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import Counter
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Callable, Iterable, Iterator, TypeVar
+from urllib.parse import urlparse
+
+import httpx
+from py_clob_client_v2 import (
+    ApiCreds,
+    AssetType,
+    BalanceAllowanceParams,
+    BookParams,
+    ClobClient,
+    MarketOrderArgs,
+    OrderArgs,
+    OrderPayload,
+    OrderType,
+    PartialCreateOrderOptions,
+)
+from py_clob_client_v2.exceptions import PolyApiException, PolyException
+from py_clob_client_v2.http_helpers import helpers as _sdk_http
+
+from bot.errors import MalformedResponse, OrderRejected, TemporaryVenueError, UnknownOutcome, VenueError
+from bot.money import USDC_QUANTUM, to_decimal, to_sdk_float
+from bot.venue.base import Book, CancelResult, Fill, MarketInfo, OrderState
+
+log = logging.getLogger("bot.venue.live")
+
+#: The venue's limit on tokens per POST /books request is not documented; 100 keeps bodies small.
+BOOKS_CHUNK = 100
+#: Statuses that mean "not now" rather than "no".
+TEMPORARY_STATUSES = {425, 429, 500, 502, 503, 504}
+#: Base units per USDC / share on chain.
+BASE_UNITS = Decimal(1_000_000)
+
+T = TypeVar("T")
+
+_ID_SEGMENT = re.compile(r"^(0x[0-9a-fA-F]+|\d{6,}|[0-9a-f-]{20,})$")
+_current = threading.local()
+
+
+def _endpoint_key(method: str, url: str) -> str:
+    """'GET /data/order/{id}' style key: path only, ids collapsed."""
+    parts = urlparse(url).path.rstrip("/").split("/")
+    parts = ["{id}" if _ID_SEGMENT.match(p or "") else p for p in parts]
+    return f"{method.upper()} {'/'.join(parts) or '/'}"
+
+
+def _count_request(request: httpx.Request) -> None:
+    counter = getattr(_current, "counter", None)
+    if counter is not None:
+        with counter[1]:
+            counter[0][_endpoint_key(request.method, str(request.url))] += 1
+
+
+def install_http_client(timeout_s: float) -> None:
+    """Replace the SDK's process-wide httpx client: our timeout, and a hook that counts requests."""
+    _sdk_http._http_client = httpx.Client(
+        http2=True, timeout=httpx.Timeout(timeout_s), event_hooks={"request": [_count_request]}
+    )
+
+
+class _Client(ClobClient):
+    """The SDK client without its post-order settlement polling (up to 30 s of blocking per order).
+    The bot confirms fills itself from the order and the trades."""
+
+    def _resolve_transactions_hashes(self, response):  # noqa: D401 - SDK hook
+        return response
+
+
+def _error_text(exc: PolyApiException) -> str:
+    msg = exc.error_msg
+    if isinstance(msg, dict):
+        return str(msg.get("error") or msg.get("errorMsg") or msg)
+    return str(msg or "no message")
+
+
+class LiveVenue:
+    """Polymarket's CLOB through py-clob-client-v2 (works the same against bot/sim)."""
+
+    name = "live"
+
+    def __init__(
+        self,
+        host: str,
+        chain_id: int = 137,
+        private_key: str | None = None,
+        funder: str | None = None,
+        signature_type: int = 0,
+        api_creds: tuple[str, str, str] | None = None,
+        timeout_s: float = 5.0,
+    ):
+        install_http_client(timeout_s)
+        self.host = host.rstrip("/")
+        self._counts: Counter[str] = Counter()
+        self._counter = (self._counts, threading.Lock())
+        self._info: dict[str, MarketInfo] = {}
+        self._client = _Client(
+            self.host, chain_id=chain_id, key=private_key, signature_type=signature_type, funder=funder
+        )
+        self.address = self._client.get_address() if private_key else None
+        self.funder = funder or self.address
+        if private_key:
+            if api_creds:
+                creds = ApiCreds(api_key=api_creds[0], api_secret=api_creds[1], api_passphrase=api_creds[2])
+            else:
+                creds = self._call("POST /auth/api-key", self._client.create_or_derive_api_key)
+            self._client.set_api_creds(creds)
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def _tracking(self) -> Iterator[None]:
+        previous = getattr(_current, "counter", None)
+        _current.counter = self._counter
+        try:
+            yield
+        finally:
+            _current.counter = previous
+
+    def _call(self, endpoint: str, fn: Callable[..., T], *args, posts_order: bool = False, **kwargs) -> T:
+        """Run one SDK call, mapping its exceptions to the bot's. ``posts_order``: a transport error
+        or 5xx leaves the outcome unknown instead of temporary."""
+        with self._tracking():
+            try:
+                return fn(*args, **kwargs)
+            except PolyApiException as exc:
+                status = exc.status_code
+                text = _error_text(exc)
+                if status is None or (posts_order and status >= 500):
+                    cls = UnknownOutcome if posts_order else TemporaryVenueError
+                    cause = type(exc.__context__).__name__ if exc.__context__ else "transport error"
+                    raise cls(f"{text} ({cause})" if status is None else text,
+                              endpoint=endpoint, status=status) from None
+                if status in TEMPORARY_STATUSES:
+                    raise TemporaryVenueError(text, endpoint=endpoint, status=status) from None
+                raise OrderRejected(text, endpoint=endpoint, status=status) from None
+            except PolyException as exc:
+                raise OrderRejected(str(getattr(exc, "msg", exc)), endpoint=endpoint) from None
+            except VenueError:
+                raise
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise MalformedResponse(f"unexpected response shape: {type(exc).__name__}: {exc}",
+                                        endpoint=endpoint) from None
+            except Exception as exc:  # e.g. the SDK's plain Exception('no match')
+                raise OrderRejected(f"{type(exc).__name__}: {exc}", endpoint=endpoint) from None
+
+    def api_calls(self) -> dict[str, int]:
+        with self._counter[1]:
+            return dict(self._counts)
+
+    # -- market data ------------------------------------------------------------------------------
+
+    def get_books(self, token_ids: Iterable[str]) -> dict[str, Book]:
+        tokens = list(dict.fromkeys(token_ids))
+        books: dict[str, Book] = {}
+        for start in range(0, len(tokens), BOOKS_CHUNK):
+            chunk = tokens[start:start + BOOKS_CHUNK]
+            raw = self._call("POST /books", self._client.get_order_books, [BookParams(token_id=t) for t in chunk])
+            if not isinstance(raw, list):
+                raise MalformedResponse(f"expected a list of books, got {type(raw).__name__}", endpoint="POST /books")
+            for entry in raw:
+                try:
+                    book = Book.from_venue(entry)
+                except ValueError as exc:
+                    log.warning("Skipping malformed book from POST /books: %s", exc)
+                    continue
+                books[book.token_id] = book
+        return books
+
+    def get_market_info(self, token_id: str, condition_id: str = "") -> MarketInfo:
+        cached = self._info.get(token_id)
+        if cached:
+            return cached
+        if not condition_id:
+            raw = self._call("GET /markets-by-token", self._client._get,
+                             f"{self.host}/markets-by-token/{token_id}")
+            condition_id = str((raw or {}).get("condition_id") or "")
+            if not condition_id:
+                raise MalformedResponse(f"no condition_id for token {token_id}", endpoint="GET /markets-by-token")
+        # One call fills the SDK's tick/neg-risk caches for both tokens of the market.
+        raw = self._call("GET /clob-markets", self._client.get_clob_market_info, condition_id)
+        try:
+            tick = to_decimal(raw["mts"], "clob-markets mts")
+            mos = to_decimal(raw.get("mos", 5), "clob-markets mos")
+            neg_risk = bool(raw.get("nr", False))
+            tokens = [str(t["t"]) for t in raw["t"] if t]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedResponse(f"clob market {condition_id}: {exc}", endpoint="GET /clob-markets") from None
+        for tid in tokens:
+            self._info[tid] = MarketInfo(tid, condition_id, tick, mos, neg_risk)
+        if token_id not in self._info:
+            raise MalformedResponse(f"token {token_id} not in market {condition_id}", endpoint="GET /clob-markets")
+        return self._info[token_id]
+
+    # -- orders -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _options(info: MarketInfo) -> PartialCreateOrderOptions:
+        return PartialCreateOrderOptions(tick_size=format(info.tick_size.normalize(), "f"), neg_risk=info.neg_risk)
+
+    @staticmethod
+    def _fill(raw: object, side: str, endpoint: str) -> Fill:
+        if not isinstance(raw, dict) or not raw.get("orderID"):
+            raise MalformedResponse(f"order response without orderID: {str(raw)[:200]!r}", endpoint=endpoint)
+        if raw.get("success") is False or raw.get("error"):
+            raise OrderRejected(str(raw.get("errorMsg") or raw.get("error") or "order failed"), endpoint=endpoint)
+        making = raw.get("makingAmount") or "0"
+        taking = raw.get("takingAmount") or "0"
+        try:
+            making_d, taking_d = to_decimal(making, "makingAmount"), to_decimal(taking, "takingAmount")
+        except ValueError as exc:
+            raise MalformedResponse(str(exc), endpoint=endpoint) from None
+        shares, usdc = (taking_d, making_d) if side == "BUY" else (making_d, taking_d)
+        return Fill(order_id=str(raw["orderID"]), status=str(raw.get("status", "")).lower(),
+                    filled_shares=shares, usdc=usdc.quantize(USDC_QUANTUM))
+
+    def market_buy(self, token_id: str, usdc: Decimal, max_price: Decimal, info: MarketInfo) -> Fill:
+        args = MarketOrderArgs(token_id=token_id, amount=to_sdk_float(usdc), side="BUY",
+                               price=to_sdk_float(max_price), order_type=OrderType.FAK)
+        raw = self._call("POST /order", self._client.create_and_post_market_order, args,
+                         options=self._options(info), order_type=OrderType.FAK, posts_order=True)
+        return self._fill(raw, "BUY", "POST /order")
+
+    def limit_sell(self, token_id: str, price: Decimal, shares: Decimal, info: MarketInfo) -> Fill:
+        args = OrderArgs(token_id=token_id, price=to_sdk_float(price), size=to_sdk_float(shares), side="SELL")
+        raw = self._call("POST /order", self._client.create_and_post_order, args,
+                         options=self._options(info), order_type=OrderType.GTC, posts_order=True)
+        return self._fill(raw, "SELL", "POST /order")
+
+    def market_sell(self, token_id: str, shares: Decimal, min_price: Decimal, info: MarketInfo) -> Fill:
+        args = MarketOrderArgs(token_id=token_id, amount=to_sdk_float(shares), side="SELL",
+                               price=to_sdk_float(min_price), order_type=OrderType.FAK)
+        raw = self._call("POST /order", self._client.create_and_post_market_order, args,
+                         options=self._options(info), order_type=OrderType.FAK, posts_order=True)
+        return self._fill(raw, "SELL", "POST /order")
+
+    def cancel(self, order_id: str) -> CancelResult:
+        raw = self._call("DELETE /order", self._client.cancel_order, OrderPayload(orderID=order_id))
+        if not isinstance(raw, dict):
+            raise MalformedResponse(f"cancel answer is not an object: {str(raw)[:200]!r}", endpoint="DELETE /order")
+        canceled = raw.get("canceled") or []
+        not_canceled = raw.get("not_canceled") or {}
+        return CancelResult(frozenset(str(c) for c in canceled), {str(k): str(v) for k, v in dict(not_canceled).items()})
+
+    def get_order(self, order_id: str) -> OrderState | None:
+        raw = self._call("GET /data/order", self._client.get_order, order_id)
+        if raw in (None, "", "null") or (isinstance(raw, dict) and not raw):
+            return None
+        try:
+            return OrderState.from_venue(raw)
+        except ValueError as exc:
+            raise MalformedResponse(str(exc), endpoint="GET /data/order") from None
+
+    def open_orders(self) -> list[OrderState]:
+        raw = self._call("GET /data/orders", self._client.get_open_orders)
+        out = []
+        for entry in raw or []:
+            try:
+                out.append(OrderState.from_venue(entry))
+            except ValueError as exc:
+                log.warning("Skipping malformed order from GET /data/orders: %s", exc)
+        return out
+
+    # -- balances ---------------------------------------------------------------------------------
+
+    def _balance(self, params: BalanceAllowanceParams, refresh: bool) -> Decimal:
+        if refresh:
+            self._call("GET /balance-allowance/update", self._client.update_balance_allowance, params)
+        raw = self._call("GET /balance-allowance", self._client.get_balance_allowance, params)
+        try:
+            return to_decimal(raw["balance"], "balance") / BASE_UNITS
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedResponse(f"balance: {exc}", endpoint="GET /balance-allowance") from None
+
+    def token_balance(self, token_id: str, refresh: bool = False) -> Decimal:
+        return self._balance(BalanceAllowanceParams(asset_type=AssetType.CONDITIONAL, token_id=token_id), refresh)
+
+    def collateral_balance(self) -> Decimal:
+        return self._balance(BalanceAllowanceParams(asset_type=AssetType.COLLATERAL), False)
+
+    def server_time(self) -> int:
+        """The venue's clock (unix seconds)."""
+        raw = self._call("GET /time", self._client.get_server_time)
+        return int(raw)

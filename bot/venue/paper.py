@@ -1,0 +1,253 @@
+"""The paper venue (dry-run): real market data, simulated orders.
+
+Books and market info come from a read-only venue (the live CLOB without keys, or bot/sim). Orders
+never leave the process: they get ``dry_run_...`` ids and fill by the venue's rules against the books
+read — a marketable order walks the book at once, a resting take-profit fills (as maker, at its own
+price) once the best bid reaches it, and open sells reserve their shares exactly as on Polymarket.
+Its balances and orders are kept in a JSON file beside the positions file so a restart resumes them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Iterable
+
+from bot.errors import OrderRejected, StateFileError
+from bot.money import MIN_MARKETABLE_NOTIONAL, SHARE_EPSILON, USDC_QUANTUM, fmt, round_shares
+from bot.venue.base import Book, CancelResult, Fill, MarketInfo, OrderState, OrderStatus
+
+log = logging.getLogger("bot.venue.paper")
+
+
+@dataclass
+class _PaperOrder:
+    order_id: str
+    token_id: str
+    side: str
+    price: Decimal
+    size: Decimal
+    filled: Decimal = Decimal(0)
+    canceled: bool = False
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.size - self.filled
+
+    @property
+    def is_open(self) -> bool:
+        return not self.canceled and self.remaining > SHARE_EPSILON
+
+    def state(self) -> OrderState:
+        if self.canceled:
+            status = OrderStatus.CANCELED
+        elif not self.is_open:
+            status = OrderStatus.FILLED
+        else:
+            status = OrderStatus.PARTIALLY_FILLED if self.filled > 0 else OrderStatus.OPEN
+        return OrderState(self.order_id, status, self.token_id, self.side, self.price, self.size, self.filled)
+
+
+class PaperVenue:
+    """Dry-run venue over a read-only market-data venue."""
+
+    name = "paper"
+
+    def __init__(self, reader, usdc: Decimal, state_file: str | os.PathLike | None = None):
+        self._reader = reader
+        self._lock = threading.Lock()
+        self._usdc = Decimal(usdc)
+        self._tokens: dict[str, Decimal] = {}
+        self._orders: dict[str, _PaperOrder] = {}
+        self._path = Path(state_file) if state_file else None
+        if self._path and self._path.exists():
+            self._load()
+
+    # -- persistence ------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        try:
+            data = json.loads(self._path.read_text())
+            self._usdc = Decimal(data["usdc"])
+            self._tokens = {k: Decimal(v) for k, v in data["tokens"].items()}
+            self._orders = {
+                o["order_id"]: _PaperOrder(o["order_id"], o["token_id"], o["side"], Decimal(o["price"]),
+                                           Decimal(o["size"]), Decimal(o["filled"]), bool(o["canceled"]))
+                for o in data["orders"]
+            }
+        except (OSError, ValueError, KeyError, TypeError, ArithmeticError) as exc:
+            raise StateFileError(f"{self._path}: dry-run venue state unreadable ({exc}); "
+                                 "move it away to start the paper account afresh") from None
+
+    def _save(self) -> None:
+        if not self._path:
+            return
+        data = {
+            "usdc": str(self._usdc),
+            "tokens": {k: str(v) for k, v in self._tokens.items()},
+            # Closed orders are kept so get_order keeps answering for them (positions refer to them).
+            "orders": [
+                {"order_id": o.order_id, "token_id": o.token_id, "side": o.side, "price": str(o.price),
+                 "size": str(o.size), "filled": str(o.filled), "canceled": o.canceled}
+                for o in self._orders.values()
+            ],
+        }
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._path.with_suffix(self._path.suffix + ".tmp")
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, self._path)
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _reserved(self, token_id: str) -> Decimal:
+        return sum((o.remaining for o in self._orders.values()
+                    if o.is_open and o.side == "SELL" and o.token_id == token_id), Decimal(0))
+
+    def _book(self, token_id: str) -> Book:
+        return self._reader.get_books([token_id]).get(token_id) or Book(token_id)
+
+    def _new_id(self) -> str:
+        return f"dry_run_{uuid.uuid4().hex[:16]}"
+
+    def _fill_resting(self, books: dict[str, Book]) -> None:
+        """A resting SELL fills at its own price once other traders bid that much."""
+        for order in self._orders.values():
+            book = books.get(order.token_id)
+            if not order.is_open or order.side != "SELL" or book is None or book.best_bid is None:
+                continue
+            depth = sum((size for price, size in book.bids if price >= order.price), Decimal(0))
+            qty = min(order.remaining, depth)
+            if qty > 0:
+                order.filled += qty
+                self._tokens[order.token_id] = self._tokens.get(order.token_id, Decimal(0)) - qty
+                self._usdc += (qty * order.price).quantize(USDC_QUANTUM)
+                log.info("DRY RUN limit SELL %s filled %s @ %s (bid %s)", order.order_id, fmt(qty),
+                         fmt(order.price), fmt(book.best_bid))
+
+    @staticmethod
+    def _walk(levels: Iterable[tuple[Decimal, Decimal]], acceptable, budget_usdc=None, shares=None):
+        """Consume levels (best first) while the price is acceptable; returns (shares, usdc)."""
+        got, paid = Decimal(0), Decimal(0)
+        for price, size in levels:
+            if not acceptable(price):
+                break
+            if budget_usdc is not None:
+                take = min(size, round_shares((budget_usdc - paid) / price))
+            else:
+                take = min(size, shares - got)
+            if take <= 0:
+                break
+            got += take
+            paid += take * price
+        return got, paid.quantize(USDC_QUANTUM)
+
+    # -- Venue ------------------------------------------------------------------------------------
+
+    def get_books(self, token_ids: Iterable[str]) -> dict[str, Book]:
+        books = self._reader.get_books(token_ids)
+        with self._lock:
+            before = sum(o.filled for o in self._orders.values())
+            self._fill_resting(books)
+            if sum(o.filled for o in self._orders.values()) != before:
+                self._save()
+        return books
+
+    def get_market_info(self, token_id: str, condition_id: str = "") -> MarketInfo:
+        return self._reader.get_market_info(token_id, condition_id)
+
+    def market_buy(self, token_id: str, usdc: Decimal, max_price: Decimal, info: MarketInfo) -> Fill:
+        if usdc < MIN_MARKETABLE_NOTIONAL:
+            raise OrderRejected(f"invalid amount for a marketable BUY order (${fmt(usdc)}), min size: $1",
+                                endpoint="POST /order (dry run)")
+        book = self._book(token_id)
+        with self._lock:
+            if usdc > self._usdc:
+                raise OrderRejected("not enough balance / allowance", endpoint="POST /order (dry run)")
+            got, paid = self._walk(book.asks, lambda p: p <= max_price, budget_usdc=usdc)
+            if got <= 0:
+                raise OrderRejected("no orders found to match with FAK order. FAK orders are partially "
+                                    "filled or killed if no match is found.", endpoint="POST /order (dry run)")
+            oid = self._new_id()
+            self._orders[oid] = _PaperOrder(oid, token_id, "BUY", max_price, got, got)
+            self._usdc -= paid
+            self._tokens[token_id] = self._tokens.get(token_id, Decimal(0)) + got
+            self._save()
+        log.info("DRY RUN market BUY %s: %s shares for $%s (cap %s)", oid, fmt(got), fmt(paid), fmt(max_price))
+        return Fill(oid, "matched", got, paid)
+
+    def limit_sell(self, token_id: str, price: Decimal, shares: Decimal, info: MarketInfo) -> Fill:
+        if shares < info.min_order_size:
+            raise OrderRejected(f"order is invalid. Size ({fmt(shares)}) lower than the minimum: "
+                                f"{fmt(info.min_order_size)}", endpoint="POST /order (dry run)")
+        book = self._book(token_id)
+        with self._lock:
+            available = self._tokens.get(token_id, Decimal(0)) - self._reserved(token_id)
+            if shares > available + SHARE_EPSILON:
+                raise OrderRejected("not enough balance / allowance", endpoint="POST /order (dry run)")
+            oid = self._new_id()
+            order = _PaperOrder(oid, token_id, "SELL", price, shares)
+            got, proceeds = self._walk(book.bids, lambda p: p >= price, shares=shares)
+            order.filled = got
+            self._orders[oid] = order
+            self._tokens[token_id] = self._tokens.get(token_id, Decimal(0)) - got
+            self._usdc += proceeds
+            self._save()
+        log.info("DRY RUN LIMIT SELL (TP) %s: %s @ %s GTC%s", oid, fmt(shares), fmt(price),
+                 f", {fmt(got)} filled at once" if got else "")
+        return Fill(oid, "matched" if not order.is_open else "live", got, proceeds)
+
+    def market_sell(self, token_id: str, shares: Decimal, min_price: Decimal, info: MarketInfo) -> Fill:
+        book = self._book(token_id)
+        with self._lock:
+            available = self._tokens.get(token_id, Decimal(0)) - self._reserved(token_id)
+            if shares > available + SHARE_EPSILON:
+                raise OrderRejected("not enough balance / allowance", endpoint="POST /order (dry run)")
+            got, proceeds = self._walk(book.bids, lambda p: p >= min_price, shares=shares)
+            if got <= 0:
+                raise OrderRejected("no orders found to match with FAK order. FAK orders are partially "
+                                    "filled or killed if no match is found.", endpoint="POST /order (dry run)")
+            oid = self._new_id()
+            self._orders[oid] = _PaperOrder(oid, token_id, "SELL", min_price, got, got)
+            self._tokens[token_id] -= got
+            self._usdc += proceeds
+            self._save()
+        log.info("DRY RUN market SELL %s: %s shares for $%s (floor %s)", oid, fmt(got), fmt(proceeds),
+                 fmt(min_price))
+        return Fill(oid, "matched", got, proceeds)
+
+    def cancel(self, order_id: str) -> CancelResult:
+        with self._lock:
+            order = self._orders.get(order_id)
+            if order is None:
+                return CancelResult(frozenset(), {order_id: "order not found"})
+            if not order.is_open:
+                return CancelResult(frozenset(), {order_id: "already canceled or matched"})
+            order.canceled = True
+            self._save()
+        log.info("DRY RUN cancel %s", order_id)
+        return CancelResult(frozenset({order_id}), {})
+
+    def get_order(self, order_id: str) -> OrderState | None:
+        with self._lock:
+            order = self._orders.get(order_id)
+            return order.state() if order else None
+
+    def open_orders(self) -> list[OrderState]:
+        with self._lock:
+            return [o.state() for o in self._orders.values() if o.is_open]
+
+    def token_balance(self, token_id: str, refresh: bool = False) -> Decimal:
+        with self._lock:
+            return self._tokens.get(token_id, Decimal(0))
+
+    def collateral_balance(self) -> Decimal:
+        with self._lock:
+            return self._usdc
+
+    def api_calls(self) -> dict[str, int]:
+        return self._reader.api_calls()

@@ -1,0 +1,111 @@
+"""Market discovery: Gamma parsing (JSON-encoded string fields) and the selection rule."""
+import json
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal as D
+from types import SimpleNamespace
+
+import pytest
+
+from bot.errors import MalformedResponse, TemporaryVenueError
+from bot.scanner import MarketScanner, parse_market
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+
+
+def gamma_market(mid, yes="0.5", liquidity=5000.0, spread=0.01, days=10, accepting=True, cid=None, **extra):
+    yes_d = D(yes)
+    m = {
+        "id": str(mid), "question": f"Question {mid}?", "conditionId": cid or "0x" + f"{mid:064x}",
+        "slug": f"q-{mid}", "endDate": (NOW + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "liquidity": str(liquidity), "liquidityNum": liquidity, "volume": "100", "volumeNum": 100.0,
+        "outcomes": json.dumps(["Yes", "No"]), "outcomePrices": json.dumps([str(yes_d), str(1 - yes_d)]),
+        "clobTokenIds": json.dumps([f"{mid}1", f"{mid}2"]), "active": True, "closed": False,
+        "acceptingOrders": accepting, "enableOrderBook": True, "bestBid": float(yes_d) - spread / 2,
+        "bestAsk": float(yes_d) + spread / 2, "spread": spread, "orderPriceMinTickSize": 0.01, "orderMinSize": 5,
+        "negRisk": False,
+    }
+    m.update(extra)
+    return m
+
+
+class FakeSession:
+    def __init__(self, pages, status=200):
+        self.pages, self.status, self.params = pages, status, []
+
+    def get(self, url, params=None, timeout=None):
+        self.params.append(params)
+        body = self.pages.pop(0) if self.pages else []
+        return SimpleNamespace(status_code=self.status, json=lambda: body, text=json.dumps(body)[:100])
+
+
+def strategy(**kw):
+    base = dict(min_liquidity=D(1000), min_volume=D(0), max_spread=D("0.05"), min_hours_to_end=24,
+                max_hours_to_end=None, min_price=D("0.2"), max_price=D("0.8"))
+    base.update(kw)
+    return SimpleNamespace(**base)
+
+
+def test_parse_market_decodes_json_string_fields():
+    yes, no = parse_market(gamma_market(7, yes="0.3"))
+    assert (yes.outcome, yes.token_id, yes.price) == ("Yes", "71", D("0.3"))
+    assert (no.outcome, no.token_id, no.price) == ("No", "72", D("0.7"))
+    assert yes.tick_size == D("0.01") and yes.min_order_size == D(5) and yes.liquidity == D("5000.0")
+
+
+def test_parse_market_names_the_bad_field():
+    with pytest.raises(ValueError, match="Gamma market 9: .*clobTokenIds"):
+        parse_market(gamma_market(9, clobTokenIds="{not json"))
+
+
+def test_selection_rule_filters_and_ranks_by_liquidity():
+    markets = [
+        gamma_market(1, liquidity=9000, spread=0.2),            # spread too wide
+        gamma_market(2, liquidity=8000, accepting=False),        # not accepting orders
+        gamma_market(3, liquidity=7000, days=0.5),               # ends too soon
+        gamma_market(4, liquidity=6000, yes="0.9"),              # Yes too dear -> the No token at 0.1 is too cheap
+        gamma_market(5, liquidity=3000, yes="0.85"),             # Yes too dear -> buys No at 0.15? below min: skip
+        gamma_market(6, liquidity=2000, yes="0.75"),             # Yes in range
+        gamma_market(7, liquidity=4000, yes="0.1"),              # No at 0.9: out of range
+        gamma_market(8, liquidity=500),                          # too little liquidity
+        gamma_market(10, liquidity=2500, yes="0.82"),            # No at 0.18 out of range
+        gamma_market(11, liquidity=2600, yes="0.25"),            # in range, more liquid than 6
+    ]
+    scanner = MarketScanner("http://gamma", strategy(), session=FakeSession([markets]))
+    cands = scanner.candidates(NOW)
+    assert [c.market_id for c in cands] == ["11", "6"]
+    assert cands[0].outcome == "Yes"
+
+
+def test_no_token_is_chosen_when_yes_is_out_of_range():
+    scanner = MarketScanner("http://gamma", strategy(max_price=D("0.6")), session=FakeSession([[gamma_market(1, yes="0.7")]]))
+    best = scanner.best_candidate(NOW)
+    assert (best.outcome, best.token_id, best.price) == ("No", "12", D("0.3"))
+
+
+def test_blacklisted_and_held_markets_are_skipped():
+    markets = [gamma_market(1, liquidity=9000), gamma_market(2, liquidity=8000)]
+    scanner = MarketScanner("http://gamma", strategy(), session=FakeSession([markets]))
+    skip_first = markets[0]["conditionId"]
+    assert scanner.best_candidate(NOW, skip=lambda cid: cid == skip_first).market_id == "2"
+
+
+def test_query_uses_real_gamma_parameters():
+    session = FakeSession([[]])
+    MarketScanner("http://gamma", strategy(min_volume=D(10), max_hours_to_end=48), session=session).candidates(NOW)
+    p = session.params[0]
+    assert p["active"] == "true" and p["closed"] == "false" and p["order"] == "liquidityNum"
+    assert p["ascending"] == "false" and p["liquidity_num_min"] == "1000" and p["volume_num_min"] == "10"
+    assert p["end_date_min"] == "2026-11-25T12:00:00Z" and p["end_date_max"] == "2026-11-26T12:00:00Z"
+
+
+def test_gamma_errors_are_classified():
+    with pytest.raises(TemporaryVenueError):
+        MarketScanner("http://g", strategy(), session=FakeSession([[]], status=503)).candidates(NOW)
+    with pytest.raises(MalformedResponse):
+        MarketScanner("http://g", strategy(), session=FakeSession([{"not": "a list"}])).candidates(NOW)
+
+
+def test_malformed_market_is_skipped_not_fatal():
+    markets = [gamma_market(1, outcomePrices="garbage"), gamma_market(2)]
+    scanner = MarketScanner("http://gamma", strategy(), session=FakeSession([markets]))
+    assert [c.market_id for c in scanner.candidates(NOW)] == ["2"]

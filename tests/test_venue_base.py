@@ -1,0 +1,43 @@
+from decimal import Decimal as D
+
+import pytest
+
+from bot.venue.base import Book, OrderState, OrderStatus
+
+
+def test_book_puts_best_levels_first_whatever_the_wire_order():
+    # The venue sends bids ascending and asks descending (best LAST).
+    raw = {"asset_id": "1", "bids": [{"price": "0.48", "size": "100"}, {"price": "0.50", "size": "150"}],
+           "asks": [{"price": "0.53", "size": "90"}, {"price": "0.51", "size": "120"}],
+           "tick_size": "0.01", "min_order_size": "5"}
+    book = Book.from_venue(raw)
+    assert book.best_bid == D("0.50") and book.best_ask == D("0.51")
+    assert book.spread == D("0.01")
+    assert book.tick_size == D("0.01") and book.min_order_size == D("5")
+
+
+def test_book_rejects_malformed_levels_with_the_field_name():
+    with pytest.raises(ValueError, match=r"bids\[0\].price"):
+        Book.from_venue({"asset_id": "1", "bids": [{"price": "x", "size": "1"}], "asks": []})
+
+
+@pytest.mark.parametrize("status,matched,expected", [
+    ("LIVE", "0", OrderStatus.OPEN),
+    ("LIVE", "2.5", OrderStatus.PARTIALLY_FILLED),
+    ("MATCHED", "10", OrderStatus.FILLED),
+    ("CANCELED", "3", OrderStatus.CANCELED),
+    ("ORDER_STATUS_LIVE", "0", OrderStatus.OPEN),
+    ("CANCELED_MARKET_RESOLVED", "0", OrderStatus.CANCELED),
+    ("weird", "0", OrderStatus.UNKNOWN),
+])
+def test_order_status_normalisation(status, matched, expected):
+    state = OrderState.from_venue({"id": "0xabc", "status": status, "original_size": "10", "size_matched": matched,
+                                   "price": "0.7", "side": "SELL", "asset_id": "9"})
+    assert state.status == expected
+    assert state.filled_size == D(matched)
+    assert state.remaining == D(10) - D(matched)
+
+
+def test_order_without_id_is_malformed():
+    with pytest.raises(ValueError):
+        OrderState.from_venue({"status": "LIVE"})
