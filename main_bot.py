@@ -25,6 +25,7 @@ from bot.errors import BotError, MalformedResponse, OrderRejected, StateFileErro
 from bot.exits import ExitProtocol, book_tp_fill
 from bot.logger import get_logger, register_secret
 from bot.money import fmt, is_dust, round_shares
+from bot.reconcile import reconcile
 from bot.position_manager import (
     BotState,
     CloseReason,
@@ -73,6 +74,7 @@ class Bot:
         self._last_order_check: float | None = None
         self._last_scan: float | None = None
         self._last_logged_bid: dict[str, Decimal] = {}
+        self._reconciled = False
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -137,14 +139,25 @@ class Bot:
             self.save()
 
     def run_once(self) -> None:
-        """One iteration in fixed phases."""
+        """One iteration in fixed phases (reconciliation first, until it has succeeded once)."""
         now = self.now()
+        if not self._reconciled:
+            self._reconcile(now)
         snap = self._read_venue(now)
         self._update_positions(snap, now)
         if self._may_open(now):
             self._place_new_trade(now)
         self.save()
         self._log_loop_summary()
+
+    def _reconcile(self, now: datetime) -> None:
+        report = reconcile(self.state, self.venue, now, self._arm_tp,
+                           cancel_unknown=self.config.trading.cancel_unknown_orders)
+        self._reconciled = True
+        if any(p.status == PositionState.NEEDS_ATTENTION for p in self.state.positions) and not self.state.paused:
+            self.state.pause("a position needs attention (found at start-up)")
+        self.save()
+        (log.warning if report.found_anything else log.info)(report.summary())
 
     # -- phase 1: read ----------------------------------------------------------------------------
 

@@ -1,0 +1,220 @@
+"""Configuration: ``config.json`` validated by pydantic, and secrets from the environment only.
+
+Every problem is reported as a ConfigError naming the file, the field and the reason, e.g.
+``config.json: strategy.min_price: must be below strategy.max_price (0.9 >= 0.8)``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from bot.errors import ConfigError
+
+_STRICT = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class BotSection(BaseModel):
+    model_config = _STRICT
+    dry_run: bool = True
+    loop_interval_seconds: float = Field(10, gt=0)
+    positions_file: str = "positions.json"
+    log_file: str | None = "logs/bot.log"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class CapitalSection(BaseModel):
+    model_config = _STRICT
+    total: Decimal = Field(Decimal(100), gt=0)
+    max_trade_size: Decimal = Field(Decimal(10), gt=0)
+    max_positions: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _trade_within_total(self):
+        if self.max_trade_size > self.total:
+            raise ValueError(f"max_trade_size: must not exceed capital.total ({self.max_trade_size} > {self.total})")
+        return self
+
+
+class TradingSection(BaseModel):
+    model_config = _STRICT
+    use_concurrent_orders: bool = False
+    order_check_interval_seconds: float = Field(30, gt=0)
+    cancel_timeout_seconds: float = Field(5, gt=0)
+    ab_test_ratio: float | None = Field(None, ge=0, le=1)
+    ab_test_seed: int | None = None
+    exit_max_slippage_pct: Decimal = Field(Decimal("0.10"), gt=0, lt=1)
+    cancel_unknown_orders: bool = False
+
+
+class StrategySection(BaseModel):
+    model_config = _STRICT
+    take_profit_pct: Decimal = Field(Decimal("0.10"), gt=0, lt=1)
+    stop_loss_pct: Decimal = Field(Decimal("0.10"), gt=0, lt=1)
+    max_hold_hours: float = Field(24, gt=0)
+    blacklist_hours: float = Field(24, ge=0)
+    min_price: Decimal = Field(Decimal("0.20"), gt=0, lt=1)
+    max_price: Decimal = Field(Decimal("0.80"), gt=0, lt=1)
+    min_liquidity: Decimal = Field(Decimal(1000), ge=0)
+    min_volume: Decimal = Field(Decimal(0), ge=0)
+    max_spread: Decimal = Field(Decimal("0.05"), gt=0)
+    min_hours_to_end: float = Field(24, ge=0)
+    max_hours_to_end: float | None = Field(None, gt=0)
+    scan_interval_seconds: float = Field(60, gt=0)
+
+    @model_validator(mode="after")
+    def _price_range(self):
+        if self.min_price >= self.max_price:
+            raise ValueError(f"min_price: must be below strategy.max_price ({self.min_price} >= {self.max_price})")
+        return self
+
+
+class ApiSection(BaseModel):
+    model_config = _STRICT
+    clob_host: str = "https://clob.polymarket.com"
+    gamma_host: str = "https://gamma-api.polymarket.com"
+    chain_id: int = 137
+    signature_type: int = Field(0, ge=0, le=3)
+    request_timeout_seconds: float = Field(5, gt=0)
+    max_requests_per_second: float = Field(20, gt=0)
+
+
+class AlertsSection(BaseModel):
+    model_config = _STRICT
+    webhook_url: str | None = None
+
+
+class BotConfig(BaseModel):
+    """The whole config.json."""
+
+    model_config = _STRICT
+    bot: BotSection = Field(default_factory=BotSection)
+    capital: CapitalSection = Field(default_factory=CapitalSection)
+    trading: TradingSection = Field(default_factory=TradingSection)
+    strategy: StrategySection = Field(default_factory=StrategySection)
+    api: ApiSection = Field(default_factory=ApiSection)
+    alerts: AlertsSection = Field(default_factory=AlertsSection)
+    source_path: str = Field("", exclude=True)
+
+
+def default_config() -> BotConfig:
+    """Every default (dry-run on, concurrent orders off)."""
+    return BotConfig()
+
+
+def _describe(err: dict) -> tuple[str, str]:
+    loc = [str(p) for p in err.get("loc", ())]
+    msg = err.get("msg", "invalid")
+    if err.get("type") == "extra_forbidden":
+        return ".".join(loc), "unknown key"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+        # a model validator names its own field first: "min_price: must be ..."
+        m = re.match(r"^(\w+): (.*)$", msg)
+        if m:
+            return ".".join(loc + [m.group(1)]), m.group(2)
+    got = err.get("input")
+    if not isinstance(got, (dict, list)):
+        msg = f"{msg} (got {got!r})"
+    return ".".join(loc) or "(top level)", msg
+
+
+def load_bot_config(path: str | os.PathLike) -> BotConfig:
+    """Load and validate config.json; ConfigError names the file, the field and the reason."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: file not found (copy config.json from the repository to start)") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot be read ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{p}: invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a JSON object with sections bot, capital, trading, strategy, api")
+    try:
+        config = BotConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{field}: {reason}" for field, reason in map(_describe, exc.errors())]
+        raise ConfigError(f"{p}: " + "; ".join(problems)) from None
+    config.source_path = str(p)
+    return config
+
+
+class Secrets(BaseModel):
+    """Credentials from the environment. Values are SecretStr: repr and str never show them."""
+
+    model_config = ConfigDict(extra="forbid")
+    private_key: SecretStr | None = None
+    funder_address: str | None = None
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+    api_passphrase: SecretStr | None = None
+
+
+ENV_NAMES = {
+    "private_key": "POLY_PRIVATE_KEY",
+    "funder_address": "POLY_FUNDER_ADDRESS",
+    "api_key": "POLY_API_KEY",
+    "api_secret": "POLY_API_SECRET",
+    "api_passphrase": "POLY_API_PASSPHRASE",
+}
+
+
+def load_secrets(env: Mapping[str, str] | None = None, dotenv_path: str | None = ".env") -> Secrets:
+    """Secrets from ``env`` (default: the process environment, after loading .env without overriding it)."""
+    if env is None:
+        if dotenv_path and Path(dotenv_path).exists():
+            from dotenv import load_dotenv
+
+            load_dotenv(dotenv_path, override=False)
+        env = os.environ
+    values = {field: (env.get(name) or "").strip() or None for field, name in ENV_NAMES.items()}
+    return Secrets(**values)
+
+
+_KEY_RE = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+_ADDR_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+def require_live_secrets(secrets: Secrets) -> None:
+    """ConfigError naming what live trading lacks; never prints a secret's value."""
+    problems = []
+    if secrets.private_key is None:
+        problems.append("POLY_PRIVATE_KEY is not set")
+    elif not _KEY_RE.match(secrets.private_key.get_secret_value()):
+        problems.append("POLY_PRIVATE_KEY is not a 64-hex-digit private key (value not shown)")
+    if secrets.funder_address and not _ADDR_RE.match(secrets.funder_address):
+        problems.append(f"POLY_FUNDER_ADDRESS is not an address (0x + 40 hex digits): {secrets.funder_address!r}")
+    api = {"POLY_API_KEY": secrets.api_key, "POLY_API_SECRET": secrets.api_secret,
+           "POLY_API_PASSPHRASE": secrets.api_passphrase}
+    given = [name for name, v in api.items() if v is not None]
+    if given and len(given) != len(api):
+        missing = [name for name in api if name not in given]
+        problems.append(f"API credentials are partial: {', '.join(missing)} missing (set all three, or none "
+                        "to derive them from the key)")
+    if problems:
+        raise ConfigError("live trading (bot.dry_run false) needs credentials in the environment or .env: "
+                          + "; ".join(problems))
+
+
+def check_trade_size(config: BotConfig, min_order_size: Decimal = Decimal(5), price: Decimal | None = None) -> list[str]:
+    """Sentences naming why ``capital.max_trade_size`` cannot trade on typical markets (empty = fine)."""
+    size = config.capital.max_trade_size
+    price = price if price is not None else config.strategy.max_price
+    problems = []
+    if size < 1:
+        problems.append(f"capital.max_trade_size ${size} is below the venue's $1 minimum for a market BUY")
+    shares = (size / price).quantize(Decimal("0.01"))
+    if shares < min_order_size:
+        smallest = (min_order_size * price).quantize(Decimal("0.01"))
+        problems.append(f"capital.max_trade_size ${size} buys {shares} shares at {price}, below the "
+                        f"{min_order_size}-share minimum for a resting take-profit; use at least ${smallest}")
+    return problems

@@ -1,0 +1,66 @@
+"""Logging: a concise console line per event, a full log file, and secrets scrubbed everywhere."""
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from pathlib import Path
+
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+MASK = "***"
+
+
+def register_secret(value: str | None) -> None:
+    """Never let ``value`` (nor its form without 0x) reach a log line or a logged traceback."""
+    if not value or len(value) < 6:
+        return
+    with _secrets_lock:
+        _secrets.add(value)
+        if value.lower().startswith("0x"):
+            _secrets.add(value[2:])
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret replaced by ***."""
+    with _secrets_lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for s in secrets:
+        if s in text:
+            text = text.replace(s, MASK)
+    return text
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats, then scrubs the whole text (message, arguments, exception and stack)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def get_logger(config=None, name: str = "bot") -> logging.Logger:
+    """The bot's logger: console (stderr) and, if configured, a log file. Idempotent."""
+    logger = logging.getLogger(name)
+    level = getattr(logging, config.bot.log_level) if config is not None else logging.INFO
+    logger.setLevel(level)
+    logger.propagate = False
+    for handler in list(logger.handlers):
+        if getattr(handler, "_bot_handler", False):
+            logger.removeHandler(handler)
+            handler.close()
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(RedactingFormatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    console._bot_handler = True
+    logger.addHandler(console)
+    log_file = config.bot.log_file if config is not None else None
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(log_file, encoding="utf-8")
+        fh.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        fh._bot_handler = True
+        logger.addHandler(fh)
+    # The SDK logs every non-200 at ERROR (expected refusals included) and httpx every request at INFO.
+    logging.getLogger("py_clob_client_v2").setLevel(logging.CRITICAL)
+    for noisy in ("httpx", "httpcore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return logger

@@ -1,0 +1,130 @@
+"""The loop's logic over the paper venue with scripted books (no network): routing by exit mode,
+triggers, time exit under freezegun, pause on needs_attention, the A/B draw."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal as D
+
+import pytest
+from freezegun import freeze_time
+
+from bot.config import BotConfig
+from bot.position_manager import CloseReason, ExitMode, PositionState, PositionStore
+from bot.scanner import Candidate
+from bot.venue.base import Book, MarketInfo
+from bot.venue.paper import PaperVenue
+from main_bot import Bot
+
+TOKEN = "111"
+INFO = MarketInfo(TOKEN, "0xcond", D("0.01"), D("5"), False)
+
+
+class Books:
+    def __init__(self):
+        self.set(D("0.50"))
+
+    def set(self, mid: D):
+        self.book = Book(TOKEN, bids=((mid - D("0.01"), D("500")),), asks=((mid + D("0.01"), D("500")),))
+
+    def get_books(self, token_ids):
+        return {t: self.book for t in token_ids if t == TOKEN}
+
+    def get_market_info(self, token_id, condition_id=""):
+        return INFO
+
+    def api_calls(self):
+        return {}
+
+
+class OneMarket:
+    """A scanner that always offers the same market (unless skipped)."""
+
+    def best_candidate(self, now, skip=lambda cid: False):
+        if skip("0xcond"):
+            return None
+        return Candidate("1", "0xcond", "Will it rain?", "rain", TOKEN, "Yes", D("0.5"), D("0.02"), D(5000),
+                         D(100), D("0.01"), D(5), False, None)
+
+
+def make_bot(tmp_path, **trading):
+    config = BotConfig.model_validate({
+        "bot": {"positions_file": str(tmp_path / "positions.json"), "log_file": None},
+        "capital": {"total": "100", "max_trade_size": "10.2", "max_positions": 1},
+        "trading": {"order_check_interval_seconds": 0.001, **trading},
+        "strategy": {"scan_interval_seconds": 0.001, "max_hold_hours": 24},
+    })
+    books = Books()
+    venue = PaperVenue(books, D(100), state_file=tmp_path / "paper.json")
+    return Bot(config, venue, OneMarket(), PositionStore(config.bot.positions_file)), books
+
+
+def test_time_exit_counts_days_not_the_hours_field(tmp_path):
+    # The seed used timedelta.hours, which is 1 for a 1-day-1-hour-old position: it would never exit.
+    with freeze_time("2026-11-24 10:00:00") as frozen:
+        bot, books = make_bot(tmp_path)
+        bot.run_once()
+        pos = bot.state.positions[0]
+        assert pos.status == PositionState.OPEN and pos.exit_mode == ExitMode.MONITOR
+        frozen.tick(23 * 3600)
+        bot.run_once()
+        assert pos.status == PositionState.OPEN
+        frozen.tick(2 * 3600)   # 25 h in total: timedelta(hours=25).seconds//3600 == 1, .days == 1
+        bot.run_once()
+        assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.TIME_EXIT
+
+
+def test_limit_orders_mode_rests_tp_and_watches_sl(tmp_path):
+    bot, books = make_bot(tmp_path, use_concurrent_orders=True)
+    bot.run_once()
+    pos = bot.state.positions[0]
+    assert pos.exit_mode == ExitMode.LIMIT_ORDERS and pos.tp_order_id.startswith("dry_run_")
+    assert (pos.tp_price, pos.sl_price) == (D("0.57"), D("0.45"))
+    books.set(D("0.46"))     # bid 0.45: the SL fires
+    bot.run_once()
+    assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
+    assert bot.state.is_blacklisted("0xcond", bot.now())
+    assert bot.venue.open_orders() == []
+
+
+def test_flag_change_affects_new_positions_only(tmp_path):
+    bot, books = make_bot(tmp_path, use_concurrent_orders=True)
+    bot.run_once()
+    bot.config.trading.use_concurrent_orders = False
+    books.set(D("0.52"))
+    bot.run_once()
+    assert bot.state.positions[0].exit_mode == ExitMode.LIMIT_ORDERS
+
+
+def test_account_short_of_shares_needs_attention_and_pauses(tmp_path):
+    bot, books = make_bot(tmp_path)
+    bot.run_once()
+    pos = bot.state.positions[0]
+    bot.venue._tokens[TOKEN] = D(0)   # the shares vanished behind the bot's back
+    books.set(D("0.40"))
+    bot.run_once()
+    assert pos.status == PositionState.NEEDS_ATTENTION
+    assert bot.state.paused and "needs attention" in bot.state.pause_reason
+    # a paused bot opens nothing new even with a free slot
+    assert len(bot.state.positions) == 1
+
+
+def test_ab_ratio_and_seed_make_a_reproducible_split(tmp_path):
+    bot, _ = make_bot(tmp_path, ab_test_ratio=0.3, ab_test_seed=42)
+    draws = [bot._choose_exit_mode() for _ in range(2000)]
+    share = sum(d == ExitMode.LIMIT_ORDERS for d in draws) / len(draws)
+    assert 0.27 < share < 0.33
+    bot2, _ = make_bot(tmp_path / "again", ab_test_ratio=0.3, ab_test_seed=42)
+    assert [bot2._choose_exit_mode() for _ in range(2000)] == draws
+
+
+def test_loop_survives_venue_errors_and_pauses_after_repeated_failures(tmp_path):
+    bot, books = make_bot(tmp_path)
+
+    def broken(*a, **k):
+        raise RuntimeError("boom")
+
+    bot.scanner.best_candidate = broken
+    for _ in range(5):
+        bot._last_scan = None   # scan every time
+        bot._run_guarded()
+    assert bot.state.paused and "boom" in bot.state.pause_reason
