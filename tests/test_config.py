@@ -1,0 +1,86 @@
+import json
+from decimal import Decimal as D
+
+import pytest
+
+from bot.config import check_trade_size, default_config, load_bot_config, load_secrets, require_live_secrets
+from bot.errors import ConfigError
+
+KEY = "ab" * 32
+
+
+def write(tmp_path, data, name="config.json"):
+    p = tmp_path / name
+    p.write_text(data if isinstance(data, str) else json.dumps(data))
+    return p
+
+
+def test_shipped_config_is_safe():
+    cfg = load_bot_config("config.json")
+    assert cfg.bot.dry_run is True and cfg.trading.use_concurrent_orders is False
+    assert cfg.model_dump() == default_config().model_dump()
+
+
+@pytest.mark.parametrize("data,expected", [
+    ({"trading": {"use_concurent_orders": True}}, "trading.use_concurent_orders: unknown key"),
+    ({"bot": {"dry_run": "maybe"}}, "bot.dry_run: Input should be a valid boolean"),
+    ({"strategy": {"take_profit_pct": 1.5}}, "strategy.take_profit_pct: Input should be less than 1"),
+    ({"strategy": {"min_price": 0.9, "max_price": 0.8}},
+     "strategy.min_price: must be below strategy.max_price (0.9 >= 0.8)"),
+    ({"capital": {"total": 5, "max_trade_size": 10}}, "capital.max_trade_size: must not exceed capital.total"),
+    ({"capital": {"max_positions": 0}}, "capital.max_positions: Input should be greater than or equal to 1"),
+    ({"api": {"signature_type": 7}}, "api.signature_type"),
+])
+def test_config_errors_name_file_field_and_reason(tmp_path, data, expected):
+    path = write(tmp_path, data)
+    with pytest.raises(ConfigError) as err:
+        load_bot_config(path)
+    assert str(path) in str(err.value) and expected in str(err.value)
+
+
+def test_invalid_json_names_line_and_column(tmp_path):
+    path = write(tmp_path, '{\n  "bot": {"dry_run": true,}\n}')
+    with pytest.raises(ConfigError, match=r"invalid JSON: .* line 2, column \d+"):
+        load_bot_config(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="nope.json: file not found"):
+        load_bot_config(tmp_path / "nope.json")
+
+
+def test_partial_config_gets_defaults(tmp_path):
+    cfg = load_bot_config(write(tmp_path, {"trading": {"ab_test_ratio": 0.5}}))
+    assert cfg.trading.ab_test_ratio == 0.5 and cfg.strategy.max_hold_hours == 24
+
+
+def test_trade_size_checks_name_the_numbers():
+    cfg = default_config()
+    cfg.capital.max_trade_size = D("0.25")   # the seed's "micro" trade
+    problems = check_trade_size(cfg, D(5), D("0.5"))
+    assert any("$0.25 is below the venue's $1 minimum" in p for p in problems)
+    assert any("0.50 shares at 0.5" in p and "use at least $2.50" in p for p in problems)
+    cfg.capital.max_trade_size = D("3")
+    assert check_trade_size(cfg, D(5), D("0.5")) == []
+
+
+def test_secrets_from_mapping_and_dotenv(tmp_path, monkeypatch):
+    s = load_secrets({"POLY_PRIVATE_KEY": KEY, "POLY_FUNDER_ADDRESS": "0x" + "1" * 40})
+    assert s.private_key.get_secret_value() == KEY and KEY not in repr(s) and KEY not in str(s)
+    for name in ("POLY_PRIVATE_KEY", "POLY_API_KEY", "POLY_API_SECRET", "POLY_API_PASSPHRASE"):
+        monkeypatch.delenv(name, raising=False)
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"POLY_PRIVATE_KEY={KEY}\n")
+    assert load_secrets(dotenv_path=str(env_file)).private_key.get_secret_value() == KEY
+
+
+def test_live_secrets_are_named_and_never_shown():
+    with pytest.raises(ConfigError, match="POLY_PRIVATE_KEY is not set"):
+        require_live_secrets(load_secrets({}))
+    bad = "zz" + KEY[2:]
+    with pytest.raises(ConfigError) as err:
+        require_live_secrets(load_secrets({"POLY_PRIVATE_KEY": bad}))
+    assert bad not in str(err.value) and "not a 64-hex-digit" in str(err.value)
+    with pytest.raises(ConfigError, match="POLY_API_SECRET, POLY_API_PASSPHRASE missing"):
+        require_live_secrets(load_secrets({"POLY_PRIVATE_KEY": KEY, "POLY_API_KEY": "k"}))
+    require_live_secrets(load_secrets({"POLY_PRIVATE_KEY": "0x" + KEY}))
