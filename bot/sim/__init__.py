@@ -1,0 +1,108 @@
+"""A simulated Polymarket on loopback (CLOB + Gamma over HTTP) that the real py-clob-client-v2 trades
+against. ``SimExchange`` starts it in-process; ``python -m bot.sim`` serves it from the command line."""
+from __future__ import annotations
+
+import random
+import threading
+from decimal import Decimal
+
+from eth_account import Account
+
+from bot.clock import Clock, SystemClock
+from bot.sim.engine import Engine, SimReject, dec_str
+from bot.sim.server import SimState, make_server
+
+__all__ = ["SimExchange", "SimReject"]
+
+
+class SimExchange:
+    """The simulated exchange: a context manager serving CLOB and Gamma on free 127.0.0.1 ports.
+
+    Every ``/_sim/...`` control route has a Python twin here with the same arguments and results.
+    """
+
+    def __init__(self, *, markets: int = 0, seed: int = 0, clock: Clock | None = None, port: int = 0,
+                 gamma_port: int = 0, default_volatility=None, settlement_delay_s: float = 0.0,
+                 step_seconds: float = 1.0, page_size: int = 100):
+        self.clock = clock or SystemClock()
+        self.seed = seed
+        self.engine = Engine(seed=seed, clock=self.clock,
+                             default_volatility=Decimal(str(default_volatility)) if default_volatility is not None
+                             else Decimal("0.004"), step_seconds=step_seconds, settlement_delay_s=settlement_delay_s)
+        self.state = SimState(self.engine, seed=seed, page_size=page_size)
+        self._ports = (port, gamma_port)
+        self._servers = []
+        self._threads: list[threading.Thread] = []
+        self.clob_url = self.gamma_url = ""
+        rng = random.Random(seed)
+        for i in range(markets):
+            self.create_market(f"Simulated market {i + 1}: will it happen?",
+                               yes_price=round(rng.uniform(0.25, 0.75), 2))
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> "SimExchange":
+        for port, gamma in ((self._ports[0], False), (self._ports[1], True)):
+            server = make_server(self.state, self, port, gamma)
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                      name=f"sim-{'gamma' if gamma else 'clob'}", daemon=True)
+            thread.start()
+            self._servers.append(server)
+            self._threads.append(thread)
+        self.clob_url = f"http://127.0.0.1:{self._servers[0].server_address[1]}"
+        self.gamma_url = f"http://127.0.0.1:{self._servers[1].server_address[1]}"
+        return self
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.shutdown()
+            server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._servers, self._threads = [], []
+
+    def __enter__(self) -> "SimExchange":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- control (same as /_sim routes) ---------------------------------------------------------
+
+    def create_market(self, question, yes_price=0.5, tick_size="0.01", min_order_size=5, neg_risk=False,
+                      volatility=None, **kw) -> dict:
+        m = self.engine.add_market(question, yes_price=Decimal(str(yes_price)), tick_size=str(tick_size),
+                                   min_order_size=min_order_size, neg_risk=neg_risk, volatility=volatility, **kw)
+        return {"id": m.id, "condition_id": m.condition_id, "slug": m.slug, "token_ids": list(m.token_ids)}
+
+    def fund(self, address, usdc=None, token_id=None, shares=None) -> None:
+        self.engine.fund(address, usdc=usdc, token_id=token_id, shares=shares)
+
+    def balances(self, address) -> dict:
+        b = self.engine.balances(address)
+        return {"usdc": dec_str(b["usdc"]), "tokens": {t: dec_str(q) for t, q in b["tokens"].items()},
+                "open_orders": b["open_orders"]}
+
+    def set_book(self, token_id, bids, asks) -> None:
+        self.engine.set_book(token_id, bids, asks)
+
+    def set_price(self, token_id, price) -> None:
+        self.engine.move_price(token_id, Decimal(str(price)))
+
+    def resolve(self, condition_id, winner) -> None:
+        self.engine.resolve(condition_id, winner)
+
+    def set_faults(self, rate, statuses=(429, 425, 500, 503), paths=None, delay_s=0, seed=None) -> None:
+        self.state.set_faults(rate, statuses, paths, delay_s, seed)
+
+    def request_counts(self) -> dict:
+        return self.state.request_counts()
+
+    def reset_request_counts(self) -> None:
+        self.state.reset_counts()
+
+    def new_wallet(self, usdc=0) -> dict:
+        """A fresh throwaway key, funded with ``usdc``: {"private_key", "address"}."""
+        acct = Account.create()
+        self.fund(acct.address, usdc=usdc)
+        return {"private_key": "0x" + acct.key.hex().removeprefix("0x"), "address": acct.address}

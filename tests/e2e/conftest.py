@@ -62,6 +62,10 @@ class Harness:
             self.bot.run_once()
             self.clock.advance(advance)
 
+    def no_new_trades(self) -> None:
+        """Stop scanning, so a closed position's market is not bought again within the test."""
+        self.config.strategy.scan_interval_seconds = 10**9
+
     def restart(self) -> "Bot":
         self.bot = Bot(self.config, self.venue, MarketScanner(self.sim.gamma_url, self.config.strategy),
                        PositionStore(self.config.bot.positions_file), clock=self.clock)

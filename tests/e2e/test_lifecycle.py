@@ -33,6 +33,7 @@ def test_tp_fills_and_position_closes_with_profit(sim, tmp_path, dry_run):
     assert pos.tp_order_id.startswith("dry_run_") == dry_run
     if not dry_run:
         assert h.venue_balances()["open_orders"] == 1
+    h.no_new_trades()
     sim.set_price(m["token_ids"][0], 0.65)   # the market rises through the TP
     h.clock.advance(30)
     h.loop()
@@ -75,6 +76,7 @@ def test_time_exit_sells_after_max_hold(sim, tmp_path):
     h.loop()
     pos = only(h.positions)
     assert pos.exit_mode == ExitMode.MONITOR and pos.tp_order_id is None
+    h.no_new_trades()
     h.clock.advance(23 * 3600)
     h.loop()
     assert only(h.positions).status == PositionState.OPEN
@@ -91,6 +93,7 @@ def test_monitor_mode_sells_when_bid_reaches_tp(sim, tmp_path):
     h.loop()
     pos = only(h.positions)
     assert h.venue_balances()["open_orders"] == 0   # nothing rests in monitor mode
+    h.no_new_trades()
     sim.set_price(m["token_ids"][0], 0.66)
     h.loop()
     pos = only(h.positions)
@@ -145,6 +148,7 @@ def test_restart_with_a_positions_file_from_the_previous_version(sim, tmp_path):
     assert pos.exit_mode == ExitMode.MONITOR and pos.status == PositionState.OPEN
     h.bot._fill_missing_exit_prices()
     assert pos.tp_price == D("0.55") and pos.sl_price == D("0.45")
+    h.no_new_trades()
     sim.set_price(yes, 0.60)
     h.loop()
     pos = only(h.positions)

@@ -1,0 +1,772 @@
+"""The simulated venue's matching engine, accounts and living market.
+
+Rules enforced as on Polymarket (FACTS.md, DESIGN.md section 1), because a simulator that accepts
+anything hides the bugs that lose money:
+- every order is a limit order; a marketable one executes at once at the RESTING orders' prices
+  (price-time priority), so a SELL below the best bid fills at the bid;
+- GTC/GTD remainders rest; FOK fills fully or is killed; FAK fills what it can; post-only rejects when
+  it would cross; no self-trade (an account's own resting orders are skipped and left resting);
+- open orders reserve what they may spend: a SELL its shares, a BUY its USDC, so a second full-size
+  SELL on the same shares is refused with ``not enough balance / allowance``;
+- prices on the tick within [tick, 1 - tick]; resting orders at least ``min_order_size`` shares;
+  marketable BUYs at least $1; share amounts of limit orders with at most 2 decimals;
+- the taker pays a fee: on a BUY in shares (you hold slightly fewer than you bought), on a SELL in USDC;
+- optional settlement lag: shares just bought cannot be sold for ``settlement_delay_s`` seconds.
+
+Simplifications: the YES and NO books are separate (the real CLOB mirrors them); their prices are kept
+consistent by quoting NO around 1 - YES. Trades are CONFIRMED at once with a transaction hash.
+Market maker ("other traders") orders never trade with each other.
+"""
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import math
+import random
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal
+
+from bot.clock import Clock, SystemClock
+
+MM_ACCOUNT = "0x000000000000000000000000000000000000beef"
+MM_OWNER = "sim-market-maker"
+BASE = Decimal("0.000001")
+SHARES_2DP = Decimal("0.01")
+ONE = Decimal(1)
+
+
+class SimReject(Exception):
+    """A refusal by the venue's rules: ``message`` is the venue's error text, ``status`` the HTTP status."""
+
+    def __init__(self, message: str, status: int = 400, order_id: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.order_id = order_id
+
+
+def dec_str(value: Decimal) -> str:
+    """Decimal as the venue writes numbers: no exponent, no needless trailing zeros."""
+    text = format(value.normalize(), "f") if value != 0 else "0"
+    return text
+
+
+def base_units(value: Decimal) -> int:
+    return int((value / BASE).to_integral_value(rounding=ROUND_DOWN))
+
+
+@dataclass
+class SimMarket:
+    id: str
+    condition_id: str
+    question_id: str
+    question: str
+    slug: str
+    token_ids: tuple[str, str]
+    tick_size: Decimal
+    min_order_size: Decimal
+    neg_risk: bool
+    fee_rate: Decimal
+    fee_exponent: int
+    volatility: Decimal
+    end_date: datetime
+    start_date: datetime
+    yes_mid: Decimal
+    outcomes: tuple[str, str] = ("Yes", "No")
+    closed: bool = False
+    accepting_orders: bool = True
+    winner: str | None = None
+    volume: Decimal = Decimal(0)
+    liquidity_depth: int = 5
+
+    def mid_of(self, token_id: str) -> Decimal:
+        return self.yes_mid if token_id == self.token_ids[0] else ONE - self.yes_mid
+
+    def outcome_of(self, token_id: str) -> str:
+        return self.outcomes[0] if token_id == self.token_ids[0] else self.outcomes[1]
+
+
+@dataclass
+class Order:
+    id: str
+    owner: str
+    account: str
+    token_id: str
+    side: str
+    price: Decimal
+    size: Decimal
+    order_type: str
+    created_at: int
+    seq: int
+    expiration: int = 0
+    matched: Decimal = Decimal(0)
+    status: str = "LIVE"
+    trade_ids: list[str] = field(default_factory=list)
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.size - self.matched
+
+    @property
+    def is_mm(self) -> bool:
+        return self.account == MM_ACCOUNT
+
+
+@dataclass
+class Trade:
+    id: str
+    taker_order_id: str
+    taker_account: str
+    taker_owner: str
+    maker_order_id: str
+    maker_account: str
+    maker_owner: str
+    token_id: str
+    market: str
+    outcome: str
+    taker_side: str
+    price: Decimal
+    size: Decimal
+    fee: Decimal
+    match_time: int
+    tx_hash: str
+
+
+class _Side:
+    """One side of a book: price levels (FIFO queues) with a sorted price list."""
+
+    def __init__(self, best_is_max: bool):
+        self.best_is_max = best_is_max
+        self.prices: list[Decimal] = []
+        self.levels: dict[Decimal, deque[Order]] = {}
+
+    def add(self, order: Order) -> None:
+        q = self.levels.get(order.price)
+        if q is None:
+            q = self.levels[order.price] = deque()
+            bisect.insort(self.prices, order.price)
+        q.append(order)
+
+    def remove(self, order: Order) -> None:
+        q = self.levels.get(order.price)
+        if q is None:
+            return
+        try:
+            q.remove(order)
+        except ValueError:
+            return
+        if not q:
+            del self.levels[order.price]
+            i = bisect.bisect_left(self.prices, order.price)
+            del self.prices[i]
+
+    def best_first(self):
+        return reversed(self.prices) if self.best_is_max else iter(self.prices)
+
+    def best(self, exclude_account: str | None = None) -> Decimal | None:
+        for price in self.best_first():
+            if exclude_account is None or any(o.account != exclude_account for o in self.levels[price]):
+                return price
+        return None
+
+
+class _Book:
+    def __init__(self):
+        self.bids = _Side(best_is_max=True)
+        self.asks = _Side(best_is_max=False)
+        self.last_trade_price = Decimal("0.5")
+
+    def side(self, side: str) -> _Side:
+        return self.bids if side == "BUY" else self.asks
+
+
+class Engine:
+    """Matching engine, balances and the living market of the simulated exchange (thread-safe)."""
+
+    def __init__(self, *, seed: int = 0, clock: Clock | None = None, default_volatility: Decimal = Decimal("0.004"),
+                 step_seconds: float = 1.0, settlement_delay_s: float = 0.0):
+        self.lock = threading.RLock()
+        self.clock = clock or SystemClock()
+        self.rng = random.Random(seed)
+        self.default_volatility = Decimal(str(default_volatility))
+        self.step_seconds = step_seconds
+        self.settlement_delay_s = settlement_delay_s
+        self._markets: dict[str, SimMarket] = {}
+        self._by_token: dict[str, SimMarket] = {}
+        self._by_condition: dict[str, SimMarket] = {}
+        self._by_slug: dict[str, SimMarket] = {}
+        self._books: dict[str, _Book] = {}
+        self._orders: dict[str, Order] = {}
+        self._open_by_account: dict[str, set[str]] = {}
+        self._trades: list[Trade] = []
+        self._trades_by_account: dict[str, list[Trade]] = {}
+        self._usdc: dict[str, Decimal] = {}
+        self._tokens: dict[str, dict[str, Decimal]] = {}
+        self._unsettled: dict[tuple[str, str], list[tuple[float, Decimal]]] = {}
+        self._seq = 0
+        self._last_advance = self.clock.time()
+        self._next_market_id = 100001
+
+    # -- markets ------------------------------------------------------------------------------------
+
+    def add_market(self, question: str, yes_price=Decimal("0.5"), tick_size="0.01", min_order_size=5,
+                   neg_risk=False, volatility=None, end_date=None, fee_rate=None, fee_exponent=None,
+                   liquidity_depth=None) -> SimMarket:
+        with self.lock:
+            tick = Decimal(str(tick_size))
+            mid = self._snap(Decimal(str(yes_price)), tick, 2)
+            mid_int = self._next_market_id
+            self._next_market_id += 1
+            rnd = random.Random(f"{mid_int}-{question}")
+            now = datetime.fromtimestamp(self.clock.time(), tz=timezone.utc)
+            tokens = (str(rnd.getrandbits(250) | (1 << 250)), str(rnd.getrandbits(250) | (1 << 251)))
+            slug = "-".join("".join(ch for ch in w.lower() if ch.isalnum()) for w in question.split())[:60].strip("-")
+            market = SimMarket(
+                id=str(mid_int), condition_id="0x" + hashlib.sha256(f"cond-{mid_int}-{question}".encode()).hexdigest(),
+                question_id="0x" + hashlib.sha256(f"q-{mid_int}".encode()).hexdigest(), question=question,
+                slug=f"{slug or 'market'}-{mid_int}", token_ids=tokens, tick_size=tick,
+                min_order_size=Decimal(str(min_order_size)), neg_risk=bool(neg_risk),
+                fee_rate=Decimal(str(fee_rate)) if fee_rate is not None else Decimal("0.02"),
+                fee_exponent=int(fee_exponent) if fee_exponent is not None else 2,
+                volatility=Decimal(str(volatility)) if volatility is not None else self.default_volatility,
+                end_date=end_date or (now + timedelta(days=30)), start_date=now - timedelta(days=1), yes_mid=mid,
+                liquidity_depth=int(liquidity_depth) if liquidity_depth else 5,
+            )
+            self._markets[market.id] = market
+            self._by_condition[market.condition_id] = market
+            self._by_slug[market.slug] = market
+            for t in tokens:
+                self._by_token[t] = market
+                self._books[t] = _Book()
+                self._books[t].last_trade_price = market.mid_of(t)
+            self._requote(market)
+            return market
+
+    def markets(self) -> list[SimMarket]:
+        with self.lock:
+            return list(self._markets.values())
+
+    def market_by_token(self, token_id) -> SimMarket | None:
+        return self._by_token.get(str(token_id))
+
+    def market_by_condition(self, condition_id) -> SimMarket | None:
+        return self._by_condition.get(str(condition_id).lower()) or self._by_condition.get(str(condition_id))
+
+    def market_by_id(self, gamma_id) -> SimMarket | None:
+        return self._markets.get(str(gamma_id))
+
+    def market_by_slug(self, slug) -> SimMarket | None:
+        return self._by_slug.get(str(slug))
+
+    # -- accounts -----------------------------------------------------------------------------------
+
+    def fund(self, address, usdc=None, token_id=None, shares=None) -> None:
+        """Set an account's balances (USDC and/or shares of one token)."""
+        acct = address.lower()
+        with self.lock:
+            if usdc is not None:
+                self._usdc[acct] = Decimal(str(usdc))
+            if token_id is not None and shares is not None:
+                self._tokens.setdefault(acct, {})[str(token_id)] = Decimal(str(shares))
+
+    def balance(self, address, asset: str) -> Decimal:
+        acct = address.lower()
+        with self.lock:
+            if asset == "COLLATERAL":
+                return self._usdc.get(acct, Decimal(0))
+            return self._tokens.get(acct, {}).get(str(asset), Decimal(0))
+
+    def _unsettled_qty(self, acct: str, token_id: str) -> Decimal:
+        lots = self._unsettled.get((acct, token_id))
+        if not lots:
+            return Decimal(0)
+        now = self.clock.time()
+        lots[:] = [(t, q) for t, q in lots if t > now]
+        return sum((q for _, q in lots), Decimal(0))
+
+    def available(self, address, asset: str) -> Decimal:
+        """Balance minus what open orders reserve (and, for shares, what has not settled yet)."""
+        acct = address.lower()
+        with self.lock:
+            reserved = Decimal(0)
+            for oid in self._open_by_account.get(acct, ()):
+                o = self._orders[oid]
+                if asset == "COLLATERAL" and o.side == "BUY":
+                    reserved += o.remaining * o.price
+                elif asset != "COLLATERAL" and o.side == "SELL" and o.token_id == asset:
+                    reserved += o.remaining
+            unsettled = Decimal(0) if asset == "COLLATERAL" else self._unsettled_qty(acct, str(asset))
+            return self.balance(acct, asset) - reserved - unsettled
+
+    def balances(self, address) -> dict:
+        acct = address.lower()
+        with self.lock:
+            return {"usdc": self._usdc.get(acct, Decimal(0)), "tokens": dict(self._tokens.get(acct, {})),
+                    "open_orders": len(self._open_by_account.get(acct, ()))}
+
+    def _credit(self, acct: str, asset: str, qty: Decimal) -> None:
+        if acct == MM_ACCOUNT:
+            return
+        if asset == "COLLATERAL":
+            self._usdc[acct] = self._usdc.get(acct, Decimal(0)) + qty
+        else:
+            toks = self._tokens.setdefault(acct, {})
+            toks[asset] = toks.get(asset, Decimal(0)) + qty
+
+    # -- orders -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _snap(price: Decimal, tick: Decimal, edge_ticks: int = 1) -> Decimal:
+        steps = (price / tick).to_integral_value()
+        steps = max(Decimal(edge_ticks), min(steps, (ONE / tick) - edge_ticks))
+        return (steps * tick).quantize(tick)
+
+    def _fee(self, market: SimMarket, shares: Decimal, price: Decimal) -> Decimal:
+        if market.fee_rate <= 0:
+            return Decimal(0)
+        fee = shares * market.fee_rate * (price * (ONE - price)) ** market.fee_exponent
+        return fee.quantize(BASE, rounding=ROUND_DOWN)
+
+    def place_order(self, *, order_id: str, owner: str, account: str, token_id: str, side: str,
+                    maker_amount: Decimal, taker_amount: Decimal, order_type: str, post_only: bool = False,
+                    expiration: int = 0) -> dict:
+        """Validate and match an order whose signature the server already checked (see module doc)."""
+        with self.lock:
+            acct = account.lower()
+            token_id = str(token_id)
+            market = self._by_token.get(token_id)
+            if market is None:
+                raise SimReject("Invalid token id", 400)
+            if market.closed or not market.accepting_orders:
+                raise SimReject("the market is not yet ready to process new orders" if not market.closed
+                                else "market is closed, orders are not accepted", 400)
+            if order_id in self._orders:
+                raise SimReject(f"order {order_id} is invalid. Duplicated.")
+            side = side.upper()
+            order_type = order_type.upper()
+            if order_type not in ("GTC", "GTD", "FOK", "FAK"):
+                raise SimReject(f"invalid order type {order_type}")
+            if post_only and order_type not in ("GTC", "GTD"):
+                raise SimReject("invalid post-only order: only GTC and GTD orders can be post-only")
+            if maker_amount <= 0 or taker_amount <= 0:
+                raise SimReject("invalid amounts, the maker and taker amounts must be positive")
+            tick = market.tick_size
+            marketable_type = order_type in ("FOK", "FAK")
+            if side == "BUY":
+                shares, usdc = taker_amount, maker_amount
+                raw_price = usdc / shares
+                # A market BUY's ratio sits a hair above its cap (the SDK truncates the share count).
+                decimals = -tick.normalize().as_tuple().exponent if tick < 1 else 0
+                price = raw_price.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_FLOOR) \
+                    if marketable_type else raw_price
+            else:
+                shares, usdc = maker_amount, taker_amount
+                price = usdc / shares
+            if price % tick != 0 or price < tick or price > ONE - tick:
+                raise SimReject(f"order {order_id} is invalid. Price ({dec_str(price)}) breaks minimum tick size "
+                                f"rule: {dec_str(tick)}")
+            price = price.quantize(tick)
+            if not marketable_type and shares != shares.quantize(SHARES_2DP):
+                raise SimReject("invalid amounts, the share amount supports a max accuracy of 2 decimals")
+            if order_type == "GTD":
+                if expiration <= self.clock.time() + 60:
+                    raise SimReject("invalid expiration")
+            opposite = self._books[token_id].side("SELL" if side == "BUY" else "BUY")
+            best_opp = opposite.best(exclude_account=acct)
+            crosses = best_opp is not None and (best_opp <= price if side == "BUY" else best_opp >= price)
+            if post_only and crosses:
+                raise SimReject("invalid post-only order: order crosses book")
+            if side == "BUY" and (marketable_type or crosses) and usdc < ONE:
+                raise SimReject(f"invalid amount for a marketable BUY order (${dec_str(usdc.quantize(SHARES_2DP))}),"
+                                f" min size: $1")
+            if order_type in ("GTC", "GTD") and shares < market.min_order_size and not crosses:
+                raise SimReject(f"order {order_id} is invalid. Size ({dec_str(shares)}) lower than the minimum: "
+                                f"{dec_str(market.min_order_size)}")
+            if order_type in ("GTC", "GTD") and shares < market.min_order_size:
+                # a marketable limit may fill, but its remainder could not rest: refuse as the venue does
+                raise SimReject(f"order {order_id} is invalid. Size ({dec_str(shares)}) lower than the minimum: "
+                                f"{dec_str(market.min_order_size)}")
+            if acct != MM_ACCOUNT:
+                asset = "COLLATERAL" if side == "BUY" else token_id
+                need = usdc if side == "BUY" else shares
+                avail = self.available(acct, asset)
+                if need > avail:
+                    raise SimReject(f"not enough balance / allowance: the balance is not enough -> balance: "
+                                    f"{base_units(max(avail, Decimal(0)))}, order amount: {base_units(need)}")
+            budget = usdc if (side == "BUY" and marketable_type) else None
+            if order_type == "FOK":
+                fillable = self._walk(opposite, acct, side, price, shares, budget, dry=True)
+                complete = (budget - fillable[1] < Decimal("0.01")) if budget is not None else fillable[0] >= shares
+                if not complete:
+                    raise SimReject("order couldn't be fully filled. FOK orders are fully filled or killed.",
+                                    order_id=order_id)
+            if order_type == "FAK" and self._walk(opposite, acct, side, price, shares, budget, dry=True)[0] <= 0:
+                raise SimReject("no orders found to match with FAK order. FAK orders are partially filled or "
+                                "killed if no match is found.", order_id=order_id)
+            self._seq += 1
+            order = Order(order_id, owner, acct, token_id, side, price, shares, order_type,
+                          int(self.clock.time()), self._seq, expiration)
+            self._orders[order_id] = order
+            got, paid = self._match(order, market, budget)
+            if order_type in ("GTC", "GTD") and order.remaining > 0:
+                self._books[token_id].side(side).add(order)
+                self._open_by_account.setdefault(acct, set()).add(order_id)
+                order.status = "LIVE"
+            else:
+                order.status = "MATCHED" if order.matched > 0 else "CANCELED"
+                if budget is not None:
+                    order.size = order.matched  # a market BUY is sized by what its budget bought
+            trade_ids = list(order.trade_ids)
+            hashes = [self._trade_hash(t) for t in trade_ids]
+            making, taking = ((paid, got) if side == "BUY" else (got, paid))
+            return {"success": True, "errorMsg": "", "orderID": order_id,
+                    "status": "matched" if order.status == "MATCHED" else "live",
+                    "makingAmount": dec_str(making) if got > 0 else "",
+                    "takingAmount": dec_str(taking) if got > 0 else "",
+                    "transactionsHashes": hashes, "tradeIDs": trade_ids}
+
+    def _trade_hash(self, trade_id: str) -> str:
+        return "0x" + hashlib.sha256(trade_id.encode()).hexdigest()
+
+    def _walk(self, side_book: _Side, acct: str, taker_side: str, limit: Decimal, shares: Decimal,
+              budget: Decimal | None, dry: bool):
+        """Yield (shares, usdc) that would fill against ``side_book`` (best first, no self-trade)."""
+        got, paid = Decimal(0), Decimal(0)
+        for price in list(side_book.best_first()):
+            if (taker_side == "BUY" and price > limit) or (taker_side == "SELL" and price < limit):
+                break
+            for maker in list(side_book.levels.get(price, ())):
+                if maker.account == acct or (acct == MM_ACCOUNT and maker.is_mm):
+                    continue
+                if budget is not None:
+                    qty = min(maker.remaining, ((budget - paid) / price).quantize(BASE, rounding=ROUND_DOWN))
+                else:
+                    qty = min(maker.remaining, shares - got)
+                if qty <= 0:
+                    return got, paid
+                got += qty
+                paid += (qty * price).quantize(BASE, rounding=ROUND_DOWN)
+        return got, paid
+
+    def _match(self, taker: Order, market: SimMarket, budget: Decimal | None) -> tuple[Decimal, Decimal]:
+        """Execute ``taker`` against resting orders at their prices; returns (shares, usdc) filled."""
+        book = self._books[taker.token_id]
+        opposite = book.side("SELL" if taker.side == "BUY" else "BUY")
+        got, paid = Decimal(0), Decimal(0)
+        for price in list(opposite.best_first()):
+            if (taker.side == "BUY" and price > taker.price) or (taker.side == "SELL" and price < taker.price):
+                break
+            for maker in list(opposite.levels.get(price, ())):
+                if maker.account == taker.account or (taker.is_mm and maker.is_mm):
+                    continue  # no self-trade: the resting order stays
+                if budget is not None:
+                    qty = min(maker.remaining, ((budget - paid) / price).quantize(BASE, rounding=ROUND_DOWN))
+                else:
+                    qty = min(maker.remaining, taker.remaining)
+                if qty <= 0:
+                    return got, paid
+                self._execute(taker, maker, qty, price, market)
+                got += qty
+                paid += (qty * price).quantize(BASE, rounding=ROUND_DOWN)
+                if budget is None and taker.remaining <= 0:
+                    return got, paid
+        return got, paid
+
+    def _execute(self, taker: Order, maker: Order, qty: Decimal, price: Decimal, market: SimMarket) -> None:
+        notional = (qty * price).quantize(BASE, rounding=ROUND_DOWN)
+        fee = self._fee(market, qty, price)
+        token = taker.token_id
+        buyer, seller = (taker, maker) if taker.side == "BUY" else (maker, taker)
+        buyer_fee = fee if taker.side == "BUY" else Decimal(0)
+        seller_fee = (fee * price).quantize(BASE, rounding=ROUND_DOWN) if taker.side == "SELL" else Decimal(0)
+        self._credit(buyer.account, "COLLATERAL", -notional)
+        self._credit(buyer.account, token, qty - buyer_fee)
+        self._credit(seller.account, token, -qty)
+        self._credit(seller.account, "COLLATERAL", notional - seller_fee)
+        if self.settlement_delay_s > 0 and buyer.account != MM_ACCOUNT:
+            self._unsettled.setdefault((buyer.account, token), []).append(
+                (self.clock.time() + self.settlement_delay_s, qty - buyer_fee))
+        taker.matched += qty
+        maker.matched += qty
+        trade = Trade(str(uuid.UUID(int=self.rng.getrandbits(128), version=4)), taker.id, taker.account, taker.owner,
+                      maker.id, maker.account, maker.owner, token, market.condition_id, market.outcome_of(token),
+                      taker.side, price, qty, fee, int(self.clock.time()), "")
+        trade.tx_hash = self._trade_hash(trade.id)
+        self._trades.append(trade)
+        for acct in {taker.account, maker.account}:
+            if acct != MM_ACCOUNT:
+                self._trades_by_account.setdefault(acct, []).append(trade)
+        taker.trade_ids.append(trade.id)
+        maker.trade_ids.append(trade.id)
+        if maker.remaining <= 0:
+            self._close_order(maker, "MATCHED")
+        self._books[token].last_trade_price = price
+        market.volume += notional
+
+    def _close_order(self, order: Order, status: str) -> None:
+        self._books[order.token_id].side(order.side).remove(order)
+        self._open_by_account.get(order.account, set()).discard(order.id)
+        order.status = status
+
+    def cancel(self, account: str, order_ids: list[str]) -> dict:
+        acct = account.lower()
+        with self.lock:
+            canceled, not_canceled = [], {}
+            for oid in order_ids:
+                order = self._orders.get(oid)
+                if order is None or order.account != acct:
+                    not_canceled[oid] = "order not found"
+                elif order.status != "LIVE":
+                    not_canceled[oid] = "already canceled or matched"
+                else:
+                    self._close_order(order, "CANCELED")
+                    canceled.append(oid)
+            return {"canceled": canceled, "not_canceled": not_canceled}
+
+    def cancel_all(self, account) -> dict:
+        with self.lock:
+            return self.cancel(account, sorted(self._open_by_account.get(account.lower(), ())))
+
+    def cancel_market(self, account, market: str | None = None, asset_id: str | None = None) -> dict:
+        with self.lock:
+            ids = []
+            for oid in self._open_by_account.get(account.lower(), ()):
+                o = self._orders[oid]
+                m = self._by_token[o.token_id]
+                if (market is None or m.condition_id == market) and (asset_id is None or o.token_id == asset_id):
+                    ids.append(oid)
+            return self.cancel(account, sorted(ids))
+
+    # -- views --------------------------------------------------------------------------------------
+
+    def _order_json(self, o: Order) -> dict:
+        m = self._by_token[o.token_id]
+        return {"id": o.id, "status": o.status, "owner": o.owner, "maker_address": o.account,
+                "market": m.condition_id, "asset_id": o.token_id, "side": o.side,
+                "original_size": dec_str(o.size), "size_matched": dec_str(o.matched), "price": dec_str(o.price),
+                "outcome": m.outcome_of(o.token_id), "expiration": str(o.expiration), "order_type": o.order_type,
+                "associate_trades": list(o.trade_ids), "created_at": o.created_at}
+
+    def order_view(self, order_id) -> dict | None:
+        with self.lock:
+            o = self._orders.get(order_id)
+            return self._order_json(o) if o else None
+
+    def order_account(self, order_id) -> str | None:
+        o = self._orders.get(order_id)
+        return o.account if o else None
+
+    def open_orders(self, account, market=None, asset_id=None, order_id=None) -> list[dict]:
+        with self.lock:
+            out = []
+            for oid in self._open_by_account.get(account.lower(), ()):
+                o = self._orders[oid]
+                if order_id and oid != order_id:
+                    continue
+                if asset_id and o.token_id != str(asset_id):
+                    continue
+                if market and self._by_token[o.token_id].condition_id != market:
+                    continue
+                out.append(o)
+            out.sort(key=lambda o: o.seq)
+            return [self._order_json(o) for o in out]
+
+    def trades(self, account, trade_id=None, market=None, asset_id=None, after=None, before=None) -> list[dict]:
+        acct = account.lower()
+        with self.lock:
+            out = []
+            for t in self._trades_by_account.get(acct, ()):
+                if trade_id and t.id != trade_id:
+                    continue
+                if asset_id and t.token_id != str(asset_id):
+                    continue
+                if market and t.market != market:
+                    continue
+                if after is not None and t.match_time < int(after):
+                    continue
+                if before is not None and t.match_time > int(before):
+                    continue
+                is_taker = t.taker_account == acct
+                maker_side = "SELL" if t.taker_side == "BUY" else "BUY"
+                out.append({
+                    "id": t.id, "taker_order_id": t.taker_order_id, "market": t.market, "asset_id": t.token_id,
+                    "side": t.taker_side if is_taker else maker_side, "size": dec_str(t.size),
+                    "fee_rate_bps": "", "price": dec_str(t.price), "status": "CONFIRMED",
+                    "match_time": str(t.match_time), "last_update": str(t.match_time), "outcome": t.outcome,
+                    "bucket_index": 0, "owner": t.taker_owner if is_taker else t.maker_owner,
+                    "maker_address": acct, "transaction_hash": t.tx_hash,
+                    "trader_side": "TAKER" if is_taker else "MAKER",
+                    "maker_orders": [{"order_id": t.maker_order_id, "owner": t.maker_owner,
+                                      "maker_address": t.maker_account, "matched_amount": dec_str(t.size),
+                                      "price": dec_str(t.price), "fee_rate_bps": "0", "asset_id": t.token_id,
+                                      "outcome": t.outcome, "side": maker_side}],
+                })
+            return out
+
+    def book(self, token_id) -> dict:
+        token_id = str(token_id)
+        with self.lock:
+            market = self._by_token.get(token_id)
+            if market is None:
+                raise SimReject("No orderbook exists for the requested token id", 404)
+            b = self._books[token_id]
+
+            def levels(side: _Side, ascending: bool) -> list[dict]:
+                prices = side.prices if ascending else list(reversed(side.prices))
+                return [{"price": dec_str(p), "size": dec_str(sum((o.remaining for o in side.levels[p]), Decimal(0)))}
+                        for p in prices]
+
+            data = {"market": market.condition_id, "asset_id": token_id,
+                    "timestamp": str(int(self.clock.time() * 1000)), "hash": "",
+                    "bids": levels(b.bids, True), "asks": levels(b.asks, False),
+                    "min_order_size": dec_str(market.min_order_size), "tick_size": dec_str(market.tick_size),
+                    "neg_risk": market.neg_risk, "last_trade_price": dec_str(b.last_trade_price)}
+            data["hash"] = hashlib.sha1(json.dumps(data, separators=(",", ":")).encode()).hexdigest()
+            return data
+
+    def best_bid(self, token_id) -> Decimal | None:
+        with self.lock:
+            return self._books[str(token_id)].bids.best()
+
+    def best_ask(self, token_id) -> Decimal | None:
+        with self.lock:
+            return self._books[str(token_id)].asks.best()
+
+    def midpoint(self, token_id) -> Decimal | None:
+        with self.lock:
+            bid, ask = self.best_bid(token_id), self.best_ask(token_id)
+            if bid is None or ask is None:
+                return None
+            return (bid + ask) / 2
+
+    def last_trade_price(self, token_id) -> Decimal:
+        with self.lock:
+            return self._books[str(token_id)].last_trade_price
+
+    # -- the living market and control --------------------------------------------------------------
+
+    def _mm_order(self, token_id: str, side: str, price: Decimal, size: Decimal) -> Order:
+        self._seq += 1
+        oid = f"0xmm{self._seq:060x}"
+        order = Order(oid, MM_OWNER, MM_ACCOUNT, token_id, side, price, size, "GTC", int(self.clock.time()), self._seq)
+        self._orders[oid] = order
+        return order
+
+    def _clear_mm(self, token_id: str) -> None:
+        b = self._books[token_id]
+        for side in (b.bids, b.asks):
+            for price in list(side.prices):
+                for o in list(side.levels[price]):
+                    if o.is_mm:
+                        side.remove(o)
+                        o.status = "CANCELED"
+                        del self._orders[o.id]  # MM orders are not queried; keep memory flat
+
+    def _requote(self, market: SimMarket) -> None:
+        """Other traders' ladder around the mid on both tokens (never crossing users' resting orders)."""
+        tick = market.tick_size
+        for token in market.token_ids:
+            self._clear_mm(token)
+            mid = market.mid_of(token)
+            b = self._books[token]
+            for k in range(1, market.liquidity_depth + 1):
+                bid_p, ask_p = mid - tick * k, mid + tick * k
+                if bid_p >= tick:
+                    user_ask = b.asks.best()
+                    if user_ask is None or bid_p < user_ask:
+                        b.bids.add(self._mm_order(token, "BUY", bid_p, Decimal(self.rng.randint(50, 300))))
+                if ask_p <= ONE - tick:
+                    user_bid = b.bids.best(exclude_account=MM_ACCOUNT)
+                    if user_bid is None or ask_p > user_bid:
+                        b.asks.add(self._mm_order(token, "SELL", ask_p, Decimal(self.rng.randint(50, 300))))
+
+    def _sweep_users(self, market: SimMarket, token: str, mid: Decimal) -> None:
+        """Other traders trade through users' resting orders the new price has crossed, at their prices."""
+        b = self._books[token]
+        for price in list(b.asks.prices):
+            if price > mid:
+                break
+            for o in list(b.asks.levels.get(price, ())):
+                if not o.is_mm:
+                    self._execute(self._mm_order(token, "BUY", price, o.remaining), o, o.remaining, price, market)
+        for price in list(reversed(b.bids.prices)):
+            if price < mid:
+                break
+            for o in list(b.bids.levels.get(price, ())):
+                if not o.is_mm:
+                    self._execute(self._mm_order(token, "SELL", price, o.remaining), o, o.remaining, price, market)
+
+    def move_price(self, token_id, price) -> None:
+        """Move the market to ``price`` (for ``token_id``), filling users' crossed orders on the way."""
+        with self.lock:
+            market = self._by_token[str(token_id)]
+            p = Decimal(str(price))
+            yes = p if str(token_id) == market.token_ids[0] else ONE - p
+            market.yes_mid = self._snap(yes, market.tick_size, 2)
+            for token in market.token_ids:
+                self._sweep_users(market, token, market.mid_of(token))
+            self._requote(market)
+
+    def set_book(self, token_id, bids, asks) -> None:
+        """Replace other traders' liquidity on a token; levels that cross users' orders trade with them."""
+        with self.lock:
+            token_id = str(token_id)
+            market = self._by_token[token_id]
+            self._clear_mm(token_id)
+            b = self._books[token_id]
+            for side, levels in (("BUY", bids), ("SELL", asks)):
+                for price, size in levels:
+                    order = self._mm_order(token_id, side, Decimal(str(price)), Decimal(str(size)))
+                    self._match(order, market, None)
+                    if order.remaining > 0:
+                        b.side(side).add(order)
+
+    def resolve(self, condition_id, winner: str) -> None:
+        """Close the market: cancel open orders, pay 1 USDC per winning share."""
+        with self.lock:
+            market = self.market_by_condition(condition_id)
+            if market is None:
+                raise SimReject("market not found", 404)
+            for oid in [o.id for o in self._orders.values() if o.token_id in market.token_ids and o.status == "LIVE"]:
+                order = self._orders[oid]
+                if order.is_mm:
+                    continue
+                self._close_order(order, "CANCELED")
+            for token in market.token_ids:
+                self._clear_mm(token)
+            market.closed, market.accepting_orders, market.winner = True, False, winner
+            win_token = market.token_ids[0] if winner.lower() == market.outcomes[0].lower() else market.token_ids[1]
+            for acct, toks in self._tokens.items():
+                for token in market.token_ids:
+                    qty = toks.pop(token, Decimal(0))
+                    if token == win_token and qty > 0:
+                        self._usdc[acct] = self._usdc.get(acct, Decimal(0)) + qty
+
+    def advance(self) -> None:
+        """Catch the living market up with the clock: a seeded random walk with occasional jumps."""
+        with self.lock:
+            now = self.clock.time()
+            steps = int((now - self._last_advance) // self.step_seconds)
+            if steps <= 0:
+                return
+            self._last_advance += steps * self.step_seconds
+            moving = [m for m in self._markets.values() if m.volatility > 0 and not m.closed]
+            if not moving:
+                return
+            # Long gaps are walked in at most 600 coarser steps (same variance, bounded cost).
+            n = min(steps, 600)
+            scale = math.sqrt(steps / n)
+            for _ in range(n):
+                for m in moving:
+                    sigma = float(m.volatility) * scale
+                    if self.rng.random() < 0.02:
+                        sigma *= 5
+                    target = m.yes_mid + Decimal(str(round(self.rng.gauss(0, sigma), 6)))
+                    snapped = self._snap(target, m.tick_size, 2)
+                    if snapped != m.yes_mid:
+                        self.move_price(m.token_ids[0], snapped)

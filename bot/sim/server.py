@@ -1,0 +1,576 @@
+"""HTTP front of the simulated exchange: the CLOB and Gamma APIs on 127.0.0.1, plus /_sim/ control.
+
+Shapes, status codes and error strings follow the real venue (FACTS.md): success is HTTP 200 only,
+errors are ``{"error": msg}``. Every non-/_sim request is counted by ``METHOD /path`` with ids collapsed
+(Gamma's prefixed with ``GAMMA``); that count is the honest "API calls" figure. Faults (429/425/5xx or
+delays) can be injected at a seeded rate.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import random
+import re
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlparse
+
+from bot.sim.auth import ApiKeys, AuthError, verify_l1, verify_order
+from bot.sim.engine import Engine, SimMarket, SimReject, dec_str
+
+BASE = Decimal(1_000_000)
+MAX_BATCH_ORDERS = 15
+FAULT_BODIES = {
+    425: "the matching engine is restarting, please retry in a moment",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Trading is currently cancel-only. New orders are not accepted, but cancels are allowed.",
+}
+_COLLAPSE = [
+    (re.compile(r"^/data/order/[^/]+$"), "/data/order/{id}"),
+    (re.compile(r"^/markets-by-token/[^/]+$"), "/markets-by-token/{token_id}"),
+    (re.compile(r"^/clob-markets/[^/]+$"), "/clob-markets/{condition_id}"),
+    (re.compile(r"^/markets/slug/[^/]+$"), "/markets/slug/{slug}"),
+    (re.compile(r"^/markets/[^/]+$"), "/markets/{id}"),
+]
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str, extra: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra or {}
+
+
+def endpoint_key(method: str, path: str, gamma: bool = False) -> str:
+    for pattern, name in _COLLAPSE:
+        if pattern.match(path):
+            path = name
+            break
+    return f"{'GAMMA ' if gamma else ''}{method} {path}"
+
+
+def encode_cursor(offset: int) -> str:
+    return base64.b64encode(str(offset).encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        value = int(base64.b64decode(cursor).decode())
+    except Exception:
+        raise HttpError(400, f"invalid next_cursor {cursor!r}") from None
+    return value
+
+
+def _num(value, what: str) -> Decimal:
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise HttpError(400, f"invalid {what}: {value!r}") from None
+
+
+class SimState:
+    """What the HTTP handlers share: engine, keys, counts, faults."""
+
+    def __init__(self, engine: Engine, seed: int = 0, page_size: int = 100):
+        self.engine = engine
+        self.keys = ApiKeys(seed)
+        self.page_size = page_size
+        self.lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+        self.faulted = 0
+        self.faults = {"rate": 0.0, "statuses": [429, 425, 500, 503], "paths": None, "delay_s": 0.0}
+        self.fault_rng = random.Random(seed)
+        self.makers: dict[str, str] = {}  # API-key address (signer) -> funder (maker) address
+
+    def count(self, key: str) -> None:
+        with self.lock:
+            self.counts[key] += 1
+
+    def request_counts(self) -> dict:
+        with self.lock:
+            return {"total": sum(self.counts.values()), "by_endpoint": dict(self.counts), "faults": self.faulted}
+
+    def reset_counts(self) -> None:
+        with self.lock:
+            self.counts.clear()
+            self.faulted = 0
+
+    def set_faults(self, rate=0.0, statuses=None, paths=None, delay_s=0.0, seed=None) -> None:
+        with self.lock:
+            self.faults = {"rate": float(rate), "statuses": list(statuses or [429, 425, 500, 503]),
+                           "paths": list(paths) if paths else None, "delay_s": float(delay_s or 0)}
+            if seed is not None:
+                self.fault_rng = random.Random(seed)
+
+    def pick_fault(self, path: str):
+        """(status or None, delay) for this request, by the configured rate."""
+        with self.lock:
+            f = self.faults
+            if f["rate"] <= 0 or (f["paths"] and not any(path.startswith(p) for p in f["paths"])):
+                return None, 0.0
+            if self.fault_rng.random() >= f["rate"]:
+                return None, 0.0
+            self.faulted += 1
+            if f["delay_s"] > 0 and not f["statuses"]:
+                return None, f["delay_s"]
+            return self.fault_rng.choice(f["statuses"]), f["delay_s"]
+
+    def account_of(self, key_record: dict) -> str:
+        return self.makers.get(key_record["address"], key_record["address"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# JSON views shared with the Python control API
+
+
+def market_info_json(m: SimMarket) -> dict:
+    info = {"c": m.condition_id, "t": [{"t": m.token_ids[0], "o": m.outcomes[0]}, {"t": m.token_ids[1], "o": m.outcomes[1]}],
+            "mts": float(m.tick_size), "mos": float(m.min_order_size),
+            "fd": {"r": float(m.fee_rate), "e": m.fee_exponent, "to": True}, "mbf": 0, "tbf": 0, "rfqe": False,
+            "ibce": False, "oas": 0, "gst": None, "r": {}}
+    if m.neg_risk:
+        info["nr"] = True  # the venue omits it when false
+    return info
+
+
+def gamma_market_json(engine: Engine, m: SimMarket) -> dict:
+    yes, no = m.token_ids
+    bid, ask = engine.best_bid(yes), engine.best_ask(yes)
+    yes_price = engine.midpoint(yes) or m.yes_mid
+    if m.closed and m.winner:
+        yes_price = Decimal(1) if m.winner.lower() == m.outcomes[0].lower() else Decimal(0)
+    liquidity = Decimal(0)
+    for token in m.token_ids:
+        book = engine.book(token)
+        liquidity += sum((Decimal(l["price"]) * Decimal(l["size"]) for l in book["bids"] + book["asks"]), Decimal(0))
+    iso = lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    return {
+        "id": m.id, "question": m.question, "conditionId": m.condition_id, "slug": m.slug,
+        "endDate": iso(m.end_date), "startDate": iso(m.start_date), "endDateIso": m.end_date.strftime("%Y-%m-%d"),
+        "startDateIso": m.start_date.strftime("%Y-%m-%d"),
+        "liquidity": dec_str(liquidity.quantize(Decimal("0.0001"))), "volume": dec_str(m.volume),
+        "outcomes": json.dumps(list(m.outcomes)),
+        "outcomePrices": json.dumps([dec_str(yes_price), dec_str(Decimal(1) - yes_price)]),
+        "clobTokenIds": json.dumps([yes, no]), "active": True, "closed": m.closed, "archived": False,
+        "acceptingOrders": m.accepting_orders, "enableOrderBook": True, "questionID": m.question_id,
+        "liquidityNum": float(liquidity), "volumeNum": float(m.volume), "volume24hr": float(m.volume),
+        "bestBid": float(bid) if bid is not None else None, "bestAsk": float(ask) if ask is not None else None,
+        "spread": float(ask - bid) if bid is not None and ask is not None else None,
+        "lastTradePrice": float(engine.last_trade_price(yes)),
+        "orderPriceMinTickSize": float(m.tick_size), "orderMinSize": float(m.min_order_size),
+        "negRisk": m.neg_risk, "makerBaseFee": 0, "takerBaseFee": 0, "feesEnabled": m.fee_rate > 0,
+    }
+
+
+GAMMA_ORDER_FIELDS = {"volumeNum", "volume24hr", "liquidityNum", "endDate", "startDate", "id"}
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server_version = "bot-sim/1"
+    sim: SimState  # set on the subclass per server
+    gamma = False
+
+    def log_message(self, fmt, *args):  # quiet
+        pass
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _send(self, status: int, payload) -> None:
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _handle(self, method: str) -> None:
+        url = urlparse(self.path)
+        path = url.path.rstrip("/") or "/"
+        query = {k: v for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        raw = self._body()
+        try:
+            if path.startswith("/_sim"):
+                self._send(200, self._control(method, path, query, raw))
+                return
+            self.sim.count(endpoint_key(method, path, self.gamma))
+            status, delay = self.sim.pick_fault(path)
+            if delay:
+                time.sleep(delay)
+            if status is not None:
+                raise HttpError(status, FAULT_BODIES.get(status, "error"))
+            self.sim.engine.advance()
+            result = self._gamma(method, path, query) if self.gamma else self._clob(method, path, query, raw)
+            self._send(200, result)
+        except HttpError as exc:
+            self._send(exc.status, {"error": exc.message, **exc.extra})
+        except AuthError as exc:
+            self._send(exc.status, {"error": exc.message})
+        except SimReject as exc:
+            body = {"error": exc.message}
+            if exc.order_id:
+                body["orderID"] = exc.order_id
+            self._send(exc.status, body)
+        except Exception as exc:  # a simulator bug must not hang the client
+            self._send(500, {"error": f"sim internal error: {type(exc).__name__}: {exc}"})
+
+    def do_GET(self):
+        self._handle("GET")
+
+    def do_POST(self):
+        self._handle("POST")
+
+    def do_DELETE(self):
+        self._handle("DELETE")
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _q(query: dict, name: str, default=None):
+        values = query.get(name)
+        return unquote(values[0]) if values else default
+
+    def _json(self, raw: bytes):
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise HttpError(400, "invalid JSON body") from None
+
+    def _l2(self, method: str, path: str, raw: bytes) -> dict:
+        return self.sim.keys.verify_l2(self.headers, method, path, raw)
+
+    def _market_of_token(self, token_id: str | None) -> SimMarket:
+        m = self.sim.engine.market_by_token(token_id) if token_id else None
+        if m is None:
+            raise HttpError(404, "market not found" if token_id else "Invalid token id")
+        return m
+
+    def _page(self, items: list, query: dict) -> dict:
+        start = decode_cursor(self._q(query, "next_cursor"))
+        if start < 0:
+            start = len(items)
+        size = self.sim.page_size
+        chunk = items[start:start + size]
+        end = start + size
+        return {"data": chunk, "next_cursor": encode_cursor(end) if end < len(items) else "LTE=",
+                "limit": size, "count": len(chunk)}
+
+    # -- CLOB -------------------------------------------------------------------------------------
+
+    def _clob(self, method: str, path: str, query: dict, raw: bytes):
+        e = self.sim.engine
+        route = (method, path)
+        if route == ("GET", "/ok") or route == ("GET", "/"):
+            return "OK"
+        if route == ("GET", "/time"):
+            return int(e.clock.time())
+        if route == ("GET", "/version"):
+            return {"version": 2}
+        if route == ("POST", "/auth/api-key") or route == ("GET", "/auth/derive-api-key"):
+            address, nonce = verify_l1(self.headers)
+            return self.sim.keys.creds_for(address, nonce)
+        if route == ("GET", "/tick-size"):
+            return {"minimum_tick_size": float(self._market_of_token(self._q(query, "token_id")).tick_size)}
+        if route == ("GET", "/neg-risk"):
+            return {"neg_risk": self._market_of_token(self._q(query, "token_id")).neg_risk}
+        if route == ("GET", "/fee-rate"):
+            self._market_of_token(self._q(query, "token_id"))
+            return {"base_fee": 0}
+        if method == "GET" and path.startswith("/markets-by-token/"):
+            m = self._market_of_token(path.rsplit("/", 1)[1])
+            return {"condition_id": m.condition_id, "primary_token_id": m.token_ids[0],
+                    "secondary_token_id": m.token_ids[1]}
+        if method == "GET" and path.startswith("/clob-markets/"):
+            m = e.market_by_condition(path.rsplit("/", 1)[1])
+            if m is None:
+                raise HttpError(404, "market not found")
+            return market_info_json(m)
+        if route == ("GET", "/book"):
+            token = self._q(query, "token_id")
+            self._market_of_token(token)
+            return e.book(token)
+        if route == ("POST", "/books"):
+            body = self._json(raw) or []
+            if not isinstance(body, list):
+                raise HttpError(400, "invalid payload: expected a list of {token_id}")
+            return [e.book(str(p.get("token_id"))) for p in body
+                    if isinstance(p, dict) and e.market_by_token(str(p.get("token_id")))]
+        if route == ("GET", "/midpoint"):
+            token = self._q(query, "token_id")
+            self._market_of_token(token)
+            mid = e.midpoint(token)
+            return {"mid": dec_str(mid) if mid is not None else None}
+        if route == ("POST", "/midpoints"):
+            out = {}
+            for p in self._json(raw) or []:
+                token = str(p.get("token_id"))
+                if e.market_by_token(token):
+                    mid = e.midpoint(token)
+                    out[token] = dec_str(mid) if mid is not None else None
+            return out
+        if route == ("GET", "/price"):
+            token, side = self._q(query, "token_id"), str(self._q(query, "side", "")).upper()
+            self._market_of_token(token)
+            if side not in ("BUY", "SELL"):
+                raise HttpError(400, "invalid side")
+            price = e.best_bid(token) if side == "BUY" else e.best_ask(token)
+            return {"price": dec_str(price) if price is not None else None}
+        if route == ("POST", "/prices"):
+            out: dict = {}
+            for p in self._json(raw) or []:
+                token = str(p.get("token_id"))
+                if e.market_by_token(token):
+                    side = str(p.get("side", "BUY")).upper()
+                    price = e.best_bid(token) if side == "BUY" else e.best_ask(token)
+                    out.setdefault(token, {})[side] = dec_str(price) if price is not None else None
+            return out
+        if route == ("GET", "/spread"):
+            token = self._q(query, "token_id")
+            self._market_of_token(token)
+            bid, ask = e.best_bid(token), e.best_ask(token)
+            return {"spread": dec_str(ask - bid) if bid is not None and ask is not None else None}
+        if route == ("GET", "/last-trade-price"):
+            token = self._q(query, "token_id")
+            self._market_of_token(token)
+            return {"price": dec_str(e.last_trade_price(token)), "side": "BUY"}
+        if route == ("POST", "/order"):
+            rec = self._l2(method, path, raw)
+            return self._post_order(rec, self._json(raw))
+        if route == ("POST", "/orders"):
+            rec = self._l2(method, path, raw)
+            body = self._json(raw)
+            if not isinstance(body, list):
+                raise HttpError(400, "invalid payload: expected a list of orders")
+            if len(body) > MAX_BATCH_ORDERS:
+                raise HttpError(400, f"Too many orders in payload: {len(body)}, max allowed: {MAX_BATCH_ORDERS}")
+            results = []
+            for envelope in body:
+                try:
+                    results.append(self._post_order(rec, envelope))
+                except (SimReject, AuthError, HttpError) as exc:
+                    results.append({"success": False, "errorMsg": exc.message, "orderID": getattr(exc, "order_id", "")
+                                    or "", "status": "", "makingAmount": "", "takingAmount": "",
+                                    "transactionsHashes": [], "tradeIDs": []})
+            return results
+        if route == ("DELETE", "/order"):
+            rec = self._l2(method, path, raw)
+            body = self._json(raw) or {}
+            oid = body.get("orderID") or body.get("orderId")
+            if not oid:
+                raise HttpError(400, "invalid payload: orderID is required")
+            return e.cancel(self.sim.account_of(rec), [str(oid)])
+        if route == ("DELETE", "/orders"):
+            rec = self._l2(method, path, raw)
+            body = self._json(raw) or []
+            if not isinstance(body, list):
+                raise HttpError(400, "invalid payload: expected a list of order ids")
+            return e.cancel(self.sim.account_of(rec), [str(x) for x in body])
+        if route == ("DELETE", "/cancel-all"):
+            rec = self._l2(method, path, raw)
+            return e.cancel_all(self.sim.account_of(rec))
+        if route == ("DELETE", "/cancel-market-orders"):
+            rec = self._l2(method, path, raw)
+            body = self._json(raw) or {}
+            return e.cancel_market(self.sim.account_of(rec), body.get("market"), body.get("asset_id"))
+        if method == "GET" and path.startswith("/data/order/"):
+            rec = self._l2(method, path, raw)
+            oid = path.rsplit("/", 1)[1]
+            view = e.order_view(oid)
+            if view is None or e.order_account(oid) != self.sim.account_of(rec):
+                return None
+            return view
+        if route == ("GET", "/data/orders"):
+            rec = self._l2(method, path, raw)
+            orders = e.open_orders(self.sim.account_of(rec), market=self._q(query, "market"),
+                                   asset_id=self._q(query, "asset_id"), order_id=self._q(query, "id"))
+            return self._page(orders, query)
+        if route == ("GET", "/data/trades"):
+            rec = self._l2(method, path, raw)
+            trades = e.trades(self.sim.account_of(rec), trade_id=self._q(query, "id"), market=self._q(query, "market"),
+                              asset_id=self._q(query, "asset_id"), after=self._q(query, "after"),
+                              before=self._q(query, "before"))
+            return self._page(trades, query)
+        if route in (("GET", "/balance-allowance"), ("GET", "/balance-allowance/update")):
+            rec = self._l2(method, path, raw)
+            if path.endswith("/update"):
+                return None
+            asset_type = str(self._q(query, "asset_type", "COLLATERAL")).upper()
+            asset = "COLLATERAL" if asset_type == "COLLATERAL" else self._q(query, "token_id")
+            if asset is None:
+                raise HttpError(400, "token_id is required for CONDITIONAL balances")
+            bal = e.balance(self.sim.account_of(rec), asset)
+            return {"balance": str(int((bal * BASE).to_integral_value(rounding="ROUND_DOWN"))),
+                    "allowances": {"0xE111180000d2663C0091e4f400237545B87B996B": str(2**256 - 1)}}
+        if route == ("POST", "/v1/heartbeats"):
+            self._l2(method, path, raw)
+            return {"heartbeat_id": str(uuid.uuid4())}
+        raise HttpError(404, f"no route for {method} {path}")
+
+    def _post_order(self, rec: dict, envelope) -> dict:
+        e = self.sim.engine
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("order"), dict):
+            raise HttpError(400, "invalid payload: expected {order, owner, orderType}")
+        order = envelope["order"]
+        if envelope.get("owner") != rec["apiKey"]:
+            raise HttpError(400, "the order owner has to be the owner of the API KEY")
+        market = e.market_by_token(str(order.get("tokenId")))
+        if market is None:
+            raise HttpError(400, "Invalid token id")
+        order_id = verify_order(order, market.neg_risk, rec["address"])
+        maker = str(order["maker"]).lower()
+        self.sim.makers.setdefault(rec["address"], maker)
+        try:
+            maker_amount = Decimal(int(order["makerAmount"])) / BASE
+            taker_amount = Decimal(int(order["takerAmount"])) / BASE
+            expiration = int(order.get("expiration") or 0)
+        except (TypeError, ValueError):
+            raise HttpError(400, "invalid amounts") from None
+        return e.place_order(order_id=order_id, owner=rec["apiKey"], account=maker, token_id=str(order["tokenId"]),
+                             side=str(order["side"]), maker_amount=maker_amount, taker_amount=taker_amount,
+                             order_type=str(envelope.get("orderType", "GTC")),
+                             post_only=bool(envelope.get("postOnly", False)), expiration=expiration)
+
+    # -- Gamma ------------------------------------------------------------------------------------
+
+    def _gamma(self, method: str, path: str, query: dict):
+        e = self.sim.engine
+        if method != "GET":
+            raise HttpError(405, "method not allowed")
+        if path == "/markets":
+            return self._gamma_list(query)
+        if path.startswith("/markets/slug/"):
+            m = e.market_by_slug(path.rsplit("/", 1)[1])
+        elif path.startswith("/markets/"):
+            m = e.market_by_id(path.rsplit("/", 1)[1])
+        else:
+            raise HttpError(404, "not found")
+        if m is None:
+            raise HttpError(404, "market not found")
+        return gamma_market_json(e, m)
+
+    def _gamma_list(self, query: dict) -> list:
+        e = self.sim.engine
+        q = lambda name, default=None: self._q(query, name, default)  # noqa: E731
+        try:
+            limit = int(q("limit", 100))
+            offset = int(q("offset", 0))
+        except ValueError:
+            raise HttpError(422, "limit and offset must be integers") from None
+        order = q("order")
+        if order and any(f not in GAMMA_ORDER_FIELDS for f in order.split(",")):
+            raise HttpError(422, "order fields are not valid", {"type": "validation error"})
+        closed = q("closed", "false").lower() == "true"
+        markets = [gamma_market_json(e, m) for m in e.markets()]
+        out = []
+        ids = set(query.get("id", []))
+        tokens = set(query.get("clob_token_ids", []))
+        conds = set(query.get("condition_ids", []))
+        for m in markets:
+            if m["closed"] != closed:
+                continue
+            if q("active") == "false":
+                continue
+            if ids and m["id"] not in ids:
+                continue
+            if q("slug") and m["slug"] != q("slug"):
+                continue
+            if tokens and not tokens & set(json.loads(m["clobTokenIds"])):
+                continue
+            if conds and m["conditionId"] not in conds:
+                continue
+            if not self._in_range(m["liquidityNum"], q("liquidity_num_min"), q("liquidity_num_max")):
+                continue
+            if not self._in_range(m["volumeNum"], q("volume_num_min"), q("volume_num_max")):
+                continue
+            if q("end_date_min") and m["endDate"] < self._iso(q("end_date_min")):
+                continue
+            if q("end_date_max") and m["endDate"] > self._iso(q("end_date_max")):
+                continue
+            out.append(m)
+        if order:
+            field = order.split(",")[0]
+            asc = q("ascending", "false").lower() == "true"
+            out.sort(key=lambda m: (m.get(field) is None, m.get(field) or 0), reverse=not asc)
+        return out[offset:offset + limit]
+
+    @staticmethod
+    def _in_range(value, low, high) -> bool:
+        if low is not None and value < float(low):
+            return False
+        if high is not None and value > float(high):
+            return False
+        return True
+
+    @staticmethod
+    def _iso(text: str) -> str:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    # -- control ----------------------------------------------------------------------------------
+
+    def _control(self, method: str, path: str, query: dict, raw: bytes):
+        ctl = self.server.control  # type: ignore[attr-defined]
+        body = self._json(raw) or {}
+        route = (method, path)
+        if route == ("POST", "/_sim/markets"):
+            if "question" not in body:
+                raise HttpError(400, "question is required")
+            return ctl.create_market(**body)
+        if route == ("POST", "/_sim/fund"):
+            ctl.fund(body["address"], usdc=body.get("usdc"), token_id=body.get("token_id"), shares=body.get("shares"))
+            return {"ok": True}
+        if route == ("GET", "/_sim/balances"):
+            return ctl.balances(self._q(query, "address"))
+        if route == ("POST", "/_sim/book"):
+            ctl.set_book(body["token_id"], body.get("bids", []), body.get("asks", []))
+            return {"ok": True}
+        if route == ("POST", "/_sim/price"):
+            ctl.set_price(body["token_id"], body["price"])
+            return {"ok": True}
+        if route == ("POST", "/_sim/resolve"):
+            ctl.resolve(body["condition_id"], body["winner"])
+            return {"ok": True}
+        if route == ("POST", "/_sim/faults"):
+            ctl.set_faults(**body)
+            return {"ok": True}
+        if route == ("GET", "/_sim/requests"):
+            return ctl.request_counts()
+        if route == ("DELETE", "/_sim/requests"):
+            ctl.reset_request_counts()
+            return {"ok": True}
+        raise HttpError(404, f"no control route {method} {path}")
+
+
+class SimHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+
+
+def make_server(state: SimState, control, port: int, gamma: bool) -> SimHTTPServer:
+    handler = type("GammaHandler" if gamma else "ClobHandler", (_Handler,), {"sim": state, "gamma": gamma})
+    server = SimHTTPServer(("127.0.0.1", port), handler)
+    server.control = control
+    return server
