@@ -65,6 +65,7 @@ class Harness:
     def no_new_trades(self) -> None:
         """Stop scanning, so a closed position's market is not bought again within the test."""
         self.config.strategy.scan_interval_seconds = 10**9
+        self.bot._last_scan = self.clock.time()
 
     def restart(self) -> "Bot":
         self.bot = Bot(self.config, self.venue, MarketScanner(self.sim.gamma_url, self.config.strategy),
