@@ -37,7 +37,7 @@ class SimExchange:
         rng = random.Random(seed)
         for i in range(markets):
             self.create_market(f"Simulated market {i + 1}: will it happen?",
-                               yes_price=round(rng.uniform(0.25, 0.75), 2))
+                               yes_price=round(rng.uniform(0.35, 0.65), 2))
 
     # -- lifecycle ------------------------------------------------------------------------------
 

@@ -443,15 +443,21 @@ class Engine:
             for maker in list(side_book.levels.get(price, ())):
                 if maker.account == acct or (acct == MM_ACCOUNT and maker.is_mm):
                     continue
-                if budget is not None:
-                    qty = min(maker.remaining, ((budget - paid) / price).quantize(BASE, rounding=ROUND_DOWN))
-                else:
-                    qty = min(maker.remaining, shares - got)
+                qty = self._fill_qty(maker, price, budget - paid if budget is not None else None, shares - got)
                 if qty <= 0:
                     return got, paid
                 got += qty
                 paid += (qty * price).quantize(BASE, rounding=ROUND_DOWN)
         return got, paid
+
+    @staticmethod
+    def _fill_qty(maker: Order, price: Decimal, budget_left: Decimal | None, wanted: Decimal) -> Decimal:
+        """Shares to take from one resting order: by budget for a market BUY, else by size. A budget
+        remainder worth less than 0.01 share buys nothing (it stays with the buyer)."""
+        if budget_left is None:
+            return min(maker.remaining, wanted)
+        qty = min(maker.remaining, (budget_left / price).quantize(BASE, rounding=ROUND_DOWN))
+        return qty if qty >= SHARES_2DP else Decimal(0)
 
     def _match(self, taker: Order, market: SimMarket, budget: Decimal | None) -> tuple[Decimal, Decimal]:
         """Execute ``taker`` against resting orders at their prices; returns (shares, usdc) filled."""
@@ -464,10 +470,7 @@ class Engine:
             for maker in list(opposite.levels.get(price, ())):
                 if maker.account == taker.account or (taker.is_mm and maker.is_mm):
                     continue  # no self-trade: the resting order stays
-                if budget is not None:
-                    qty = min(maker.remaining, ((budget - paid) / price).quantize(BASE, rounding=ROUND_DOWN))
-                else:
-                    qty = min(maker.remaining, taker.remaining)
+                qty = self._fill_qty(maker, price, budget - paid if budget is not None else None, taker.remaining)
                 if qty <= 0:
                     return got, paid
                 self._execute(taker, maker, qty, price, market)

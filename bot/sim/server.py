@@ -167,7 +167,8 @@ def gamma_market_json(engine: Engine, m: SimMarket) -> dict:
         "bestBid": float(bid) if bid is not None else None, "bestAsk": float(ask) if ask is not None else None,
         "spread": float(ask - bid) if bid is not None and ask is not None else None,
         "lastTradePrice": float(engine.last_trade_price(yes)),
-        "orderPriceMinTickSize": float(m.tick_size), "orderMinSize": float(m.min_order_size),
+        "orderPriceMinTickSize": float(m.tick_size),
+        "orderMinSize": int(m.min_order_size) if m.min_order_size == int(m.min_order_size) else float(m.min_order_size),
         "negRisk": m.neg_risk, "makerBaseFee": 0, "takerBaseFee": 0, "feesEnabled": m.fee_rate > 0,
     }
 
