@@ -20,7 +20,14 @@ from decimal import Decimal
 from pathlib import Path
 
 from bot.clock import Clock, SystemClock
-from bot.config import BotConfig, ConfigError, load_bot_config, load_secrets, require_live_secrets
+from bot.config import (
+    BotConfig,
+    ConfigError,
+    check_trade_size,
+    load_bot_config,
+    load_secrets,
+    require_live_secrets,
+)
 from bot.errors import BotError, MalformedResponse, OrderRejected, StateFileError, TemporaryVenueError, VenueError
 from bot.exits import ExitProtocol, book_tp_fill
 from bot.logger import get_logger, register_secret
@@ -99,6 +106,8 @@ class Bot:
         """Run until stopped (or ``loops`` iterations); returns the process exit code."""
         self._fill_missing_exit_prices()
         self.save()
+        for problem in check_trade_size(self.config):
+            log.warning("%s", problem)
         active = self.state.active_positions()
         log.info("Bot started (%s venue): %d active position(s)%s", self.venue.name, len(active),
                  "; PAUSED: " + (self.state.pause_reason or "") if self.state.paused else "")
