@@ -31,7 +31,7 @@ from bot.config import (
 from bot.errors import BotError, MalformedResponse, OrderRejected, StateFileError, TemporaryVenueError, VenueError
 from bot.exits import ExitProtocol, book_tp_fill
 from bot.logger import get_logger, register_secret
-from bot.money import fmt, is_dust, round_shares
+from bot.money import SHARE_EPSILON, fmt, is_dust, round_shares
 from bot.reconcile import reconcile
 from bot.position_manager import (
     BotState,
@@ -48,6 +48,8 @@ from bot.venue.base import Book, OrderState, OrderStatus, Venue
 
 log = logging.getLogger("bot")
 
+#: Even when every book shows the TPs intact, the open-orders list is read every this many check intervals.
+FULL_CHECK_EVERY = 10
 #: After this many loops in a row that failed with unexpected errors the bot stops opening positions.
 MAX_CONSECUTIVE_FAILURES = 5
 
@@ -58,6 +60,17 @@ class Snapshot:
 
     books: dict[str, Book] = field(default_factory=dict)
     open_orders: dict[str, OrderState] | None = None
+
+
+def tp_visibly_intact(pos: Position, book: Book | None) -> bool:
+    """True when the book shows the position's TP cannot have traded: no bid reaches its price and the
+    ask level at its price holds at least its size."""
+    if book is None or pos.tp_price is None:
+        return False
+    if book.best_bid is not None and book.best_bid >= pos.tp_price:
+        return False
+    level = next((size for price, size in book.asks if price == pos.tp_price), Decimal(0))
+    return level + SHARE_EPSILON >= round_shares(pos.shares)
 
 
 class Bot:
@@ -79,6 +92,7 @@ class Bot:
         self.loops_done = 0
         self.consecutive_failures = 0
         self._last_order_check: float | None = None
+        self._last_full_check: float | None = None
         self._last_scan: float | None = None
         self._last_logged_bid: dict[str, Decimal] = {}
         self._reconciled = False
@@ -171,18 +185,30 @@ class Bot:
     # -- phase 1: read ----------------------------------------------------------------------------
 
     def _read_venue(self, now: datetime) -> Snapshot:
+        """One batched book read for every held token; the open-orders list when a TP check is due."""
         active = self.state.active_positions()
         snap = Snapshot()
         if not active:
             return snap
         snap.books = self.venue.get_books([p.token_id for p in active])
-        needs_orders = any(p.exit_mode == ExitMode.LIMIT_ORDERS and p.tp_order_id for p in active)
-        t = self.clock.time()
-        due = self._last_order_check is None or t - self._last_order_check >= self.config.trading.order_check_interval_seconds
-        if needs_orders and due:
+        resting = [p for p in active if p.exit_mode == ExitMode.LIMIT_ORDERS and p.tp_order_id]
+        if resting and self._order_check_due(resting, snap.books):
             snap.open_orders = {o.order_id: o for o in self.venue.open_orders()}
-            self._last_order_check = t
+            self._last_order_check = self._last_full_check = self.clock.time()
         return snap
+
+    def _order_check_due(self, resting: list[Position], books: dict[str, Book]) -> bool:
+        """Every order_check_interval, unless this loop's books show every TP still resting untouched
+        (its price level holds at least its size and no bid reaches it); then only every
+        FULL_CHECK_EVERY intervals, as a safety net. Keeps API calls flat in the number of positions."""
+        interval = self.config.trading.order_check_interval_seconds
+        t = self.clock.time()
+        if self._last_order_check is not None and t - self._last_order_check < interval:
+            return False
+        if self._last_full_check is None or t - self._last_full_check >= FULL_CHECK_EVERY * interval:
+            return True
+        self._last_order_check = t
+        return any(not tp_visibly_intact(p, books.get(p.token_id)) for p in resting)
 
     # -- phase 2: update --------------------------------------------------------------------------
 

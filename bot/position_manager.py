@@ -244,6 +244,7 @@ class PositionStore:
         self.prev_path = self.path.with_name(self.path.name + ".prev")
         self._load_failed = False
         self._lock_fd: int | None = None
+        self._last_saved: dict | None = None
 
     def load(self) -> BotState:
         """The stored state (empty when there is no file). Raises StateFileError, touching nothing."""
@@ -295,9 +296,12 @@ class PositionStore:
         """Atomic write: temp file + fsync, previous version kept as .prev, rename, fsync the folder."""
         if self._load_failed:
             raise StateFileError(f"{self.path}: refusing to overwrite a file that failed to load")
+        data = state.to_dict()
+        if data == self._last_saved and self.path.exists():
+            return  # nothing changed since the last write: spare the disk (the loop saves every iteration)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        payload = json.dumps(state.to_dict(), indent=2)
+        payload = json.dumps(data, indent=2)
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(payload)
             fh.flush()
@@ -310,6 +314,7 @@ class PositionStore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+        self._last_saved = data
 
     def acquire_lock(self) -> None:
         """Hold <path>.lock exclusively for the process lifetime: two bots on one file refuse to run."""

@@ -23,7 +23,7 @@ class SimExchange:
 
     def __init__(self, *, markets: int = 0, seed: int = 0, clock: Clock | None = None, port: int = 0,
                  gamma_port: int = 0, default_volatility=None, settlement_delay_s: float = 0.0,
-                 step_seconds: float = 1.0, page_size: int = 100):
+                 step_seconds: float = 1.0, page_size: int = 500):
         self.clock = clock or SystemClock()
         self.seed = seed
         self.engine = Engine(seed=seed, clock=self.clock,

@@ -81,7 +81,7 @@ def _num(value, what: str) -> Decimal:
 class SimState:
     """What the HTTP handlers share: engine, keys, counts, faults."""
 
-    def __init__(self, engine: Engine, seed: int = 0, page_size: int = 100):
+    def __init__(self, engine: Engine, seed: int = 0, page_size: int = 500):
         self.engine = engine
         self.keys = ApiKeys(seed)
         self.page_size = page_size

@@ -58,18 +58,15 @@ class Book:
             entries = raw.get(key)
             if entries is None:
                 return ()
-            if not isinstance(entries, list):
-                raise ValueError(f"book {tid}: '{key}' is not a list")
-            out = []
-            for i, lvl in enumerate(entries):
-                if not isinstance(lvl, dict):
-                    raise ValueError(f"book {tid}: {key}[{i}] is not an object")
-                price = to_decimal(lvl.get("price"), f"book {tid} {key}[{i}].price")
-                size = to_decimal(lvl.get("size"), f"book {tid} {key}[{i}].size")
-                if size > 0:
-                    out.append((price, size))
+            try:  # fast path: one comprehension per side (this runs for every held token every loop)
+                out = [(Decimal(lvl["price"]), Decimal(lvl["size"])) for lvl in entries]
+            except (TypeError, KeyError, ArithmeticError, ValueError):
+                out = _levels_checked(tid, key, entries)
+            if not all(p.is_finite() and z.is_finite() for p, z in out):
+                out = _levels_checked(tid, key, entries)
             # Sort rather than trust the order: the venue sends best LAST, but a wrong assumption here
             # would put a stop-loss trigger on the worst price of the book.
+            out = [pl for pl in out if pl[1] > 0]
             out.sort(key=lambda pl: pl[0], reverse=best_is_max)
             return tuple(out)
 
@@ -82,6 +79,19 @@ class Book:
             tick_size=to_decimal(tick, f"book {tid} tick_size") if tick not in (None, "") else None,
             min_order_size=to_decimal(mos, f"book {tid} min_order_size") if mos not in (None, "") else None,
         )
+
+
+def _levels_checked(tid: str, key: str, entries) -> list[tuple[Decimal, Decimal]]:
+    """Slow path of book parsing: a ValueError that names the bad level and field."""
+    if not isinstance(entries, list):
+        raise ValueError(f"book {tid}: '{key}' is not a list")
+    out = []
+    for i, lvl in enumerate(entries):
+        if not isinstance(lvl, dict):
+            raise ValueError(f"book {tid}: {key}[{i}] is not an object")
+        out.append((to_decimal(lvl.get("price"), f"book {tid} {key}[{i}].price"),
+                    to_decimal(lvl.get("size"), f"book {tid} {key}[{i}].size")))
+    return out
 
 
 @dataclass(frozen=True)
