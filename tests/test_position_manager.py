@@ -110,10 +110,24 @@ def test_truncated_file_points_at_prev(tmp_path):
     state = BotState()
     state.add(pos())
     store.save(state)
+    state.pause("second version")
     store.save(state)
     path.write_text(path.read_text()[:40])
     with pytest.raises(StateFileError, match=r"line \d+, column \d+.*left untouched.*positions.json.prev"):
         PositionStore(path).load()
+
+
+def test_unchanged_state_is_not_rewritten(tmp_path):
+    path = tmp_path / "positions.json"
+    store = PositionStore(path)
+    state = BotState()
+    store.save(state)
+    mtime = path.stat().st_mtime_ns
+    store.save(state)
+    assert path.stat().st_mtime_ns == mtime and not (tmp_path / "positions.json.prev").exists()
+    state.pause("changed")
+    store.save(state)
+    assert json.loads(path.read_text())["paused"] is True
 
 
 def test_top_level_list_format(tmp_path):
