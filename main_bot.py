@@ -28,11 +28,19 @@ from bot.config import (
     load_secrets,
     require_live_secrets,
 )
-from bot.errors import BotError, MalformedResponse, OrderRejected, StateFileError, TemporaryVenueError, VenueError
+from bot.errors import (
+    BotError,
+    MalformedResponse,
+    OrderRejected,
+    StateFileError,
+    TemporaryVenueError,
+    UnknownOutcome,
+    VenueError,
+)
 from bot.exits import ExitProtocol, book_tp_fill
 from bot.logger import get_logger, register_secret
 from bot.money import SHARE_EPSILON, fmt, is_dust, round_shares
-from bot.reconcile import reconcile
+from bot.crashpoints import crashpoint
 from bot.position_manager import (
     BotState,
     CloseReason,
@@ -42,6 +50,7 @@ from bot.position_manager import (
     PositionStore,
     transition,
 )
+from bot.reconcile import reconcile, resolve_opening
 from bot.scanner import MarketScanner
 from bot.trader import Trader, exit_prices
 from bot.venue.base import Book, OrderState, OrderStatus, Venue
@@ -218,7 +227,9 @@ class Bot:
             if pos.status == PositionState.NEEDS_ATTENTION:
                 continue
             try:
-                if pos.exit_mode == ExitMode.LIMIT_ORDERS:
+                if pos.status == PositionState.OPENING:
+                    self._finish_opening(pos, now)
+                elif pos.exit_mode == ExitMode.LIMIT_ORDERS:
                     self._update_position_with_limit_orders(pos, snap, now)
                 else:
                     self._update_position_legacy_monitoring(pos, snap, now)
@@ -231,6 +242,13 @@ class Bot:
                 until = now + timedelta(hours=self.config.strategy.blacklist_hours)
                 self.state.blacklist_market(pos.condition_id, until)
                 log.info("Blacklisted market %s until %s after a stop-loss", pos.condition_id[:12], until.isoformat())
+
+    def _finish_opening(self, pos: Position, now: datetime) -> None:
+        """An entry whose answer never arrived (timeout, crash): adopt what the venue says it bought."""
+        resolve_opening(pos, self.venue, now)
+        self.save()
+        if pos.status == PositionState.OPEN and pos.exit_mode == ExitMode.LIMIT_ORDERS and not pos.tp_order_id:
+            self._arm_tp(pos)
 
     def _exit_trigger(self, pos: Position, bid: Decimal | None, now: datetime, watch_tp: bool) -> CloseReason | None:
         if bid is not None and pos.sl_price is not None and bid <= pos.sl_price:
@@ -294,14 +312,34 @@ class Bot:
     def _arm_tp(self, pos: Position) -> None:
         """Place the TP for the position's shares; on failure fall back to monitoring."""
         info = self.venue.get_market_info(pos.token_id, pos.condition_id)
+        pos.pending = {"kind": "tp", "price": str(pos.tp_price)}
+        self.save()
         try:
             fill = self.trader._place_limit_sell(pos.token_id, pos.tp_price, pos.shares, info)
+        except UnknownOutcome as exc:
+            # The TP may rest even though the answer was lost: look before placing another.
+            found = self._find_resting_tp(pos)
+            if found is None:
+                pos.pending = None
+                self._fall_back(pos, f"TP placement outcome unknown and no such order found ({exc})")
+                return
+            log.warning("TP of %s was placed although its answer was lost: adopted %s", pos.id, found.order_id)
+            pos.tp_order_id, pos.pending = found.order_id, None
+            self.save()
+            return
         except VenueError as exc:
+            pos.pending = None
             self._fall_back(pos, str(exc))
             return
-        pos.tp_order_id = fill.order_id
+        pos.tp_order_id, pos.pending = fill.order_id, None
         book_tp_fill(pos, fill.filled_shares, fill.avg_price or pos.tp_price)
         self.save()
+
+    def _find_resting_tp(self, pos: Position) -> OrderState | None:
+        for order in self.venue.open_orders():
+            if order.token_id == pos.token_id and order.side == "SELL" and order.price == pos.tp_price:
+                return order
+        return None
 
     def _fall_back(self, pos: Position, why: str) -> None:
         log.warning("Limit orders failed, using legacy monitoring (%s): %s", pos.id, why)
@@ -390,12 +428,16 @@ class Bot:
                      fmt(plan.tp_price), fmt(plan.sl_price), cand.question[:60])
         try:
             result = self.trader.execute_buy(cand.token_id, plan, info)
+        except UnknownOutcome as exc:
+            log.warning("BUY answer lost (%s): the next loop reads the venue before doing anything else", exc)
+            return False
         except OrderRejected as exc:
             log.warning("BUY refused: %s", exc)
             transition(pos, PositionState.CLOSED, now, reason=CloseReason.ENTRY_UNFILLED)
             pos.pending = None
             self.save()
             return False
+        crashpoint("after_buy")
         fill = result.fill
         pos.entry_order_id = fill.order_id
         pos.entry_shares = result.shares_held
@@ -443,7 +485,8 @@ def build_venue(config: BotConfig) -> Venue:
 
     api = config.api
     if config.bot.dry_run:
-        reader = LiveVenue(api.clob_host, chain_id=api.chain_id, timeout_s=api.request_timeout_seconds)
+        reader = LiveVenue(api.clob_host, chain_id=api.chain_id, timeout_s=api.request_timeout_seconds,
+                           max_requests_per_second=api.max_requests_per_second)
         return PaperVenue(reader, config.capital.total, state_file=f"{config.bot.positions_file}.paper.json")
     secrets = load_secrets()
     require_live_secrets(secrets)
@@ -457,7 +500,7 @@ def build_venue(config: BotConfig) -> Venue:
                 fmt(config.capital.max_trade_size), config.capital.max_positions, fmt(config.capital.total))
     return LiveVenue(api.clob_host, chain_id=api.chain_id, private_key=secrets.private_key.get_secret_value(),
                      funder=secrets.funder_address or None, signature_type=api.signature_type, api_creds=creds,
-                     timeout_s=api.request_timeout_seconds)
+                     timeout_s=api.request_timeout_seconds, max_requests_per_second=api.max_requests_per_second)
 
 
 def sim_config(config: BotConfig, clob_url: str, gamma_url: str, state_dir: Path) -> BotConfig:

@@ -52,7 +52,7 @@ def build(sim: SimExchange, clock: SimulatedClock, workdir: Path, mode: ExitMode
         "api": {"clob_host": sim.clob_url, "gamma_host": sim.gamma_url},
     })
     wallet = sim.new_wallet(usdc=100000)
-    venue = LiveVenue(sim.clob_url, private_key=wallet["private_key"], funder=wallet["address"])
+    venue = LiveVenue(sim.clob_url, private_key=wallet["private_key"], funder=wallet["address"], clock=clock)
     bot = Bot(config, venue, MarketScanner(sim.gamma_url, config.strategy), PositionStore(config.bot.positions_file),
               clock=clock)
     now = bot.now()

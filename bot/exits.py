@@ -14,13 +14,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Callable
 
+from bot.crashpoints import crashpoint
 from bot.errors import OrderRejected, TemporaryVenueError, UnknownOutcome
-from bot.money import FEE_SHARE_TOLERANCE, MIN_MARKETABLE_NOTIONAL, fmt, is_dust, price_floor, round_shares
+from bot.money import FEE_SHARE_TOLERANCE, MIN_MARKETABLE_NOTIONAL, fmt, is_dust, price_floor, round_shares, to_decimal
 from bot.position_manager import CloseReason, Position, PositionState, transition
 from bot.trader import Trader
 from bot.venue.base import Book, MarketInfo, OrderStatus
 
 log = logging.getLogger("bot.exits")
+
+#: Exit sells that did not fill are retried after 2, 4, 8 ... seconds, at most this long apart.
+RETRY_CAP_S = 60.0
 
 
 def book_tp_fill(pos: Position, filled_total: Decimal, price: Decimal) -> Decimal:
@@ -65,6 +69,9 @@ class ExitProtocol:
 
     def resume(self, pos: Position, book: Book | None, now: datetime) -> None:
         """Continue an exit from wherever it stopped (also after a restart)."""
+        retry_at = pos.metrics.get("exit_retry_at")
+        if retry_at is not None and now.timestamp() < float(retry_at):
+            return  # backing off after a sell that did not fill
         info = self.trader.venue.get_market_info(pos.token_id, pos.condition_id)
         if pos.tp_order_id and not self._retire_tp(pos, now):
             return
@@ -98,6 +105,7 @@ class ExitProtocol:
                     pos.close_reason = CloseReason.TAKE_PROFIT  # the TP won the race: that is why it closed
         pos.tp_order_id = None
         self.save()
+        crashpoint("after_cancel")
         return True
 
     def _sell_remainder(self, pos: Position, info: MarketInfo, book: Book | None, now: datetime) -> None:
@@ -124,26 +132,44 @@ class ExitProtocol:
             pos.metrics = {**pos.metrics, "held_to_resolution": str(size)}
             self._close(pos, now)
             return
-        floor = price_floor(bid * (1 - self.max_slippage_pct), info.tick_size)
+        # The worst price is anchored at the bid that triggered the exit, so a collapsing book is not
+        # chased down: below it the position is held (still exiting) and reported.
+        anchor = pos.metrics.get("trigger_bid")
+        floor = price_floor((to_decimal(anchor) if anchor else bid) * (1 - self.max_slippage_pct), info.tick_size)
+        if bid < floor:
+            log.warning("Exit of %s held: bid %s is below the worst acceptable price %s; retrying", pos.id,
+                        fmt(bid), fmt(floor))
+            self._back_off(pos, now, "below_floor")
+            return
+        crashpoint("before_sell")
         try:
             fill = self.trader.sell_marketable(pos.token_id, size, floor, info)
         except UnknownOutcome as exc:
             log.warning("Exit sell for %s: outcome unknown (%s); the balance will tell next loop", pos.id, exc)
-            pos.metrics = {**pos.metrics, "exit_unknown_outcomes": int(pos.metrics.get("exit_unknown_outcomes", 0)) + 1}
-            self.save()
+            self._back_off(pos, now, "unknown_outcome")
             return
         except (OrderRejected, TemporaryVenueError) as exc:
-            log.warning("Exit sell for %s not filled (%s); retrying next loop", pos.id, exc)
-            pos.metrics = {**pos.metrics, "exit_retries": int(pos.metrics.get("exit_retries", 0)) + 1}
-            self.save()
+            # 'not enough balance' right after a buy is the venue's balance cache lagging, not the
+            # position being gone: refresh and retry with backoff.
+            log.warning("Exit sell for %s not filled (%s); retrying with backoff", pos.id, exc)
+            self._back_off(pos, now, "rejected")
             return
         book_sale(pos, fill.filled_shares, fill.usdc, fill.order_id)
+        crashpoint("after_sell")
         log.info("SOLD %s shares of %s @ %s (floor %s)%s", fmt(fill.filled_shares), pos.id, fmt(fill.avg_price, 4),
                  fmt(floor), "" if is_dust(pos.shares) else f"; {fmt(pos.shares)} left to sell")
         if is_dust(pos.shares):
             self._close(pos, now)
         else:
-            self.save()
+            self._back_off(pos, now, "partial")
+
+    def _back_off(self, pos: Position, now: datetime, why: str) -> None:
+        """Count a failed or partial exit attempt and schedule the next one (capped exponential)."""
+        tries = int(pos.metrics.get("exit_retries", 0)) + 1
+        delay = min(RETRY_CAP_S, 2.0 ** tries)
+        pos.metrics = {**pos.metrics, "exit_retries": tries, f"exit_{why}": int(pos.metrics.get(f"exit_{why}", 0)) + 1,
+                       "exit_retry_at": now.timestamp() + delay}
+        self.save()
 
     def _close(self, pos: Position, now: datetime) -> None:
         transition(pos, PositionState.CLOSED, now, reason=pos.close_reason)

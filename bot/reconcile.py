@@ -55,7 +55,7 @@ def reconcile(state: BotState, venue: Venue, now: datetime, arm_tp, cancel_unkno
     for pos in state.active_positions():
         report.checked += 1
         if pos.status == PositionState.OPENING:
-            _resolve_opening(pos, venue, now, report)
+            resolve_opening(pos, venue, now, report)
         if pos.status == PositionState.OPEN and pos.exit_mode == ExitMode.LIMIT_ORDERS:
             _check_tp(pos, venue, open_orders, now, report, arm_tp)
         if pos.status in (PositionState.OPEN, PositionState.EXITING) and not is_dust(pos.shares):
@@ -80,29 +80,32 @@ def reconcile(state: BotState, venue: Venue, now: datetime, arm_tp, cancel_unkno
     return report
 
 
-def _resolve_opening(pos: Position, venue: Venue, now: datetime, report: ReconcileReport) -> None:
-    """A crash between the buy and its record: the balance says whether the buy happened."""
+def resolve_opening(pos: Position, venue: Venue, now: datetime, report: ReconcileReport | None = None) -> None:
+    """An entry whose outcome was not recorded (crash, timeout): the trade history says whether the buy
+    happened (the balance cache may lag a fresh fill, the trades do not)."""
+    bought, cost = venue.recent_buys(pos.token_id, pos.opened_at.timestamp())
     held = round_shares(venue.token_balance(pos.token_id, refresh=True))
-    if held <= 0:
+    if bought <= 0 and held <= 0:
         transition(pos, PositionState.CLOSED, now, reason=CloseReason.ENTRY_UNFILLED)
         pos.pending = None
-        report.unfilled_entries += 1
+        if report:
+            report.unfilled_entries += 1
         log.info("Entry of %s never filled: closed", pos.id)
         return
-    pending = pos.pending or {}
-    cap = Decimal(str(pending.get("max_price", "0")) or "0")
-    pos.shares = pos.entry_shares = held
-    if pos.entry_price <= 0:
-        pos.entry_price = cap  # the worst price it could have paid: a conservative cost basis
-    if pos.entry_cost <= 0:
-        pos.entry_cost = (held * pos.entry_price).quantize(Decimal("0.000001"))
+    shares = round_shares(min(held, bought)) if bought > 0 and held > 0 else round_shares(max(held, bought))
+    pos.shares = pos.entry_shares = shares
+    if bought > 0:
+        pos.entry_cost = cost.quantize(Decimal("0.000001"))
+        pos.entry_price = (cost / bought).quantize(Decimal("0.000001"))
+    else:  # no trade visible yet: the worst price it could have paid is a conservative cost basis
+        pos.entry_price = Decimal(str((pos.pending or {}).get("max_price", "0")))
+        pos.entry_cost = (shares * pos.entry_price).quantize(Decimal("0.000001"))
     pos.pending = None
     transition(pos, PositionState.OPEN, now)
-    if pos.exit_mode == ExitMode.LIMIT_ORDERS:
-        pos.tp_order_id = None  # armed by _check_tp below
-    report.adopted_entries += 1
-    log.warning("Entry of %s filled before a crash: adopted %s shares (cost basis %s)", pos.id, fmt(held),
-                fmt(pos.entry_price))
+    if report:
+        report.adopted_entries += 1
+    log.warning("Entry of %s filled but was not recorded (crash or timeout): adopted %s shares @ %s", pos.id,
+                fmt(shares), fmt(pos.entry_price, 4))
 
 
 def _check_tp(pos: Position, venue: Venue, open_orders, now: datetime, report: ReconcileReport, arm_tp) -> None:

@@ -8,6 +8,7 @@ It also counts every HTTP request it causes, implicit SDK calls included, by end
 from __future__ import annotations
 
 import logging
+import random
 import re
 import threading
 from collections import Counter
@@ -32,6 +33,7 @@ from py_clob_client_v2 import (
 from py_clob_client_v2.exceptions import PolyApiException, PolyException
 from py_clob_client_v2.http_helpers import helpers as _sdk_http
 
+from bot.clock import Clock, SystemClock
 from bot.errors import MalformedResponse, OrderRejected, TemporaryVenueError, UnknownOutcome, VenueError
 from bot.money import USDC_QUANTUM, to_decimal, to_sdk_float
 from bot.venue.base import Book, CancelResult, Fill, MarketInfo, OrderState
@@ -45,6 +47,12 @@ BOOKS_CHUNK = 500
 TEMPORARY_STATUSES = {425, 429, 500, 502, 503, 504}
 #: Base units per USDC / share on chain.
 BASE_UNITS = Decimal(1_000_000)
+#: Reads are retried this many times on temporary errors, with capped exponential backoff and jitter.
+READ_RETRIES = 3
+BACKOFF_BASE_S = 0.25
+BACKOFF_CAP_S = 5.0
+#: 425 (engine restart, ~90 s) and 503 (cancel-only) are windows to wait out, not blips to hammer.
+WINDOW_STATUSES = {425, 503}
 
 T = TypeVar("T")
 
@@ -102,9 +110,18 @@ class LiveVenue:
         signature_type: int = 0,
         api_creds: tuple[str, str, str] | None = None,
         timeout_s: float = 5.0,
+        clock: Clock | None = None,
+        max_requests_per_second: float = 20.0,
+        seed: int | None = None,
     ):
         install_http_client(timeout_s)
         self.host = host.rstrip("/")
+        self.clock = clock or SystemClock()
+        self._rng = random.Random(seed)
+        self._rate = max_requests_per_second
+        self._tokens = max_requests_per_second  # a token bucket: bursts of up to one second's worth
+        self._refilled_at = self.clock.time()
+        self.retries = 0
         self._counts: Counter[str] = Counter()
         self._counter = (self._counts, threading.Lock())
         self._info: dict[str, MarketInfo] = {}
@@ -131,9 +148,41 @@ class LiveVenue:
         finally:
             _current.counter = previous
 
-    def _call(self, endpoint: str, fn: Callable[..., T], *args, posts_order: bool = False, **kwargs) -> T:
-        """Run one SDK call, mapping its exceptions to the bot's. ``posts_order``: a transport error
-        or 5xx leaves the outcome unknown instead of temporary."""
+    def _throttle(self) -> None:
+        """Self-imposed rate limit, far below the venue's: a token bucket of max_requests_per_second."""
+        now = self.clock.time()
+        self._tokens = min(self._rate, self._tokens + (now - self._refilled_at) * self._rate)
+        self._refilled_at = now
+        if self._tokens < 1:
+            wait = (1 - self._tokens) / self._rate
+            self.clock.sleep(wait)
+            self._refilled_at += wait
+            self._tokens = 1.0
+        self._tokens -= 1
+
+    def _call(self, endpoint: str, fn: Callable[..., T], *args, posts_order: bool = False, read: bool = False,
+              **kwargs) -> T:
+        """Run one SDK call, mapping its exceptions to the bot's. ``read``: retried on temporary errors
+        with capped exponential backoff and jitter. ``posts_order``: a transport error or 5xx leaves the
+        outcome unknown (never retried blindly: the caller looks for the order first)."""
+        attempt = 0
+        while True:
+            try:
+                return self._call_once(endpoint, fn, *args, posts_order=posts_order, **kwargs)
+            except TemporaryVenueError as exc:
+                if not read or attempt >= READ_RETRIES:
+                    raise
+                delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** attempt)
+                if exc.status in WINDOW_STATUSES:
+                    delay = BACKOFF_CAP_S
+                delay *= 0.5 + self._rng.random()  # jitter: do not retry in lockstep with everyone else
+                log.debug("%s: %s; retry %d in %.2f s", endpoint, exc, attempt + 1, delay)
+                self.retries += 1
+                attempt += 1
+                self.clock.sleep(delay)
+
+    def _call_once(self, endpoint: str, fn: Callable[..., T], *args, posts_order: bool = False, **kwargs) -> T:
+        self._throttle()
         with self._tracking():
             try:
                 return fn(*args, **kwargs)
@@ -169,7 +218,8 @@ class LiveVenue:
         books: dict[str, Book] = {}
         for start in range(0, len(tokens), BOOKS_CHUNK):
             chunk = tokens[start:start + BOOKS_CHUNK]
-            raw = self._call("POST /books", self._client.get_order_books, [BookParams(token_id=t) for t in chunk])
+            raw = self._call("POST /books", self._client.get_order_books, [BookParams(token_id=t) for t in chunk],
+                             read=True)
             if not isinstance(raw, list):
                 raise MalformedResponse(f"expected a list of books, got {type(raw).__name__}", endpoint="POST /books")
             for entry in raw:
@@ -187,12 +237,12 @@ class LiveVenue:
             return cached
         if not condition_id:
             raw = self._call("GET /markets-by-token", self._client._get,
-                             f"{self.host}/markets-by-token/{token_id}")
+                             f"{self.host}/markets-by-token/{token_id}", read=True)
             condition_id = str((raw or {}).get("condition_id") or "")
             if not condition_id:
                 raise MalformedResponse(f"no condition_id for token {token_id}", endpoint="GET /markets-by-token")
         # One call fills the SDK's tick/neg-risk caches for both tokens of the market.
-        raw = self._call("GET /clob-markets", self._client.get_clob_market_info, condition_id)
+        raw = self._call("GET /clob-markets", self._client.get_clob_market_info, condition_id, read=True)
         try:
             tick = to_decimal(raw["mts"], "clob-markets mts")
             mos = to_decimal(raw.get("mos", 5), "clob-markets mos")
@@ -257,7 +307,7 @@ class LiveVenue:
         return CancelResult(frozenset(str(c) for c in canceled), {str(k): str(v) for k, v in dict(not_canceled).items()})
 
     def get_order(self, order_id: str) -> OrderState | None:
-        raw = self._call("GET /data/order", self._client.get_order, order_id)
+        raw = self._call("GET /data/order", self._client.get_order, order_id, read=True)
         if raw in (None, "", "null") or (isinstance(raw, dict) and not raw):
             return None
         try:
@@ -266,7 +316,7 @@ class LiveVenue:
             raise MalformedResponse(str(exc), endpoint="GET /data/order") from None
 
     def open_orders(self) -> list[OrderState]:
-        raw = self._call("GET /data/orders", self._client.get_open_orders)
+        raw = self._call("GET /data/orders", self._client.get_open_orders, read=True)
         out = []
         for entry in raw or []:
             try:
@@ -279,8 +329,8 @@ class LiveVenue:
 
     def _balance(self, params: BalanceAllowanceParams, refresh: bool) -> Decimal:
         if refresh:
-            self._call("GET /balance-allowance/update", self._client.update_balance_allowance, params)
-        raw = self._call("GET /balance-allowance", self._client.get_balance_allowance, params)
+            self._call("GET /balance-allowance/update", self._client.update_balance_allowance, params, read=True)
+        raw = self._call("GET /balance-allowance", self._client.get_balance_allowance, params, read=True)
         try:
             return to_decimal(raw["balance"], "balance") / BASE_UNITS
         except (KeyError, TypeError, ValueError) as exc:
@@ -292,7 +342,25 @@ class LiveVenue:
     def collateral_balance(self) -> Decimal:
         return self._balance(BalanceAllowanceParams(asset_type=AssetType.COLLATERAL), False)
 
+    def recent_buys(self, token_id: str, since: float) -> tuple[Decimal, Decimal]:
+        """Shares and USDC of this account's BUY fills on ``token_id`` since ``since`` (unix s), from the
+        trade history, which, unlike the balance cache, does not lag a fresh fill."""
+        from py_clob_client_v2 import TradeParams
+
+        raw = self._call("GET /data/trades", self._client.get_trades,
+                         TradeParams(asset_id=token_id, after=max(int(since) - 5, 1)), read=True)
+        shares = usdc = Decimal(0)
+        for t in raw or []:
+            try:
+                if str(t.get("side", "")).upper() == "BUY" and str(t.get("status", "")).upper() != "FAILED":
+                    size, price = to_decimal(t["size"], "trade size"), to_decimal(t["price"], "trade price")
+                    shares += size
+                    usdc += size * price
+            except (KeyError, ValueError) as exc:
+                log.warning("Skipping malformed trade from GET /data/trades: %s", exc)
+        return shares, usdc
+
     def server_time(self) -> int:
         """The venue's clock (unix seconds)."""
-        raw = self._call("GET /time", self._client.get_server_time)
+        raw = self._call("GET /time", self._client.get_server_time, read=True)
         return int(raw)

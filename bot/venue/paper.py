@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -34,6 +35,8 @@ class _PaperOrder:
     size: Decimal
     filled: Decimal = Decimal(0)
     canceled: bool = False
+    created: float = 0.0
+    usdc: Decimal = Decimal(0)
 
     @property
     def remaining(self) -> Decimal:
@@ -77,7 +80,8 @@ class PaperVenue:
             self._tokens = {k: Decimal(v) for k, v in data["tokens"].items()}
             self._orders = {
                 o["order_id"]: _PaperOrder(o["order_id"], o["token_id"], o["side"], Decimal(o["price"]),
-                                           Decimal(o["size"]), Decimal(o["filled"]), bool(o["canceled"]))
+                                           Decimal(o["size"]), Decimal(o["filled"]), bool(o["canceled"]),
+                                           float(o.get("created", 0)), Decimal(o.get("usdc", "0")))
                 for o in data["orders"]
             }
         except (OSError, ValueError, KeyError, TypeError, ArithmeticError) as exc:
@@ -93,7 +97,8 @@ class PaperVenue:
             # Closed orders are kept so get_order keeps answering for them (positions refer to them).
             "orders": [
                 {"order_id": o.order_id, "token_id": o.token_id, "side": o.side, "price": str(o.price),
-                 "size": str(o.size), "filled": str(o.filled), "canceled": o.canceled}
+                 "size": str(o.size), "filled": str(o.filled), "canceled": o.canceled, "created": o.created,
+                 "usdc": str(o.usdc)}
                 for o in self._orders.values()
             ],
         }
@@ -173,7 +178,7 @@ class PaperVenue:
                 raise OrderRejected("no orders found to match with FAK order. FAK orders are partially "
                                     "filled or killed if no match is found.", endpoint="POST /order (dry run)")
             oid = self._new_id()
-            self._orders[oid] = _PaperOrder(oid, token_id, "BUY", max_price, got, got)
+            self._orders[oid] = _PaperOrder(oid, token_id, "BUY", max_price, got, got, created=time.time(), usdc=paid)
             self._usdc -= paid
             self._tokens[token_id] = self._tokens.get(token_id, Decimal(0)) + got
             self._save()
@@ -248,6 +253,13 @@ class PaperVenue:
     def collateral_balance(self) -> Decimal:
         with self._lock:
             return self._usdc
+
+    def recent_buys(self, token_id: str, since: float) -> tuple[Decimal, Decimal]:
+        """Shares and USDC of paper BUY fills on ``token_id`` since ``since``."""
+        with self._lock:
+            buys = [o for o in self._orders.values()
+                    if o.side == "BUY" and o.token_id == token_id and o.created >= since - 5]
+            return sum((o.filled for o in buys), Decimal(0)), sum((o.usdc for o in buys), Decimal(0))
 
     def api_calls(self) -> dict[str, int]:
         return self._reader.api_calls()

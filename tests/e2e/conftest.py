@@ -50,9 +50,11 @@ class Harness:
         self.wallet = wallet or sim.new_wallet(usdc=100)
         self.clock = SimulatedClock(start=sim.clock.time())
         if dry_run:
-            self.venue = PaperVenue(LiveVenue(sim.clob_url), Decimal(100), state_file=tmp_path / "paper.json")
+            self.venue = PaperVenue(LiveVenue(sim.clob_url, clock=self.clock), Decimal(100),
+                                    state_file=tmp_path / "paper.json")
         else:
-            self.venue = LiveVenue(sim.clob_url, private_key=self.wallet["private_key"], funder=self.wallet["address"])
+            self.venue = LiveVenue(sim.clob_url, private_key=self.wallet["private_key"], funder=self.wallet["address"],
+                                   clock=self.clock)
         self.store = PositionStore(self.config.bot.positions_file)
         self.bot = Bot(self.config, self.venue, MarketScanner(sim.gamma_url, self.config.strategy), self.store,
                        clock=self.clock)
