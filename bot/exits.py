@@ -48,6 +48,22 @@ def book_sale(pos: Position, shares: Decimal, usdc: Decimal, order_id: str) -> N
         pos.exit_order_ids = [*pos.exit_order_ids, order_id]
 
 
+def recover_lost_sale(pos: Position, venue) -> bool:
+    """An exit sell was sent but its result was never recorded (crash, timeout): book what the trade
+    history shows it sold, so the sold shares are not mistaken for missing ones. True if it did anything."""
+    if not pos.pending or pos.pending.get("kind") != "exit_sell":
+        return False
+    since = float(pos.pending.get("since", 0))
+    for fill in venue.recent_fills(pos.token_id, since, "SELL"):
+        if fill.order_id in pos.exit_order_ids or fill.filled_shares <= 0:
+            continue
+        book_sale(pos, fill.filled_shares, fill.usdc, fill.order_id)
+        log.warning("Exit sell %s of %s found in the trades: booked %s shares for $%s", fill.order_id[:18],
+                    pos.id, fmt(fill.filled_shares), fmt(fill.usdc, 2))
+    pos.pending = None
+    return True
+
+
 class ExitProtocol:
     """Runs exits for positions; ``save`` persists the whole state (called before every next step)."""
 
@@ -73,6 +89,8 @@ class ExitProtocol:
         if retry_at is not None and now.timestamp() < float(retry_at):
             return  # backing off after a sell that did not fill
         info = self.trader.venue.get_market_info(pos.token_id, pos.condition_id)
+        if recover_lost_sale(pos, self.trader.venue):
+            self.save()
         if pos.tp_order_id and not self._retire_tp(pos, now):
             return
         if is_dust(pos.shares):
@@ -141,20 +159,24 @@ class ExitProtocol:
                         fmt(bid), fmt(floor))
             self._back_off(pos, now, "below_floor")
             return
+        pos.pending = {"kind": "exit_sell", "since": now.timestamp(), "size": str(size)}
+        self.save()  # the intent is on disk before the order leaves: a lost answer is found in the trades
         crashpoint("before_sell")
         try:
             fill = self.trader.sell_marketable(pos.token_id, size, floor, info)
         except UnknownOutcome as exc:
-            log.warning("Exit sell for %s: outcome unknown (%s); the balance will tell next loop", pos.id, exc)
+            log.warning("Exit sell for %s: outcome unknown (%s); the trade history will tell next loop", pos.id, exc)
             self._back_off(pos, now, "unknown_outcome")
             return
         except (OrderRejected, TemporaryVenueError) as exc:
             # 'not enough balance' right after a buy is the venue's balance cache lagging, not the
             # position being gone: refresh and retry with backoff.
             log.warning("Exit sell for %s not filled (%s); retrying with backoff", pos.id, exc)
+            pos.pending = None
             self._back_off(pos, now, "rejected")
             return
         book_sale(pos, fill.filled_shares, fill.usdc, fill.order_id)
+        pos.pending = None
         crashpoint("after_sell")
         log.info("SOLD %s shares of %s @ %s (floor %s)%s", fmt(fill.filled_shares), pos.id, fmt(fill.avg_price, 4),
                  fmt(floor), "" if is_dust(pos.shares) else f"; {fmt(pos.shares)} left to sell")

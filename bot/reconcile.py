@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from bot.exits import book_tp_fill
+from bot.exits import book_tp_fill, recover_lost_sale
 from bot.money import FEE_SHARE_TOLERANCE, fmt, is_dust, round_shares
 from bot.position_manager import BotState, CloseReason, ExitMode, Position, PositionState, transition
 from bot.venue.base import OrderStatus, Venue
@@ -32,20 +32,22 @@ class ReconcileReport:
     tp_filled: int = 0
     tp_rearmed: int = 0
     needs_attention: int = 0
+    sales_recovered: int = 0
     unknown_orders: list[str] = field(default_factory=list)
     cancelled_unknown: int = 0
 
     def summary(self) -> str:
         return (f"Reconciled {self.checked} position(s): {self.adopted_entries} entries adopted, "
                 f"{self.unfilled_entries} unfilled, {self.tp_filled} TP filled while down, "
-                f"{self.tp_rearmed} TP re-armed, {self.needs_attention} need attention, "
+                f"{self.tp_rearmed} TP re-armed, {self.sales_recovered} exit sales recovered, "
+                f"{self.needs_attention} need attention, "
                 f"{len(self.unknown_orders)} unknown open order(s)"
                 + (f" ({self.cancelled_unknown} cancelled)" if self.cancelled_unknown else ""))
 
     @property
     def found_anything(self) -> bool:
         return bool(self.adopted_entries or self.unfilled_entries or self.tp_filled or self.tp_rearmed
-                    or self.needs_attention or self.unknown_orders)
+                    or self.sales_recovered or self.needs_attention or self.unknown_orders)
 
 
 def reconcile(state: BotState, venue: Venue, now: datetime, arm_tp, cancel_unknown: bool = False) -> ReconcileReport:
@@ -56,6 +58,8 @@ def reconcile(state: BotState, venue: Venue, now: datetime, arm_tp, cancel_unkno
         report.checked += 1
         if pos.status == PositionState.OPENING:
             resolve_opening(pos, venue, now, report)
+        if recover_lost_sale(pos, venue):
+            report.sales_recovered += 1
         if pos.status == PositionState.OPEN and pos.exit_mode == ExitMode.LIMIT_ORDERS:
             _check_tp(pos, venue, open_orders, now, report, arm_tp)
         if pos.status in (PositionState.OPEN, PositionState.EXITING) and not is_dust(pos.shares):
@@ -83,7 +87,11 @@ def reconcile(state: BotState, venue: Venue, now: datetime, arm_tp, cancel_unkno
 def resolve_opening(pos: Position, venue: Venue, now: datetime, report: ReconcileReport | None = None) -> None:
     """An entry whose outcome was not recorded (crash, timeout): the trade history says whether the buy
     happened (the balance cache may lag a fresh fill, the trades do not)."""
-    bought, cost = venue.recent_buys(pos.token_id, pos.opened_at.timestamp())
+    fills = venue.recent_fills(pos.token_id, pos.opened_at.timestamp(), "BUY")
+    bought = sum((f.filled_shares for f in fills), Decimal(0))
+    cost = sum((f.usdc for f in fills), Decimal(0))
+    if len(fills) == 1:
+        pos.entry_order_id = fills[0].order_id
     held = round_shares(venue.token_balance(pos.token_id, refresh=True))
     if bought <= 0 and held <= 0:
         transition(pos, PositionState.CLOSED, now, reason=CloseReason.ENTRY_UNFILLED)

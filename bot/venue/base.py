@@ -211,8 +211,8 @@ class Venue(Protocol):
     def collateral_balance(self) -> Decimal:
         """USDC (pUSD) the account holds."""
 
-    def recent_buys(self, token_id: str, since: float) -> tuple[Decimal, Decimal]:
-        """Shares and USDC of the account's BUY fills on ``token_id`` since ``since`` (unix seconds)."""
+    def recent_fills(self, token_id: str, since: float, side: str) -> list[Fill]:
+        """The account's taker fills on ``token_id`` since ``since`` (unix seconds), one Fill per order."""
 
     def api_calls(self) -> dict[str, int]:
         """Requests this venue object has sent, by 'METHOD /path' (ids collapsed)."""

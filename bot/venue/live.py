@@ -342,23 +342,27 @@ class LiveVenue:
     def collateral_balance(self) -> Decimal:
         return self._balance(BalanceAllowanceParams(asset_type=AssetType.COLLATERAL), False)
 
-    def recent_buys(self, token_id: str, since: float) -> tuple[Decimal, Decimal]:
-        """Shares and USDC of this account's BUY fills on ``token_id`` since ``since`` (unix s), from the
+    def recent_fills(self, token_id: str, since: float, side: str) -> list[Fill]:
+        """This account's taker fills on ``token_id`` since ``since`` (unix s), one Fill per order, from the
         trade history, which, unlike the balance cache, does not lag a fresh fill."""
         from py_clob_client_v2 import TradeParams
 
         raw = self._call("GET /data/trades", self._client.get_trades,
                          TradeParams(asset_id=token_id, after=max(int(since) - 5, 1)), read=True)
-        shares = usdc = Decimal(0)
+        by_order: dict[str, list[Decimal]] = {}
         for t in raw or []:
             try:
-                if str(t.get("side", "")).upper() == "BUY" and str(t.get("status", "")).upper() != "FAILED":
-                    size, price = to_decimal(t["size"], "trade size"), to_decimal(t["price"], "trade price")
-                    shares += size
-                    usdc += size * price
+                if (str(t.get("side", "")).upper() != side or str(t.get("trader_side", "TAKER")).upper() != "TAKER"
+                        or str(t.get("status", "")).upper() == "FAILED"):
+                    continue
+                size, price = to_decimal(t["size"], "trade size"), to_decimal(t["price"], "trade price")
             except (KeyError, ValueError) as exc:
                 log.warning("Skipping malformed trade from GET /data/trades: %s", exc)
-        return shares, usdc
+                continue
+            acc = by_order.setdefault(str(t.get("taker_order_id", "")), [Decimal(0), Decimal(0)])
+            acc[0] += size
+            acc[1] += size * price
+        return [Fill(oid, "matched", sh, usdc.quantize(USDC_QUANTUM)) for oid, (sh, usdc) in by_order.items()]
 
     def server_time(self) -> int:
         """The venue's clock (unix seconds)."""

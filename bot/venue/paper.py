@@ -217,7 +217,8 @@ class PaperVenue:
                 raise OrderRejected("no orders found to match with FAK order. FAK orders are partially "
                                     "filled or killed if no match is found.", endpoint="POST /order (dry run)")
             oid = self._new_id()
-            self._orders[oid] = _PaperOrder(oid, token_id, "SELL", min_price, got, got)
+            self._orders[oid] = _PaperOrder(oid, token_id, "SELL", min_price, got, got, created=time.time(),
+                                            usdc=proceeds)
             self._tokens[token_id] -= got
             self._usdc += proceeds
             self._save()
@@ -254,12 +255,11 @@ class PaperVenue:
         with self._lock:
             return self._usdc
 
-    def recent_buys(self, token_id: str, since: float) -> tuple[Decimal, Decimal]:
-        """Shares and USDC of paper BUY fills on ``token_id`` since ``since``."""
+    def recent_fills(self, token_id: str, since: float, side: str) -> list[Fill]:
+        """Paper taker fills on ``token_id`` since ``since``, one per order."""
         with self._lock:
-            buys = [o for o in self._orders.values()
-                    if o.side == "BUY" and o.token_id == token_id and o.created >= since - 5]
-            return sum((o.filled for o in buys), Decimal(0)), sum((o.usdc for o in buys), Decimal(0))
+            return [Fill(o.order_id, "matched", o.filled, o.usdc) for o in self._orders.values()
+                    if o.side == side and o.token_id == token_id and o.created >= since - 5 and o.usdc > 0]
 
     def api_calls(self) -> dict[str, int]:
         return self._reader.api_calls()
