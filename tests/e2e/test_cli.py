@@ -72,3 +72,48 @@ def test_corrupt_positions_file_stops_the_bot_and_is_kept(tmp_path):
     done = run("--config", str(cfg), "--loops", "1")
     assert done.returncode == 2 and "not valid JSON" in done.stderr and "left untouched" in done.stderr
     assert positions.read_text() == '{"positions": [{"token_id": '
+
+
+def test_live_run_never_writes_a_secret(tmp_path):
+    """A live run on the simulated venue: the private key and the API secret appear nowhere it writes."""
+    import base64
+    import hashlib  # noqa: F401
+    import os
+
+    from eth_account import Account
+
+    from bot.sim import SimExchange
+
+    acct = Account.create()
+    key = "0x" + acct.key.hex().removeprefix("0x")
+    with SimExchange(seed=9, markets=3) as sim:
+        sim.fund(acct.address, usdc=100)
+        creds = sim.state.keys.creds_for(acct.address, 0)
+        cfg = tmp_path / "config.json"
+        cfg.write_text(json.dumps({
+            "bot": {"dry_run": False, "loop_interval_seconds": 0.2, "positions_file": str(tmp_path / "positions.json"),
+                    "log_file": str(tmp_path / "logs" / "bot.log"), "log_level": "DEBUG"},
+            "strategy": {"min_liquidity": 0, "min_hours_to_end": 0, "scan_interval_seconds": 0.2},
+            "trading": {"use_concurrent_orders": True},
+            "api": {"clob_host": sim.clob_url, "gamma_host": sim.gamma_url},
+        }))
+        env = {**os.environ, "POLY_PRIVATE_KEY": key, "POLY_FUNDER_ADDRESS": acct.address,
+               "POLY_API_KEY": creds["apiKey"], "POLY_API_SECRET": creds["secret"],
+               "POLY_API_PASSPHRASE": creds["passphrase"]}
+        done = subprocess.run([sys.executable, "main_bot.py", "--config", str(cfg), "--loops", "5"], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "LIVE TRADING" in done.stderr and "up to $10 per trade" in done.stderr
+        assert sim.balances(acct.address)["open_orders"] >= 1   # it really traded: TPs rest
+        # a bad key is refused without being echoed
+        bad = "0x" + "g" * 64
+        refused = subprocess.run([sys.executable, "main_bot.py", "--config", str(cfg), "--loops", "1"], cwd=ROOT,
+                                 env={**env, "POLY_PRIVATE_KEY": bad}, capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2 and "POLY_PRIVATE_KEY is not a 64-hex-digit" in refused.stderr
+    secret_bytes = base64.urlsafe_b64decode(creds["secret"]).hex()
+    needles = [key, key[2:], creds["secret"], creds["passphrase"], secret_bytes, "g" * 64]
+    written = [done.stdout, done.stderr, refused.stdout, refused.stderr]
+    written += [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file() and p.name != "config.json"]
+    for text in written:
+        for needle in needles:
+            assert needle not in text

@@ -1,0 +1,135 @@
+"""The live venue's error mapping and response parsing, with the SDK's HTTP answered by a scripted
+transport (httpx.MockTransport under the real SDK): malformed responses, refusals, lost answers."""
+from __future__ import annotations
+
+import json
+from decimal import Decimal as D
+
+import httpx
+import pytest
+from eth_account import Account
+from py_clob_client_v2.http_helpers import helpers as sdk_http
+
+from bot.clock import SimulatedClock
+from bot.errors import MalformedResponse, OrderRejected, TemporaryVenueError, UnknownOutcome
+from bot.venue.base import MarketInfo
+from bot.venue import live
+from bot.venue.live import LiveVenue
+
+TOKEN = "12345678901234567890"
+INFO = MarketInfo(TOKEN, "0xcond", D("0.01"), D(5), False)
+BOOK = {"asset_id": TOKEN, "bids": [{"price": "0.48", "size": "10"}, {"price": "0.49", "size": "5"}],
+        "asks": [{"price": "0.52", "size": "10"}, {"price": "0.51", "size": "5"}]}
+
+
+class Script:
+    """Answers by path; counts calls."""
+
+    def __init__(self, routes):
+        self.routes = routes
+        self.calls: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        self.calls.append(f"{request.method} {path}")
+        key = path if path in self.routes else f"{request.method} {path}"
+        answer = self.routes.get(key, KeyError)
+        if answer is KeyError:
+            common = {"/version": {"version": 2}, "/tick-size": {"minimum_tick_size": 0.01},
+                      "/neg-risk": {"neg_risk": False}}
+            answer = common.get(path, {"error": "no route"})
+        if callable(answer):
+            answer = answer(request)
+        if isinstance(answer, Exception):
+            raise answer
+        status, body = answer if isinstance(answer, tuple) else (200, answer)
+        return httpx.Response(status, content=body if isinstance(body, bytes) else json.dumps(body).encode())
+
+
+@pytest.fixture
+def venue_with(monkeypatch):
+    def make(routes, key=True):
+        script = Script(routes)
+        clock = SimulatedClock()
+        acct = Account.create()
+        venue = LiveVenue("http://venue.test", private_key="0x" + acct.key.hex().removeprefix("0x") if key else None,
+                          api_creds=("k", "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=", "p") if key else None,
+                          clock=clock, seed=1)
+        monkeypatch.setattr(sdk_http, "_http_client", httpx.Client(transport=httpx.MockTransport(script),
+                                                                   event_hooks={"request": [live._count_request]}))
+        return venue, script, clock
+    return make
+
+
+def test_books_parse_best_first_and_skip_a_malformed_book(venue_with):
+    bad = {"asset_id": "999", "bids": [{"price": "oops", "size": "1"}], "asks": []}
+    venue, script, _ = venue_with({"/books": [BOOK, bad]}, key=False)
+    books = venue.get_books([TOKEN, "999"])
+    assert list(books) == [TOKEN] and books[TOKEN].best_bid == D("0.49") and books[TOKEN].best_ask == D("0.51")
+    assert script.calls == ["POST /books"]
+
+
+def test_books_that_are_not_a_list_are_malformed(venue_with):
+    venue, _, _ = venue_with({"/books": {"unexpected": True}}, key=False)
+    with pytest.raises(MalformedResponse) as err:
+        venue.get_books([TOKEN])
+    assert err.value.endpoint == "POST /books"
+
+
+def test_reads_are_retried_with_backoff_then_reported_temporary(venue_with):
+    venue, script, clock = venue_with({"/books": (503, {"error": "Trading is currently cancel-only"})}, key=False)
+    start = clock.time()
+    with pytest.raises(TemporaryVenueError) as err:
+        venue.get_books([TOKEN])
+    assert err.value.status == 503 and script.calls.count("POST /books") == 4   # 1 + 3 retries
+    assert clock.time() - start >= 3 * 2.5   # 503 is a window to wait out: long, jittered waits
+
+
+def test_transport_error_on_a_read_is_temporary(venue_with):
+    venue, script, _ = venue_with({"/books": httpx.ConnectError("refused")}, key=False)
+    with pytest.raises(TemporaryVenueError, match="ConnectError"):
+        venue.get_books([TOKEN])
+
+
+def test_a_5xx_on_post_order_is_an_unknown_outcome(venue_with):
+    venue, script, _ = venue_with({"POST /order": (500, {"error": "Internal Server Error"})})
+    with pytest.raises(UnknownOutcome):
+        venue.limit_sell(TOKEN, D("0.6"), D("10"), INFO)
+    assert script.calls.count("POST /order") == 1   # never blindly resent
+
+
+def test_refusal_is_rejected_and_balance_refusals_are_recognised(venue_with):
+    venue, _, _ = venue_with({"POST /order": (400, {"error": "not enough balance / allowance: the balance is "
+                                                                "not enough -> balance: 0, order amount: 1"})})
+    with pytest.raises(OrderRejected) as err:
+        venue.limit_sell(TOKEN, D("0.6"), D("10"), INFO)
+    assert err.value.is_balance and err.value.status == 400
+
+
+def test_order_answer_without_an_id_is_malformed(venue_with):
+    venue, _, _ = venue_with({"POST /order": {"success": True, "status": "live"}})
+    with pytest.raises(MalformedResponse, match="without orderID"):
+        venue.limit_sell(TOKEN, D("0.6"), D("10"), INFO)
+
+
+def test_matched_order_amounts_become_a_fill(venue_with):
+    venue, _, _ = venue_with({"POST /order": {"success": True, "orderID": "0xabc", "status": "matched",
+                                              "makingAmount": "10", "takingAmount": "5.9",
+                                              "transactionsHashes": ["0x1"], "tradeIDs": ["t"]}})
+    fill = venue.limit_sell(TOKEN, D("0.59"), D("10"), INFO)
+    assert (fill.order_id, fill.filled_shares, fill.usdc, fill.avg_price) == ("0xabc", D(10), D("5.9"), D("0.59"))
+
+
+def test_order_lookup_handles_null_and_garbage(venue_with):
+    venue, _, _ = venue_with({"/data/order/0xnull": None, "/data/order/0xbad": {"status": "LIVE"}})
+    assert venue.get_order("0xnull") is None
+    with pytest.raises(MalformedResponse):
+        venue.get_order("0xbad")
+
+
+def test_api_calls_are_counted_by_endpoint_with_ids_collapsed(venue_with):
+    venue, _, _ = venue_with({"/books": [BOOK], "/data/order/0xabc": None})
+    venue.get_books([TOKEN])
+    venue.get_order("0xabc")
+    venue.get_order("0xabc")
+    assert venue.api_calls() == {"POST /books": 1, "GET /data/order/{id}": 2}
