@@ -19,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
+from bot.alerts import Alerter
 from bot.clock import Clock, SystemClock
 from bot.config import (
     BotConfig,
@@ -39,6 +40,7 @@ from bot.errors import (
 )
 from bot.exits import ExitProtocol, book_tp_fill
 from bot.logger import get_logger, register_secret
+from bot.metrics import CallMeter
 from bot.money import SHARE_EPSILON, fmt, is_dust, round_shares
 from bot.crashpoints import crashpoint
 from bot.position_manager import (
@@ -57,6 +59,8 @@ from bot.venue.base import Book, OrderState, OrderStatus, Venue
 
 log = logging.getLogger("bot")
 
+#: Metrics-only changes (API call counts) are written at most this often.
+METRICS_FLUSH_SECONDS = 60
 #: Even when every book shows the TPs intact, the open-orders list is read every this many check intervals.
 FULL_CHECK_EVERY = 10
 #: After this many loops in a row that failed with unexpected errors the bot stops opening positions.
@@ -86,7 +90,7 @@ class Bot:
     """The loop: read the venue in batches, update positions, open new ones, save."""
 
     def __init__(self, config: BotConfig, venue: Venue, scanner: MarketScanner, store: PositionStore,
-                 clock: Clock | None = None, rng: random.Random | None = None):
+                 clock: Clock | None = None, rng: random.Random | None = None, alerter: Alerter | None = None):
         self.config = config
         self.venue = venue
         self.scanner = scanner
@@ -97,6 +101,8 @@ class Bot:
         self.trader = Trader(venue)
         self.state: BotState = store.load()
         self.exits = ExitProtocol(self.trader, self.save, config.trading.exit_max_slippage_pct)
+        self.meter = CallMeter([venue, scanner], self.state)
+        self.alerter = alerter or Alerter(config.alerts.webhook_url)
         self.stop_requested = False
         self.loops_done = 0
         self.consecutive_failures = 0
@@ -105,6 +111,8 @@ class Bot:
         self._last_scan: float | None = None
         self._last_logged_bid: dict[str, Decimal] = {}
         self._reconciled = False
+        self._last_loop_at: float | None = None
+        self._last_flush: float | None = None
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -136,6 +144,9 @@ class Bot:
                  "; PAUSED: " + (self.state.pause_reason or "") if self.state.paused else "")
         while not self.stop_requested and (loops is None or self.loops_done < loops):
             started = self.clock.time()
+            if self._last_loop_at is not None:
+                self.meter.add_run_time(started - self._last_loop_at)
+            self._last_loop_at = started
             self._run_guarded()
             self.loops_done += 1
             if self.stop_requested or (loops is not None and self.loops_done >= loops):
@@ -165,10 +176,17 @@ class Bot:
 
     def _count_failure(self, what: str) -> None:
         self.consecutive_failures += 1
-        if self.consecutive_failures >= MAX_CONSECUTIVE_FAILURES and not self.state.paused:
-            self.state.pause(f"{self.consecutive_failures} loops in a row failed; last: {what}")
-            log.error("Pausing new trades: %s", self.state.pause_reason)
-            self.save()
+        if self.consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
+            self._pause(f"{self.consecutive_failures} loops in a row failed; last: {what}")
+
+    def _pause(self, reason: str) -> None:
+        """Stop opening positions (existing ones are still managed) and tell the user."""
+        if self.state.paused:
+            return
+        self.state.pause(reason)
+        log.error("Pausing new trades: %s", reason)
+        self.save()
+        self.alerter.send("pause", reason)
 
     def run_once(self) -> None:
         """One iteration in fixed phases (reconciliation first, until it has succeeded once)."""
@@ -178,18 +196,39 @@ class Bot:
         snap = self._read_venue(now)
         self._update_positions(snap, now)
         if self._may_open(now):
-            self._place_new_trade(now)
-        self.save()
+            # The entry's calls (candidate book, buy, TP) belong to the position it opens, if any.
+            before = len(self.state.positions)
+            calls_before = self.meter.snapshot()
+            try:
+                self._place_new_trade(now)
+            finally:
+                self.meter.charge(self.state.positions[before:], self.meter.snapshot() - calls_before, now)
+        self._flush_metrics()
         self._log_loop_summary()
 
+    def _flush_metrics(self) -> None:
+        """Every change to a position is saved where it happens; what is left at the end of a loop is
+        metrics and counters, written at most every METRICS_FLUSH_SECONDS (a crash loses under a minute
+        of call counts, never a position)."""
+        t = self.clock.time()
+        if self._last_flush is None or t - self._last_flush >= METRICS_FLUSH_SECONDS:
+            self.save()
+            self._last_flush = t
+
     def _reconcile(self, now: datetime) -> None:
-        report = reconcile(self.state, self.venue, now, self._arm_tp,
-                           cancel_unknown=self.config.trading.cancel_unknown_orders)
+        with self.meter.attribute(None, now):
+            report = reconcile(self.state, self.venue, now, self._arm_tp,
+                               cancel_unknown=self.config.trading.cancel_unknown_orders)
         self._reconciled = True
-        if any(p.status == PositionState.NEEDS_ATTENTION for p in self.state.positions) and not self.state.paused:
-            self.state.pause("a position needs attention (found at start-up)")
+        for pos in self.state.positions:
+            if pos.status == PositionState.NEEDS_ATTENTION:
+                self.alerter.send("needs_attention", f"position {pos.id}: {pos.attention_reason}")
+        if any(p.status == PositionState.NEEDS_ATTENTION for p in self.state.positions):
+            self._pause("a position needs attention (found at start-up)")
         self.save()
         (log.warning if report.found_anything else log.info)(report.summary())
+        if report.found_anything:
+            self.alerter.send("reconciliation", report.summary())
 
     # -- phase 1: read ----------------------------------------------------------------------------
 
@@ -199,10 +238,12 @@ class Bot:
         snap = Snapshot()
         if not active:
             return snap
-        snap.books = self.venue.get_books([p.token_id for p in active])
+        with self.meter.attribute(active, now):
+            snap.books = self.venue.get_books([p.token_id for p in active])
         resting = [p for p in active if p.exit_mode == ExitMode.LIMIT_ORDERS and p.tp_order_id]
         if resting and self._order_check_due(resting, snap.books):
-            snap.open_orders = {o.order_id: o for o in self.venue.open_orders()}
+            with self.meter.attribute(resting, now):
+                snap.open_orders = {o.order_id: o for o in self.venue.open_orders()}
             self._last_order_check = self._last_full_check = self.clock.time()
         return snap
 
@@ -227,21 +268,25 @@ class Bot:
             if pos.status == PositionState.NEEDS_ATTENTION:
                 continue
             try:
-                if pos.status == PositionState.OPENING:
-                    self._finish_opening(pos, now)
-                elif pos.exit_mode == ExitMode.LIMIT_ORDERS:
-                    self._update_position_with_limit_orders(pos, snap, now)
-                else:
-                    self._update_position_legacy_monitoring(pos, snap, now)
+                with self.meter.attribute(pos, now):
+                    if pos.status == PositionState.OPENING:
+                        self._finish_opening(pos, now)
+                    elif pos.exit_mode == ExitMode.LIMIT_ORDERS:
+                        self._update_position_with_limit_orders(pos, snap, now)
+                    else:
+                        self._update_position_legacy_monitoring(pos, snap, now)
             except (TemporaryVenueError, MalformedResponse, OrderRejected) as exc:
                 log.warning("Position %s: %s; retrying next loop", pos.id, exc)
-            if pos.status == PositionState.NEEDS_ATTENTION and not self.state.paused:
-                self.state.pause(f"position {pos.id} needs attention: {pos.attention_reason}")
-                self.save()
+            if pos.status == PositionState.NEEDS_ATTENTION:
+                self.alerter.send("needs_attention", f"position {pos.id}: {pos.attention_reason}")
+                self._pause(f"position {pos.id} needs attention: {pos.attention_reason}")
             if pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS:
                 until = now + timedelta(hours=self.config.strategy.blacklist_hours)
                 self.state.blacklist_market(pos.condition_id, until)
+                self.save()
                 log.info("Blacklisted market %s until %s after a stop-loss", pos.condition_id[:12], until.isoformat())
+                self.alerter.send("stop_loss", f"{pos.question or pos.token_id}: sold {fmt(pos.sold_shares)} @ "
+                                               f"{fmt(pos.exit_price, 4)}, pnl ${fmt(pos.realized_pnl, 2)}")
 
     def _finish_opening(self, pos: Position, now: datetime) -> None:
         """An entry whose answer never arrived (timeout, crash): adopt what the venue says it bought."""
@@ -468,7 +513,7 @@ class Bot:
         closed = [p for p in self.state.positions if p.status == PositionState.CLOSED]
         pnl = sum((p.realized_pnl or Decimal(0) for p in closed), Decimal(0))
         modes = {m: sum(1 for p in active if p.exit_mode == m) for m in ExitMode}
-        calls = sum(self.venue.api_calls().values())
+        calls = sum(self.meter.snapshot().values())
         log.info("Loop %d: %d open (%d limit_orders, %d monitor), %d closed, pnl $%s, api calls %d%s",
                  self.loops_done + 1, len(active), modes[ExitMode.LIMIT_ORDERS], modes[ExitMode.MONITOR],
                  len(closed), fmt(pnl, 2), calls, " [PAUSED]" if self.state.paused else "")
@@ -590,13 +635,37 @@ def print_status(state: BotState, as_json: bool) -> None:
     print(f"paused: {state.paused}" + (f" ({state.pause_reason})" if state.paused else ""))
 
 
+def run_report(state: BotState, args) -> int:
+    """python main_bot.py report [--json] [--since DATE] [--plot FILE.png]"""
+    from bot import report as ab
+
+    since = None
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since.replace("Z", "+00:00"))
+        except ValueError:
+            print(f"error: --since {args.since!r}: expected an ISO date such as 2026-11-24 or 2026-11-24T12:00",
+                  file=sys.stderr)
+            return 2
+        since = since if since.tzinfo else since.replace(tzinfo=timezone.utc)
+    result = ab.build_report(state, since)
+    print(json.dumps(result, indent=2) if args.json else ab.format_text(result))
+    if args.plot:
+        ab.plot(state, args.plot, since)
+        if not args.json:
+            print(f"plot written to {args.plot}")
+    return 0
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="main_bot.py", description="Polymarket TP/SL bot")
-    parser.add_argument("command", nargs="?", default="run", choices=["run", "status", "resume"],
-                        help="run the bot (default), show status, or resume after a pause")
+    parser.add_argument("command", nargs="?", default="run", choices=["run", "status", "resume", "report"],
+                        help="run the bot (default), show status, resume after a pause, or the A/B report")
     parser.add_argument("--config", default="config.json", help="path of config.json")
     parser.add_argument("--loops", type=int, default=None, help="run N iterations of the loop and exit")
-    parser.add_argument("--json", action="store_true", help="status: print JSON")
+    parser.add_argument("--json", action="store_true", help="status/report: print JSON")
+    parser.add_argument("--since", default=None, help="report: only positions opened since this ISO date")
+    parser.add_argument("--plot", default=None, help="report: draw cumulative P&L and slippage into this PNG")
     parser.add_argument("--sim", action="store_true", help="trade on the embedded simulated exchange")
     parser.add_argument("--dry-run", action="store_true", help="with --sim: paper orders instead of signed ones")
     parser.add_argument("--seed", type=int, default=7, help="with --sim: the simulated market's seed")
@@ -609,10 +678,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         config = load_bot_config(args.config)
+        state_path = Path(args.sim_dir) / "positions.json" if args.sim else Path(config.bot.positions_file)
         if args.command == "status":
-            path = Path(args.sim_dir) / "positions.json" if args.sim else Path(config.bot.positions_file)
-            print_status(PositionStore(path).load(), args.json)
+            print_status(PositionStore(state_path).load(), args.json)
             return 0
+        if args.command == "report":
+            return run_report(PositionStore(state_path).load(), args)
         if args.command == "resume":
             store = PositionStore(config.bot.positions_file)
             state = store.load()

@@ -104,7 +104,11 @@ class MarketScanner:
         self.timeout_s = timeout_s
         self.session = session or requests.Session()
         self.max_pages = max_pages
-        self.calls = 0
+        self.calls = 0  # requests sent to Gamma ("GAMMA GET /markets", as the simulator counts them)
+
+    def api_calls(self) -> dict[str, int]:
+        """Requests this scanner has sent, keyed like the venue's counts."""
+        return {"GAMMA GET /markets": self.calls} if self.calls else {}
 
     def _params(self, now: datetime, offset: int) -> dict:
         s = self.strategy
