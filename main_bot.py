@@ -43,6 +43,7 @@ from bot.logger import get_logger, register_secret
 from bot.metrics import CallMeter
 from bot.money import SHARE_EPSILON, fmt, is_dust, round_shares
 from bot.crashpoints import crashpoint
+from bot.doctor import Doctor, as_json, format_checks, smallest_trade
 from bot.position_manager import (
     BotState,
     CloseReason,
@@ -90,7 +91,8 @@ class Bot:
     """The loop: read the venue in batches, update positions, open new ones, save."""
 
     def __init__(self, config: BotConfig, venue: Venue, scanner: MarketScanner, store: PositionStore,
-                 clock: Clock | None = None, rng: random.Random | None = None, alerter: Alerter | None = None):
+                 clock: Clock | None = None, rng: random.Random | None = None, alerter: Alerter | None = None,
+                 once: bool = False):
         self.config = config
         self.venue = venue
         self.scanner = scanner
@@ -103,6 +105,8 @@ class Bot:
         self.exits = ExitProtocol(self.trader, self.save, config.trading.exit_max_slippage_pct)
         self.meter = CallMeter([venue, scanner], self.state)
         self.alerter = alerter or Alerter(config.alerts.webhook_url)
+        self.once = once   # --live-once: one position of the smallest valid size, managed to its end
+        self.opened_once = False
         self.stop_requested = False
         self.loops_done = 0
         self.consecutive_failures = 0
@@ -149,6 +153,9 @@ class Bot:
             self._last_loop_at = started
             self._run_guarded()
             self.loops_done += 1
+            if self.once and self.opened_once and not self.state.active_positions():
+                log.info("The one position is closed: stopping (--live-once)")
+                break
             if self.stop_requested or (loops is not None and self.loops_done >= loops):
                 break
             self.clock.sleep(max(0.0, self.config.bot.loop_interval_seconds - (self.clock.time() - started)))
@@ -414,7 +421,7 @@ class Bot:
         return sum((p.entry_cost for p in self.state.active_positions()), Decimal(0))
 
     def _may_open(self, now: datetime) -> bool:
-        if self.state.paused or self.stop_requested:
+        if self.state.paused or self.stop_requested or (self.once and self.opened_once):
             return False
         if len(self.state.active_positions()) >= self.config.capital.max_positions:
             return False
@@ -450,7 +457,10 @@ class Bot:
                      fmt(book.best_ask), fmt(book.spread))
             return False
         mode = self._choose_exit_mode()
-        usdc = min(cfg.capital.max_trade_size, cfg.capital.total - self._deployed(), self.venue.collateral_balance())
+        size = cfg.capital.max_trade_size
+        if self.once:
+            size = smallest_trade(book.best_ask, info.min_order_size, mode == ExitMode.LIMIT_ORDERS)
+        usdc = min(size, cfg.capital.total - self._deployed(), self.venue.collateral_balance())
         try:
             plan = self.trader.plan_entry(book, info, usdc, cfg.strategy.take_profit_pct, cfg.strategy.stop_loss_pct,
                                           needs_resting_tp=mode == ExitMode.LIMIT_ORDERS)
@@ -464,6 +474,7 @@ class Bot:
                        pending={"kind": "entry", "usdc": str(plan.usdc), "max_price": str(plan.max_price)},
                        metrics={"ab_mode": mode.value})
         self.state.add(pos)
+        self.opened_once = True
         self.save()  # the intent is on disk before the order leaves
         if mode == ExitMode.LIMIT_ORDERS:
             log.info("Placing BUY %s @ %s with concurrent TP/SL (%s)", fmt(plan.expected_shares), fmt(book.best_ask),
@@ -505,6 +516,32 @@ class Bot:
             if pos.tp_order_id:
                 log.info("TP %s resting: SELL %s @ %s", pos.tp_order_id[:18], fmt(round_shares(pos.shares)), fmt(tp))
         return True
+
+    # -- rollback ---------------------------------------------------------------------------------
+
+    def convert_to_monitor(self, position_id: str | None = None) -> list[str]:
+        """The seed's rollback: open limit_orders positions (or one) go to monitoring. Each TP is cancelled
+        by the exit protocol's rules (a TP that filled meanwhile is booked, not forgotten). Returns lines."""
+        now = self.now()
+        out = []
+        targets = [p for p in self.state.active_positions() if p.exit_mode == ExitMode.LIMIT_ORDERS
+                   and (position_id is None or p.id == position_id)]
+        if position_id is not None and not targets:
+            return [f"no open limit_orders position with id {position_id}"]
+        for pos in targets:
+            if pos.tp_order_id and not self.exits._retire_tp(pos, now):
+                out.append(f"{pos.id}: TP still open after the cancel; try again")
+                continue
+            if is_dust(pos.shares):
+                transition(pos, PositionState.CLOSED, now, reason=CloseReason.TAKE_PROFIT)
+                out.append(f"{pos.id}: its TP had filled: closed with pnl ${fmt(pos.realized_pnl, 2)}")
+            else:
+                pos.exit_mode = ExitMode.MONITOR
+                pos.fallback_reason = "converted to monitor by the user"
+                out.append(f"{pos.id}: now monitored (TP {fmt(pos.tp_price)}, SL {fmt(pos.sl_price)}), "
+                           f"{fmt(pos.shares)} shares")
+            self.save()
+        return out or ["no open limit_orders positions"]
 
     # -- reporting --------------------------------------------------------------------------------
 
@@ -635,6 +672,26 @@ def print_status(state: BotState, as_json: bool) -> None:
     print(f"paused: {state.paused}" + (f" ({state.pause_reason})" if state.paused else ""))
 
 
+def confirm_live_once(args, config: BotConfig) -> bool:
+    """--live-once: doctor must find no error; then a person says yes (or --yes was given)."""
+    doctor = Doctor(args.config)
+    checks = doctor.run()
+    print(format_checks(checks))
+    if not doctor.ok:
+        print("refusing --live-once: doctor found errors (see above)", file=sys.stderr)
+        return False
+    if config.bot.dry_run:
+        print("bot.dry_run is true: rehearsing the one trade with paper orders")
+        return True
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        print("refusing --live-once without a terminal to confirm on: add --yes", file=sys.stderr)
+        return False
+    answer = input(f"Place ONE real order of the smallest valid size on {config.api.clob_host}? Type yes: ")
+    return answer.strip().lower() == "yes"
+
+
 def run_report(state: BotState, args) -> int:
     """python main_bot.py report [--json] [--since DATE] [--plot FILE.png]"""
     from bot import report as ab
@@ -659,13 +716,20 @@ def run_report(state: BotState, args) -> int:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="main_bot.py", description="Polymarket TP/SL bot")
-    parser.add_argument("command", nargs="?", default="run", choices=["run", "status", "resume", "report"],
-                        help="run the bot (default), show status, resume after a pause, or the A/B report")
+    parser.add_argument("command", nargs="?", default="run",
+                        choices=["run", "status", "resume", "report", "doctor", "convert"],
+                        help="run the bot (default), status, resume after a pause, the A/B report, doctor "
+                             "(read-only checks before going live), convert (limit_orders -> monitor)")
     parser.add_argument("--config", default="config.json", help="path of config.json")
     parser.add_argument("--loops", type=int, default=None, help="run N iterations of the loop and exit")
     parser.add_argument("--json", action="store_true", help="status/report: print JSON")
     parser.add_argument("--since", default=None, help="report: only positions opened since this ISO date")
     parser.add_argument("--plot", default=None, help="report: draw cumulative P&L and slippage into this PNG")
+    parser.add_argument("--live-once", action="store_true",
+                        help="open exactly one position of the smallest valid size, manage it to its end, stop")
+    parser.add_argument("--yes", action="store_true", help="--live-once: do not ask for confirmation")
+    parser.add_argument("--to", default="monitor", choices=["monitor"], help="convert: the target exit mode")
+    parser.add_argument("--id", default=None, help="convert: only this position")
     parser.add_argument("--sim", action="store_true", help="trade on the embedded simulated exchange")
     parser.add_argument("--dry-run", action="store_true", help="with --sim: paper orders instead of signed ones")
     parser.add_argument("--seed", type=int, default=7, help="with --sim: the simulated market's seed")
@@ -684,6 +748,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "report":
             return run_report(PositionStore(state_path).load(), args)
+        if args.command == "doctor":
+            doctor = Doctor(args.config)
+            checks = doctor.run()
+            print(as_json(checks) if args.json else format_checks(checks))
+            return 0 if doctor.ok else 1
         if args.command == "resume":
             store = PositionStore(config.bot.positions_file)
             state = store.load()
@@ -693,11 +762,17 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.sim:
             return run_sim(args, config)
+        if args.live_once and not confirm_live_once(args, config):
+            return 1
         get_logger(config)
         store = PositionStore(config.bot.positions_file)
         store.acquire_lock()
         venue = build_venue(config)
-        bot = Bot(config, venue, MarketScanner(config.api.gamma_host, config.strategy), store)
+        bot = Bot(config, venue, MarketScanner(config.api.gamma_host, config.strategy), store, once=args.live_once)
+        if args.command == "convert":
+            for line in bot.convert_to_monitor(args.id):
+                print(line)
+            return 0
         _install_signal_handlers(bot)
         return bot.run(loops=args.loops)
     except (ConfigError, StateFileError) as exc:

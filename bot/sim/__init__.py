@@ -75,8 +75,8 @@ class SimExchange:
                                    min_order_size=min_order_size, neg_risk=neg_risk, volatility=volatility, **kw)
         return {"id": m.id, "condition_id": m.condition_id, "slug": m.slug, "token_ids": list(m.token_ids)}
 
-    def fund(self, address, usdc=None, token_id=None, shares=None) -> None:
-        self.engine.fund(address, usdc=usdc, token_id=token_id, shares=shares)
+    def fund(self, address, usdc=None, token_id=None, shares=None, allowance=None) -> None:
+        self.engine.fund(address, usdc=usdc, token_id=token_id, shares=shares, allowance=allowance)
 
     def balances(self, address) -> dict:
         b = self.engine.balances(address)

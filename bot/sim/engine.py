@@ -208,6 +208,7 @@ class Engine:
         self._usdc: dict[str, Decimal] = {}
         self._tokens: dict[str, dict[str, Decimal]] = {}
         self._unsettled: dict[tuple[str, str], list[tuple[float, Decimal]]] = {}
+        self._no_allowance: set[str] = set()
         self._seq = 0
         self._last_advance = self.clock.time()
         self._next_market_id = 100001
@@ -265,14 +266,23 @@ class Engine:
 
     # -- accounts -----------------------------------------------------------------------------------
 
-    def fund(self, address, usdc=None, token_id=None, shares=None) -> None:
-        """Set an account's balances (USDC and/or shares of one token)."""
+    def fund(self, address, usdc=None, token_id=None, shares=None, allowance=None) -> None:
+        """Set an account's balances (USDC and/or shares of one token) and, optionally, whether it has
+        approved the exchange (``allowance`` False: every order is refused, as on-chain)."""
         acct = address.lower()
         with self.lock:
+            if allowance is not None:
+                if allowance:
+                    self._no_allowance.discard(acct)
+                else:
+                    self._no_allowance.add(acct)
             if usdc is not None:
                 self._usdc[acct] = Decimal(str(usdc))
             if token_id is not None and shares is not None:
                 self._tokens.setdefault(acct, {})[str(token_id)] = Decimal(str(shares))
+
+    def has_allowance(self, address) -> bool:
+        return address.lower() not in self._no_allowance
 
     def balance(self, address, asset: str) -> Decimal:
         acct = address.lower()
@@ -391,6 +401,9 @@ class Engine:
                 # a marketable limit may fill, but its remainder could not rest: refuse as the venue does
                 raise SimReject(f"order {order_id} is invalid. Size ({dec_str(shares)}) lower than the minimum: "
                                 f"{dec_str(market.min_order_size)}")
+            if acct in self._no_allowance:
+                raise SimReject("not enough balance / allowance: the exchange has no allowance for this "
+                                "account's funds")
             if acct != MM_ACCOUNT:
                 asset = "COLLATERAL" if side == "BUY" else token_id
                 need = usdc if side == "BUY" else shares

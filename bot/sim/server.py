@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlparse
 
-from bot.sim.auth import ApiKeys, AuthError, verify_l1, verify_order
+from bot.sim.auth import EXCHANGE_V2, NEG_RISK_EXCHANGE_V2, ApiKeys, AuthError, verify_l1, verify_order
 from bot.sim.engine import Engine, SimMarket, SimReject, dec_str
 
 BASE = Decimal(1_000_000)
@@ -419,9 +419,11 @@ class _Handler(BaseHTTPRequestHandler):
             asset = "COLLATERAL" if asset_type == "COLLATERAL" else self._q(query, "token_id")
             if asset is None:
                 raise HttpError(400, "token_id is required for CONDITIONAL balances")
-            bal = e.balance(self.sim.account_of(rec), asset)
+            acct = self.sim.account_of(rec)
+            bal = e.balance(acct, asset)
+            allowance = str(2**256 - 1) if e.has_allowance(acct) else "0"
             return {"balance": str(int((bal * BASE).to_integral_value(rounding="ROUND_DOWN"))),
-                    "allowances": {"0xE111180000d2663C0091e4f400237545B87B996B": str(2**256 - 1)}}
+                    "allowances": {EXCHANGE_V2: allowance, NEG_RISK_EXCHANGE_V2: allowance}}
         if route == ("POST", "/v1/heartbeats"):
             self._l2(method, path, raw)
             return {"heartbeat_id": str(uuid.uuid4())}
@@ -540,7 +542,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise HttpError(400, "question is required")
             return ctl.create_market(**body)
         if route == ("POST", "/_sim/fund"):
-            ctl.fund(body["address"], usdc=body.get("usdc"), token_id=body.get("token_id"), shares=body.get("shares"))
+            ctl.fund(body["address"], usdc=body.get("usdc"), token_id=body.get("token_id"), shares=body.get("shares"),
+                     allowance=body.get("allowance"))
             return {"ok": True}
         if route == ("GET", "/_sim/balances"):
             return ctl.balances(self._q(query, "address"))

@@ -342,6 +342,22 @@ class LiveVenue:
     def collateral_balance(self) -> Decimal:
         return self._balance(BalanceAllowanceParams(asset_type=AssetType.COLLATERAL), False)
 
+    def collateral_allowances(self) -> dict[str, Decimal]:
+        """Allowance per spender contract of the account's collateral (0 = the exchange cannot trade it)."""
+        raw = self._call("GET /balance-allowance", self._client.get_balance_allowance,
+                         BalanceAllowanceParams(asset_type=AssetType.COLLATERAL), read=True)
+        try:
+            allowances = raw.get("allowances")
+            if allowances is None and "allowance" in raw:   # older single-value shape
+                allowances = {"exchange": raw["allowance"]}
+            return {str(k): to_decimal(v, "allowance") / BASE_UNITS for k, v in (allowances or {}).items()}
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise MalformedResponse(f"allowances: {exc}", endpoint="GET /balance-allowance") from None
+
+    def ping(self) -> None:
+        """GET /ok: the CLOB answers."""
+        self._call("GET /ok", self._client.get_ok, read=False)
+
     def recent_fills(self, token_id: str, since: float, side: str) -> list[Fill]:
         """This account's taker fills on ``token_id`` since ``since`` (unix s), one Fill per order, from the
         trade history, which, unlike the balance cache, does not lag a fresh fill."""
