@@ -667,8 +667,10 @@ def print_status(state: BotState, as_json: bool) -> None:
               f"{fmt(p.sl_price):>6} {fmt(p.exit_price, 3):>7} {fmt(p.realized_pnl, 2):>8}  {p.question[:40]}")
     if not state.positions:
         print("(no positions)")
+    now = datetime.now(timezone.utc)
     for cid, until in state.blacklist.items():
-        print(f"blacklisted: {cid} until {until.isoformat()}")
+        if until > now:
+            print(f"blacklisted: {cid} until {until.isoformat()}")
     print(f"paused: {state.paused}" + (f" ({state.pause_reason})" if state.paused else ""))
 
 

@@ -73,13 +73,13 @@ class CallMeter:
             return
         share = 1 / len(positions)
         for pos in positions:
-            calls = dict(pos.metrics.get("api_calls", {}))
+            # in place: re-assigning would re-validate the model for every position on every loop
+            calls = pos.metrics.setdefault("api_calls", {})
             bucket = by_hour.setdefault(pos.exit_mode.value, {})
             for endpoint, n in delta.items():
                 _add(calls, kind_of(endpoint), n * share)
                 _add(calls, "total", n * share)
                 _add(bucket, endpoint, n * share)
-            pos.metrics = {**pos.metrics, "api_calls": calls}
 
     def add_run_time(self, seconds: float) -> None:
         """Time the bot has been running (the denominator of calls per hour)."""
