@@ -278,12 +278,17 @@ class LiveVenue:
         return Fill(order_id=str(raw["orderID"]), status=str(raw.get("status", "")).lower(),
                     filled_shares=shares, usdc=usdc.quantize(USDC_QUANTUM))
 
-    def market_buy(self, token_id: str, usdc: Decimal, max_price: Decimal, info: MarketInfo) -> Fill:
-        args = MarketOrderArgs(token_id=token_id, amount=to_sdk_float(usdc), side="BUY",
-                               price=to_sdk_float(max_price), order_type=OrderType.FAK)
+    def _fill_and_kill(self, token_id: str, side: str, amount: Decimal, worst_price: Decimal, info: MarketInfo) -> Fill:
+        """A marketable FAK order. ``amount`` is USDC for a BUY and shares for a SELL (the SDK's market-order
+        semantics); ``worst_price`` is the cap or the floor. The posted type is the keyword, not the args'."""
+        args = MarketOrderArgs(token_id=token_id, amount=to_sdk_float(amount), side=side,
+                               price=to_sdk_float(worst_price), order_type=OrderType.FAK)
         raw = self._call("POST /order", self._client.create_and_post_market_order, args,
                          options=self._options(info), order_type=OrderType.FAK, posts_order=True)
-        return self._fill(raw, "BUY", "POST /order")
+        return self._fill(raw, side, "POST /order")
+
+    def market_buy(self, token_id: str, usdc: Decimal, max_price: Decimal, info: MarketInfo) -> Fill:
+        return self._fill_and_kill(token_id, "BUY", usdc, max_price, info)
 
     def limit_sell(self, token_id: str, price: Decimal, shares: Decimal, info: MarketInfo) -> Fill:
         args = OrderArgs(token_id=token_id, price=to_sdk_float(price), size=to_sdk_float(shares), side="SELL")
@@ -292,11 +297,7 @@ class LiveVenue:
         return self._fill(raw, "SELL", "POST /order")
 
     def market_sell(self, token_id: str, shares: Decimal, min_price: Decimal, info: MarketInfo) -> Fill:
-        args = MarketOrderArgs(token_id=token_id, amount=to_sdk_float(shares), side="SELL",
-                               price=to_sdk_float(min_price), order_type=OrderType.FAK)
-        raw = self._call("POST /order", self._client.create_and_post_market_order, args,
-                         options=self._options(info), order_type=OrderType.FAK, posts_order=True)
-        return self._fill(raw, "SELL", "POST /order")
+        return self._fill_and_kill(token_id, "SELL", shares, min_price, info)
 
     def cancel(self, order_id: str) -> CancelResult:
         raw = self._call("DELETE /order", self._client.cancel_order, OrderPayload(orderID=order_id))
