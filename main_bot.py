@@ -5,6 +5,8 @@ after a maximum holding time. See README.md.
     python main_bot.py [--config config.json] [--loops N]     run (dry-run unless the config says otherwise)
     python main_bot.py --sim [--loops N]                      run against the embedded simulated exchange
     python main_bot.py status [--json]                        show positions, blacklist and pause
+    python main_bot.py report | doctor | convert | resume     A/B report, pre-flight checks, rollback, unpause
+    python main_bot.py --live-once [--yes]                    one smallest valid position, to its end
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ from bot.config import (
     load_secrets,
     require_live_secrets,
 )
+from bot.crashpoints import crashpoint
+from bot.doctor import Doctor, as_json, format_checks, smallest_trade
 from bot.errors import (
     BotError,
     MalformedResponse,
@@ -42,8 +46,6 @@ from bot.exits import ExitProtocol, book_tp_fill
 from bot.logger import get_logger, register_secret
 from bot.metrics import CallMeter
 from bot.money import SHARE_EPSILON, fmt, is_dust, round_shares
-from bot.crashpoints import crashpoint
-from bot.doctor import Doctor, as_json, format_checks, smallest_trade
 from bot.position_manager import (
     BotState,
     CloseReason,
@@ -139,8 +141,6 @@ class Bot:
 
     def run(self, loops: int | None = None) -> int:
         """Run until stopped (or ``loops`` iterations); returns the process exit code."""
-        self._fill_missing_exit_prices()
-        self.save()
         for problem in check_trade_size(self.config):
             log.warning("%s", problem)
         active = self.state.active_positions()
@@ -223,6 +223,7 @@ class Bot:
             self._last_flush = t
 
     def _reconcile(self, now: datetime) -> None:
+        self._fill_missing_exit_prices()
         with self.meter.attribute(None, now):
             report = reconcile(self.state, self.venue, now, self._arm_tp,
                                cancel_unknown=self.config.trading.cancel_unknown_orders)

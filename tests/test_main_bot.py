@@ -2,10 +2,8 @@
 triggers, time exit under freezegun, pause on needs_attention, the A/B draw."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from decimal import Decimal as D
 
-import pytest
 from freezegun import freeze_time
 
 from bot.config import BotConfig

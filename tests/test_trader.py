@@ -5,7 +5,7 @@ import pytest
 
 from bot.errors import OrderRejected
 from bot.trader import Trader, exit_prices
-from bot.venue.base import Book, MarketInfo
+from bot.venue.base import Book
 from bot.venue.paper import PaperVenue
 from tests.test_paper_venue import INFO, ScriptedBooks
 

@@ -12,8 +12,8 @@ from py_clob_client_v2.http_helpers import helpers as sdk_http
 
 from bot.clock import SimulatedClock
 from bot.errors import MalformedResponse, OrderRejected, TemporaryVenueError, UnknownOutcome
-from bot.venue.base import MarketInfo
 from bot.venue import live
+from bot.venue.base import MarketInfo
 from bot.venue.live import LiveVenue
 
 TOKEN = "12345678901234567890"

@@ -152,7 +152,7 @@ def gamma_market_json(engine: Engine, m: SimMarket) -> dict:
     liquidity = Decimal(0)
     for token in m.token_ids:
         book = engine.book(token)
-        liquidity += sum((Decimal(l["price"]) * Decimal(l["size"]) for l in book["bids"] + book["asks"]), Decimal(0))
+        liquidity += sum((Decimal(lv["price"]) * Decimal(lv["size"]) for lv in book["bids"] + book["asks"]), Decimal(0))
     iso = lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
     return {
         "id": m.id, "question": m.question, "conditionId": m.condition_id, "slug": m.slug,

@@ -145,10 +145,10 @@ def test_restart_with_a_positions_file_from_the_previous_version(sim, tmp_path):
         "tp_order_id": None, "sl_order_id": None}]}))
     h = Harness(sim, tmp_path, wallet=wallet, capital__max_positions=1)
     pos = only(h.bot.state.positions)
-    assert pos.exit_mode == ExitMode.MONITOR and pos.status == PositionState.OPEN
-    h.bot._fill_missing_exit_prices()
-    assert pos.tp_price == D("0.55") and pos.sl_price == D("0.45")
+    assert pos.exit_mode == ExitMode.MONITOR and pos.status == PositionState.OPEN and pos.tp_price is None
     h.no_new_trades()
+    h.loop()   # start-up derives the missing TP/SL from the config
+    assert pos.tp_price == D("0.55") and pos.sl_price == D("0.45") and pos.status == PositionState.OPEN
     sim.set_price(yes, 0.60)
     h.loop()
     pos = only(h.positions)

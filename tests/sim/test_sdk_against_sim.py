@@ -10,7 +10,6 @@ import requests
 from py_clob_client_v2 import (
     ApiCreds,
     BookParams,
-    ClobClient,
     MarketOrderArgs,
     OpenOrderParams,
     OrderArgs,
