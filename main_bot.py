@@ -42,7 +42,7 @@ from bot.errors import (
     UnknownOutcome,
     VenueError,
 )
-from bot.exits import ExitProtocol, book_tp_fill
+from bot.exits import ExitProtocol, book_sale, book_tp_fill
 from bot.logger import get_logger, register_secret
 from bot.metrics import CallMeter
 from bot.money import SHARE_EPSILON, fmt, is_dust, round_shares
@@ -119,6 +119,7 @@ class Bot:
         self._reconciled = False
         self._last_loop_at: float | None = None
         self._last_flush: float | None = None
+        self._resolution_checked: dict[str, float] = {}
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -277,6 +278,8 @@ class Bot:
                 continue
             try:
                 with self.meter.attribute(pos, now):
+                    if self._market_resolved(pos, snap.books.get(pos.token_id), now):
+                        continue
                     if pos.status == PositionState.OPENING:
                         self._finish_opening(pos, now)
                     elif pos.exit_mode == ExitMode.LIMIT_ORDERS:
@@ -295,6 +298,26 @@ class Bot:
                 log.info("Blacklisted market %s until %s after a stop-loss", pos.condition_id[:12], until.isoformat())
                 self.alerter.send("stop_loss", f"{pos.question or pos.token_id}: sold {fmt(pos.sold_shares)} @ "
                                                f"{fmt(pos.exit_price, 4)}, pnl ${fmt(pos.realized_pnl, 2)}")
+
+    def _market_resolved(self, pos: Position, book: Book | None, now: datetime) -> bool:
+        """An empty book may mean the market resolved: ask Gamma (at most once per scan interval) and, if so,
+        close the position at its payout. Redeeming the winning shares is done on polymarket.com."""
+        if pos.status == PositionState.OPENING or (book is not None and (book.bids or book.asks)):
+            return False
+        t = self.clock.time()
+        if t - self._resolution_checked.get(pos.id, 0.0) < self.config.strategy.scan_interval_seconds:
+            return False
+        self._resolution_checked[pos.id] = t
+        payout = self.scanner.resolution(pos.market_id, pos.outcome) if pos.market_id and pos.outcome else None
+        if payout is None:
+            return False
+        pos.tp_order_id = None   # the venue cancels open orders of a resolved market
+        book_sale(pos, pos.shares, pos.shares * payout, "")
+        transition(pos, PositionState.CLOSED, now, reason=CloseReason.MARKET_RESOLVED)
+        self.save()
+        log.info("MARKET RESOLVED %s: %s pays %s per share, pnl=$%s (redeem on polymarket.com)", pos.id,
+                 pos.outcome, fmt(payout), fmt(pos.realized_pnl, 2))
+        return True
 
     def _finish_opening(self, pos: Position, now: datetime) -> None:
         """An entry whose answer never arrived (timeout, crash): adopt what the venue says it bought."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -104,11 +105,11 @@ class MarketScanner:
         self.timeout_s = timeout_s
         self.session = session or requests.Session()
         self.max_pages = max_pages
-        self.calls = 0  # requests sent to Gamma ("GAMMA GET /markets", as the simulator counts them)
+        self.calls_by: Counter[str] = Counter()  # requests sent to Gamma, keyed as the simulator counts them
 
     def api_calls(self) -> dict[str, int]:
         """Requests this scanner has sent, keyed like the venue's counts."""
-        return {"GAMMA GET /markets": self.calls} if self.calls else {}
+        return dict(self.calls_by)
 
     def _params(self, now: datetime, offset: int) -> dict:
         s = self.strategy
@@ -128,7 +129,7 @@ class MarketScanner:
         """Raw Gamma markets (a few pages at most)."""
         out: list[dict] = []
         for page in range(self.max_pages):
-            self.calls += 1
+            self.calls_by["GAMMA GET /markets"] += 1
             try:
                 resp = self.session.get(f"{self.host}/markets", params=self._params(now, page * PAGE_SIZE),
                                         timeout=self.timeout_s)
@@ -152,6 +153,24 @@ class MarketScanner:
             if len(data) < PAGE_SIZE:
                 break
         return out
+
+    def resolution(self, market_id: str, outcome: str) -> Decimal | None:
+        """The payout per share of ``outcome`` if the market is closed (1 for the winner, 0 for the loser),
+        else None. One Gamma request."""
+        self.calls_by["GAMMA GET /markets/{id}"] += 1
+        try:
+            resp = self.session.get(f"{self.host}/markets/{market_id}", timeout=self.timeout_s)
+            data = resp.json() if resp.status_code == 200 else None
+        except (requests.RequestException, ValueError):
+            raise TemporaryVenueError("Gamma unreachable", endpoint="GET /markets/{id}") from None
+        if not isinstance(data, dict) or not data.get("closed"):
+            return None
+        try:
+            outcomes = _json_list(data.get("outcomes"), "outcomes")
+            prices = _json_list(data.get("outcomePrices"), "outcomePrices")
+            return to_decimal(prices[outcomes.index(outcome)], "outcomePrices")
+        except (ValueError, IndexError) as exc:
+            raise MalformedResponse(f"market {market_id}: {exc}", endpoint="GET /markets/{id}") from None
 
     def candidates(self, now: datetime, skip: Callable[[str], bool] = lambda cid: False) -> list[Candidate]:
         """Every acceptable (market, token), best first."""

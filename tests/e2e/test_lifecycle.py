@@ -154,3 +154,17 @@ def test_restart_with_a_positions_file_from_the_previous_version(sim, tmp_path):
     pos = only(h.positions)
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.TAKE_PROFIT
     assert D(str(h.venue_balances()["tokens"].get(yes, 0))) < D("0.01")
+
+
+def test_market_resolution_closes_the_position_at_its_payout(sim, tmp_path):
+    m = still_market(sim)
+    h = Harness(sim, tmp_path)
+    h.loop()
+    h.no_new_trades()
+    pos = only(h.positions)
+    sim.resolve(m["condition_id"], "Yes")
+    h.clock.advance(2)
+    h.loop()
+    assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.MARKET_RESOLVED
+    assert pos.exit_proceeds == pos.entry_shares and pos.realized_pnl == pos.entry_shares - pos.entry_cost
+    assert pos.tp_order_id is None and h.venue_balances()["open_orders"] == 0
