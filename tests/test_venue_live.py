@@ -133,3 +133,17 @@ def test_api_calls_are_counted_by_endpoint_with_ids_collapsed(venue_with):
     venue.get_order("0xabc")
     venue.get_order("0xabc")
     assert venue.api_calls() == {"POST /books": 1, "GET /data/order/{id}": 2}
+
+
+def test_cancel_only_503_on_an_order_is_temporary_not_unknown(venue_with):
+    venue, _, _ = venue_with({"POST /order": (503, {"error": "Trading is currently cancel-only."})})
+    with pytest.raises(TemporaryVenueError):
+        venue.limit_sell(TOKEN, D("0.6"), D("10"), INFO)
+
+
+def test_self_imposed_rate_limit(venue_with):
+    venue, script, clock = venue_with({"/books": [BOOK]}, key=False)
+    start = clock.time()
+    for _ in range(30):   # bursts of one second's worth (20), then spaced at 20 per second
+        venue.get_books([TOKEN])
+    assert 0.45 <= clock.time() - start <= 0.6

@@ -189,7 +189,9 @@ class LiveVenue:
             except PolyApiException as exc:
                 status = exc.status_code
                 text = _error_text(exc)
-                if status is None or (posts_order and status >= 500):
+                # 425 (engine restarting), 429 and 503 (cancel-only) refuse before anything happens;
+                # another 5xx or a transport error after an order was sent leaves its fate unknown.
+                if status is None or (posts_order and status >= 500 and status not in WINDOW_STATUSES):
                     cls = UnknownOutcome if posts_order else TemporaryVenueError
                     cause = type(exc.__context__).__name__ if exc.__context__ else "transport error"
                     raise cls(f"{text} ({cause})" if status is None else text,

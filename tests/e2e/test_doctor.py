@@ -118,3 +118,14 @@ def test_doctor_command_exit_codes(setup):
     bad = subprocess.run([sys.executable, "main_bot.py", "doctor", "--config", cfg], cwd=ROOT,
                          env={**__import__("os").environ, **setup["env"]}, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "error    allowance" in bad.stdout
+
+
+def test_broken_config_and_corrupt_positions_file(setup, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"capital": {"max_positions": 0}}')
+    checks = run(str(bad), setup["env"])
+    assert checks["config"].status == "error" and "capital.max_positions" in checks["config"].message
+    cfg = setup["write"]()
+    (tmp_path / "positions.json").write_text("{not json")
+    checks = run(cfg, setup["env"])
+    assert checks["positions"].status == "error" and "not valid JSON" in checks["positions"].message
