@@ -533,8 +533,9 @@ class Bot:
         pos.tp_price, pos.sl_price = tp, sl
         transition(pos, PositionState.OPEN, now)
         self.save()
-        log.info("BOUGHT %s shares @ %s for $%s (%s): TP=%s SL=%s (SL watched: Polymarket has no stop orders)",
-                 fmt(pos.shares), fmt(pos.entry_price, 4), fmt(pos.entry_cost, 2), pos.id, fmt(tp), fmt(sl))
+        log.info("%sBOUGHT %s shares @ %s for $%s (%s): TP=%s, SL armed at %s (watched: Polymarket has no stop "
+                 "orders)", self.venue.log_prefix, fmt(pos.shares), fmt(pos.entry_price, 4), fmt(pos.entry_cost, 2),
+                 pos.id, fmt(tp), fmt(sl))
         if mode == ExitMode.LIMIT_ORDERS:
             self._arm_tp(pos)
             if pos.tp_order_id:

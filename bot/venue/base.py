@@ -180,6 +180,7 @@ class Venue(Protocol):
     """What the trader needs from an exchange. Errors are bot.errors types only."""
 
     name: str
+    log_prefix: str   # "DRY RUN " for the paper venue
 
     def get_books(self, token_ids: Iterable[str]) -> dict[str, Book]:
         """Books for all tokens in as few requests as the venue allows (one batch per chunk)."""

@@ -100,6 +100,7 @@ class LiveVenue:
     """Polymarket's CLOB through py-clob-client-v2 (works the same against bot/sim)."""
 
     name = "live"
+    log_prefix = ""
 
     def __init__(
         self,

@@ -60,6 +60,7 @@ class PaperVenue:
     """Dry-run venue over a read-only market-data venue."""
 
     name = "paper"
+    log_prefix = "DRY RUN "   # every order line of a dry run says so
 
     def __init__(self, reader, usdc: Decimal, state_file: str | os.PathLike | None = None):
         self._reader = reader
