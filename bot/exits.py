@@ -25,6 +25,8 @@ log = logging.getLogger("bot.exits")
 
 #: Exit sells that did not fill are retried after 2, 4, 8 ... seconds, at most this long apart.
 RETRY_CAP_S = 60.0
+#: How many times a balance below the position's shares is re-read before the position needs a person.
+BALANCE_SHORTFALL_RETRIES = 3
 
 
 def book_tp_fill(pos: Position, filled_total: Decimal, price: Decimal) -> Decimal:
@@ -130,6 +132,15 @@ class ExitProtocol:
         venue = self.trader.venue
         held = venue.token_balance(pos.token_id, refresh=True)
         if held + pos.shares * FEE_SHARE_TOLERANCE < pos.shares:
+            # Right after a buy the venue's balance cache lags: a shortfall is retried (with a refreshed
+            # balance and backoff) before it is taken to mean the shares are really gone.
+            seen = int(pos.metrics.get("balance_shortfalls", 0))
+            if seen < BALANCE_SHORTFALL_RETRIES:
+                log.warning("Account shows %s of %s's %s shares; refreshing and retrying before raising the alarm",
+                            fmt(held), pos.id, fmt(pos.shares))
+                pos.metrics = {**pos.metrics, "balance_shortfalls": seen + 1}
+                self._back_off(pos, now, "balance_shortfall")
+                return
             if held <= 0 and pos.shares > 0:
                 note = (f"account holds {fmt(held)} shares but the position expects {fmt(pos.shares)}: "
                         "BOTH TP AND SL FILLED - Manual intervention needed" if pos.sold_shares > 0 else
