@@ -407,6 +407,7 @@ class Bot:
             pos.pending = None
             self._fall_back(pos, str(exc))
             return
+        crashpoint("after_tp")
         pos.tp_order_id, pos.pending = fill.order_id, None
         book_tp_fill(pos, fill.filled_shares, fill.avg_price or pos.tp_price)
         self.save()

@@ -33,13 +33,15 @@ class ReconcileReport:
     tp_rearmed: int = 0
     needs_attention: int = 0
     sales_recovered: int = 0
+    tp_adopted: int = 0
     unknown_orders: list[str] = field(default_factory=list)
     cancelled_unknown: int = 0
 
     def summary(self) -> str:
         return (f"Reconciled {self.checked} position(s): {self.adopted_entries} entries adopted, "
                 f"{self.unfilled_entries} unfilled, {self.tp_filled} TP filled while down, "
-                f"{self.tp_rearmed} TP re-armed, {self.sales_recovered} exit sales recovered, "
+                f"{self.tp_rearmed} TP re-armed, {self.tp_adopted} TP adopted, {self.sales_recovered} exit sales "
+                "recovered, "
                 f"{self.needs_attention} need attention, "
                 f"{len(self.unknown_orders)} unknown open order(s)"
                 + (f" ({self.cancelled_unknown} cancelled)" if self.cancelled_unknown else ""))
@@ -47,7 +49,7 @@ class ReconcileReport:
     @property
     def found_anything(self) -> bool:
         return bool(self.adopted_entries or self.unfilled_entries or self.tp_filled or self.tp_rearmed
-                    or self.sales_recovered or self.needs_attention or self.unknown_orders)
+                    or self.tp_adopted or self.sales_recovered or self.needs_attention or self.unknown_orders)
 
 
 def reconcile(state: BotState, venue: Venue, now: datetime, arm_tp, cancel_unknown: bool = False) -> ReconcileReport:
@@ -117,6 +119,15 @@ def resolve_opening(pos: Position, venue: Venue, now: datetime, report: Reconcil
 
 
 def _check_tp(pos: Position, venue: Venue, open_orders, now: datetime, report: ReconcileReport, arm_tp) -> None:
+    if not pos.tp_order_id and (pos.pending or {}).get("kind") == "tp":
+        # A crash between placing the TP and recording it: the order rests, adopt it rather than place another.
+        found = next((o for o in open_orders.values() if o.token_id == pos.token_id and o.side == "SELL"
+                      and o.price == pos.tp_price), None)
+        pos.pending = None
+        if found is not None:
+            pos.tp_order_id = found.order_id
+            report.tp_adopted += 1
+            log.warning("TP %s of %s was placed before a crash: adopted", found.order_id[:18], pos.id)
     listed = open_orders.get(pos.tp_order_id) if pos.tp_order_id else None
     if listed is not None:
         book_tp_fill(pos, listed.filled_size, listed.price or pos.tp_price)

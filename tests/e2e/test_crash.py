@@ -1,6 +1,6 @@
 """The crash test: the live bot, trading on bot/sim through the real SDK, killed with SIGKILL at random
-moments (and at named crash points: after the buy before its save, after the TP cancel, before and after
-the exit sell), restarted each time. Afterwards nothing is open or held that no position knows, nothing
+moments (and at named crash points: after the buy before its save, after the TP before its save, after
+the TP cancel, before and after the exit sell), restarted each time. Afterwards nothing is open or held that no position knows, nothing
 was bought twice, and every position's shares equal the venue's balance."""
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from tests.e2e import invariants
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = int(os.environ.get("CRASH_TEST_KILLS", "24"))
-CRASH_POINTS = ["after_buy", "after_cancel", "before_sell", "after_sell"]
+CRASH_POINTS = ["after_buy", "after_tp", "after_cancel", "before_sell", "after_sell"]
 
 
 def write_config(path: Path, tmp: Path, urls: dict, scan_seconds: float) -> None:

@@ -104,3 +104,15 @@ def test_account_short_of_shares_at_start_needs_attention(sim, tmp_path):
     pos = bot.state.positions[0]
     assert pos.status == PositionState.NEEDS_ATTENTION and "account holds 0" in pos.attention_reason
     assert bot.state.paused
+
+
+def test_tp_placed_but_not_recorded_is_adopted_not_doubled(sim, tmp_path):
+    m, h, pos = opened(sim, tmp_path)
+    tp = pos.tp_order_id
+    pos.tp_order_id, pos.pending = None, {"kind": "tp", "price": str(pos.tp_price)}   # as if the process died
+    h.bot.save()
+    bot = restart(h)
+    bot.run_once()
+    pos = bot.state.positions[0]
+    assert pos.tp_order_id == tp and pos.exit_mode == ExitMode.LIMIT_ORDERS and pos.pending is None
+    assert h.venue_balances()["open_orders"] == 1
