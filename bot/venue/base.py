@@ -206,8 +206,8 @@ class Venue(Protocol):
     def open_orders(self) -> list[OrderState]:
         """All of the account's open orders (one paged request)."""
 
-    def token_balance(self, token_id: str) -> Decimal:
-        """Shares of ``token_id`` the account holds, refreshed from the venue."""
+    def token_balance(self, token_id: str, refresh: bool = False) -> Decimal:
+        """Shares of ``token_id`` the account holds (``refresh``: ask the venue to update its cache first)."""
 
     def collateral_balance(self) -> Decimal:
         """USDC (pUSD) the account holds."""

@@ -1,0 +1,165 @@
+"""The simulated venue's matching engine on its own (no HTTP): the rules that make exits hard."""
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+
+from bot.clock import SimulatedClock
+from bot.sim.engine import MM_ACCOUNT, Engine, SimReject
+
+A, B = "0xaaaa", "0xbbbb"
+_ids = iter(range(1, 10**6))
+
+
+def engine(**kw):
+    e = Engine(seed=1, clock=SimulatedClock(), **kw)
+    m = e.add_market("Engine?", yes_price="0.5", volatility=0)
+    return e, m, m.token_ids[0]
+
+
+def order(e, acct, token, side, price, shares, order_type="GTC", **kw):
+    price, shares = D(str(price)), D(str(shares))
+    usdc = price * shares
+    maker, taker = (usdc, shares) if side == "BUY" else (shares, usdc)
+    return e.place_order(order_id=f"0x{next(_ids):064x}", owner="key", account=acct, token_id=token, side=side,
+                         maker_amount=maker, taker_amount=taker, order_type=order_type, **kw)
+
+
+def market_buy(e, acct, token, usdc, cap, order_type="FAK"):
+    usdc, cap = D(str(usdc)), D(str(cap))
+    return e.place_order(order_id=f"0x{next(_ids):064x}", owner="key", account=acct, token_id=token, side="BUY",
+                         maker_amount=usdc, taker_amount=(usdc / cap).quantize(D("0.000001")),
+                         order_type=order_type)
+
+
+def test_ladder_is_around_the_mid_and_the_other_token_mirrors_it():
+    e, m, yes = engine()
+    assert (e.best_bid(yes), e.best_ask(yes)) == (D("0.49"), D("0.51"))
+    no = m.token_ids[1]
+    assert e.best_bid(no) + e.best_ask(yes) == 1 and e.best_ask(no) + e.best_bid(yes) == 1
+
+
+def test_sell_below_the_bid_fills_at_the_bid_and_reserves_nothing_after():
+    e, m, yes = engine()
+    e.fund(A, usdc=0, token_id=yes, shares=10)
+    r = order(e, A, yes, "SELL", "0.30", 10)
+    assert r["status"] == "matched" and D(r["takingAmount"]) == D("4.9")   # 10 at 0.49
+    assert e.balance(A, yes) == 0
+
+
+def test_open_sells_reserve_shares():
+    e, m, yes = engine()
+    e.fund(A, token_id=yes, shares=10)
+    order(e, A, yes, "SELL", "0.60", 10)
+    assert e.available(A, yes) == 0
+    with pytest.raises(SimReject, match="not enough balance / allowance"):
+        order(e, A, yes, "SELL", "0.40", 5, "FAK")
+
+
+def test_buy_fee_is_taken_in_shares_and_makers_pay_none():
+    e, m, yes = engine()
+    e.fund(A, usdc=100)
+    market_buy(e, A, yes, 10.2, "0.51")
+    fee = D(20) * D("0.02") * (D("0.51") * D("0.49")) ** 2
+    assert e.balance(A, yes) == D(20) - fee.quantize(D("0.000001"), rounding="ROUND_DOWN")
+
+
+def test_fok_all_or_nothing_and_fak_partial():
+    e, m, yes = engine()
+    e.set_book(yes, bids=[(D("0.48"), D(100))], asks=[(D("0.52"), D(10))])
+    e.fund(A, usdc=100)
+    with pytest.raises(SimReject, match="FOK orders are fully filled or killed"):
+        market_buy(e, A, yes, 10, "0.55", "FOK")
+    assert e.balance(A, "COLLATERAL") == 100
+    r = market_buy(e, A, yes, 10, "0.55", "FAK")
+    assert D(r["takingAmount"]) == 10 and e.balance(A, "COLLATERAL") == D("94.8")
+
+
+def test_no_self_trade_and_post_only():
+    e, m, yes = engine()
+    e.set_book(yes, bids=[], asks=[])
+    e.fund(A, usdc=100, token_id=yes, shares=50)
+    order(e, A, yes, "SELL", "0.55", 10)
+    r = order(e, A, yes, "BUY", "0.56", 10)   # would cross its own ask: rests instead
+    assert r["status"] == "live" and e.balances(A)["open_orders"] == 2
+    e.fund(B, usdc=100)
+    with pytest.raises(SimReject, match="post-only order: order crosses book"):
+        order(e, B, yes, "BUY", "0.55", 10, post_only=True)
+
+
+def test_tick_minimum_size_and_dollar_minimum():
+    e, m, yes = engine()
+    e.fund(A, usdc=100, token_id=yes, shares=50)
+    with pytest.raises(SimReject, match="breaks minimum tick size rule: 0.01"):
+        order(e, A, yes, "SELL", "0.555", 10)
+    with pytest.raises(SimReject, match="lower than the minimum: 5"):
+        order(e, A, yes, "SELL", "0.70", 4)
+    with pytest.raises(SimReject, match=r"min size: \$1"):
+        market_buy(e, A, yes, "0.9", "0.52")
+
+
+def test_rising_market_fills_a_resting_sell_at_its_price():
+    e, m, yes = engine()
+    e.fund(A, token_id=yes, shares=10)
+    r = order(e, A, yes, "SELL", "0.57", 10)
+    e.move_price(yes, "0.56")
+    assert e.order_view(r["orderID"])["status"] == "LIVE"
+    e.move_price(yes, "0.60")
+    view = e.order_view(r["orderID"])
+    assert view["status"] == "MATCHED" and view["size_matched"] == "10"
+    assert e.balance(A, "COLLATERAL") == D("5.7")
+    trade = e.trades(A)[0]
+    assert trade["trader_side"] == "MAKER" and trade["side"] == "SELL" and trade["price"] == "0.57"
+
+
+def test_cancel_answers():
+    e, m, yes = engine()
+    e.fund(A, token_id=yes, shares=10)
+    r = order(e, A, yes, "SELL", "0.60", 10)
+    assert e.cancel(B, [r["orderID"]]) == {"canceled": [], "not_canceled": {r["orderID"]: "order not found"}}
+    assert e.cancel(A, [r["orderID"]])["canceled"] == [r["orderID"]]
+    assert e.available(A, yes) == 10   # the reservation went with it
+    assert e.cancel(A, [r["orderID"]])["not_canceled"] == {r["orderID"]: "already canceled or matched"}
+
+
+def test_settlement_delay_blocks_selling_fresh_shares():
+    e, m, yes = engine(settlement_delay_s=5)
+    e.fund(A, usdc=100)
+    market_buy(e, A, yes, 10.2, "0.51")
+    with pytest.raises(SimReject, match="not enough balance"):
+        order(e, A, yes, "SELL", "0.40", 10, "FAK")
+    e.clock.advance(6)
+    assert order(e, A, yes, "SELL", "0.40", 10, "FAK")["status"] == "matched"
+
+
+def test_resolution_cancels_orders_and_pays_winners():
+    e, m, yes = engine()
+    e.fund(A, usdc=0, token_id=yes, shares=10)
+    order(e, A, yes, "SELL", "0.70", 5)
+    e.resolve(m.condition_id, "Yes")
+    assert e.balances(A) == {"usdc": D(10), "tokens": {}, "open_orders": 0}
+    with pytest.raises(SimReject, match="closed"):
+        order(e, A, yes, "SELL", "0.70", 5)
+
+
+def test_living_market_is_deterministic_and_consistent():
+    def walk(seed):
+        e = Engine(seed=seed, clock=SimulatedClock(), default_volatility=D("0.01"))
+        m = e.add_market("Walk?", yes_price="0.5")
+        mids = []
+        for _ in range(50):
+            e.clock.advance(1)
+            e.advance()
+            mids.append(e.midpoint(m.token_ids[0]))
+            assert e.midpoint(m.token_ids[0]) + e.midpoint(m.token_ids[1]) == 1
+        return mids
+    assert walk(3) == walk(3) and walk(3) != walk(4)
+    assert len(set(walk(3))) > 3
+
+
+def test_market_maker_never_trades_with_itself():
+    e, m, yes = engine()
+    e.set_book(yes, bids=[(D("0.55"), D(10))], asks=[(D("0.50"), D(10))])   # crossed MM levels stay resting
+    assert e.trades(MM_ACCOUNT) == []
+    assert e.best_bid(yes) == D("0.55") and e.best_ask(yes) == D("0.50")
