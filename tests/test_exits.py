@@ -1,0 +1,85 @@
+"""The exit protocol over the paper venue with scripted books: floors, dust, backoff, lost answers."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal as D
+
+from bot.errors import UnknownOutcome
+from bot.exits import ExitProtocol
+from bot.position_manager import CloseReason, Position, PositionState
+from bot.trader import Trader
+from bot.venue.base import Book
+from bot.venue.paper import PaperVenue
+from tests.test_main_bot import TOKEN, Books
+
+NOW = datetime(2026, 11, 24, 12, tzinfo=timezone.utc)
+
+
+def setup(tmp_path, shares="20"):
+    books = Books()
+    venue = PaperVenue(books, D(100), state_file=tmp_path / "paper.json")
+    venue._tokens[TOKEN] = D(shares)
+    saves = []
+    exits = ExitProtocol(Trader(venue), lambda: saves.append(1), D("0.10"))
+    pos = Position(token_id=TOKEN, shares=D(shares), entry_shares=D(shares), entry_price=D("0.5"),
+                   entry_cost=D("0.5") * D(shares), tp_price=D("0.55"), sl_price=D("0.45"), opened_at=NOW,
+                   updated_at=NOW)
+    return books, venue, exits, pos, saves
+
+
+def test_a_collapsed_book_is_not_chased_below_the_floor(tmp_path):
+    books, venue, exits, pos, saves = setup(tmp_path)
+    trigger = Book(TOKEN, bids=((D("0.45"), D(500)),), asks=((D("0.47"), D(500)),))
+    books.book = Book(TOKEN, bids=((D("0.30"), D(500)),), asks=((D("0.32"), D(500)),))   # gone by the sale
+    exits.start(pos, CloseReason.STOP_LOSS, trigger, NOW)
+    assert pos.status == PositionState.EXITING and pos.sold_shares == 0   # floor 0.40: held, not dumped
+    assert pos.metrics["exit_rejected"] == 1 and venue.token_balance(TOKEN) == 20   # FAK found no bid >= 0.40
+    books.set(D("0.43"))   # back above the floor (bid 0.42), after the backoff
+    exits.resume(pos, books.book, NOW + timedelta(seconds=1))
+    assert pos.status == PositionState.EXITING   # still backing off
+    exits.resume(pos, books.book, NOW + timedelta(seconds=3))
+    assert pos.status == PositionState.CLOSED and pos.exit_price == D("0.42")
+
+
+def test_dust_below_every_minimum_is_held_to_resolution(tmp_path):
+    books, venue, exits, pos, saves = setup(tmp_path, shares="1.5")
+    books.set(D("0.46"))   # 1.5 shares at 0.45 = $0.68: below $1 and below 5 shares
+    exits.start(pos, CloseReason.STOP_LOSS, books.book, NOW)
+    assert pos.status == PositionState.CLOSED and pos.metrics["held_to_resolution"] == "1.50"
+    assert venue.token_balance(TOKEN) == D("1.5")
+
+
+def test_every_step_is_saved_before_the_next(tmp_path):
+    books, venue, exits, pos, saves = setup(tmp_path)
+    books.set(D("0.44"))
+    exits.start(pos, CloseReason.STOP_LOSS, books.book, NOW)
+    assert pos.status == PositionState.CLOSED and len(saves) >= 3   # exiting, sell intent, closed
+
+
+def test_a_lost_sell_answer_is_recovered_from_the_trades(tmp_path):
+    books, venue, exits, pos, saves = setup(tmp_path)
+    books.set(D("0.44"))
+    real_sell = venue.market_sell
+
+    def sell_then_lose_the_answer(*args, **kwargs):
+        real_sell(*args, **kwargs)
+        raise UnknownOutcome("timeout", endpoint="POST /order")
+
+    venue.market_sell = sell_then_lose_the_answer
+    exits.start(pos, CloseReason.STOP_LOSS, books.book, NOW)
+    assert pos.status == PositionState.EXITING and pos.pending["kind"] == "exit_sell"
+    venue.market_sell = real_sell
+    exits.resume(pos, books.book, NOW + timedelta(seconds=5))
+    assert pos.status == PositionState.CLOSED and pos.sold_shares == 20 and pos.exit_price == D("0.43")
+
+
+def test_a_bid_seen_below_the_floor_holds_without_sending(tmp_path):
+    books, venue, exits, pos, saves = setup(tmp_path)
+    pos.metrics = {"trigger_bid": "0.45"}
+    pos.status = PositionState.EXITING
+    pos.close_reason = CloseReason.STOP_LOSS
+    books.book = Book(TOKEN, bids=((D("0.30"), D(500)),), asks=((D("0.32"), D(500)),))
+    calls_before = len([o for o in venue._orders.values() if o.side == "SELL"])
+    exits.resume(pos, books.book, NOW)
+    assert pos.metrics["exit_below_floor"] == 1 and pos.status == PositionState.EXITING
+    assert len([o for o in venue._orders.values() if o.side == "SELL"]) == calls_before   # nothing sent
