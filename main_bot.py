@@ -386,21 +386,27 @@ class Bot:
         return False
 
     def _arm_tp(self, pos: Position) -> None:
-        """Place the TP for the position's shares; on failure fall back to monitoring."""
+        """Place the TP for the position's shares; on failure fall back to monitoring. The TP's id is saved
+        before it is sent, so a lost answer or a crash never leads to a second TP."""
         info = self.venue.get_market_info(pos.token_id, pos.condition_id)
         pos.pending = {"kind": "tp", "price": str(pos.tp_price)}
         self.save()
+
+        def record(order_id: str) -> None:
+            pos.pending = {**pos.pending, "order_id": order_id}
+            self.save()
+
         try:
-            fill = self.trader._place_limit_sell(pos.token_id, pos.tp_price, pos.shares, info)
+            fill = self.trader._place_limit_sell(pos.token_id, pos.tp_price, pos.shares, info, before_post=record)
         except UnknownOutcome as exc:
-            # The TP may rest even though the answer was lost: look before placing another.
-            found = self._find_resting_tp(pos)
+            order_id = pos.pending.get("order_id")
+            found = self.venue.get_order(order_id) if order_id else None
+            pos.pending = None
             if found is None:
-                pos.pending = None
-                self._fall_back(pos, f"TP placement outcome unknown and no such order found ({exc})")
+                self._fall_back(pos, f"TP placement outcome unknown and the venue does not know the order ({exc})")
                 return
-            log.warning("TP of %s was placed although its answer was lost: adopted %s", pos.id, found.order_id)
-            pos.tp_order_id, pos.pending = found.order_id, None
+            log.warning("TP of %s was placed although its answer was lost: adopted %s", pos.id, order_id)
+            pos.tp_order_id = order_id
             self.save()
             return
         except VenueError as exc:
@@ -411,12 +417,6 @@ class Bot:
         pos.tp_order_id, pos.pending = fill.order_id, None
         book_tp_fill(pos, fill.filled_shares, fill.avg_price or pos.tp_price)
         self.save()
-
-    def _find_resting_tp(self, pos: Position) -> OrderState | None:
-        for order in self.venue.open_orders():
-            if order.token_id == pos.token_id and order.side == "SELL" and order.price == pos.tp_price:
-                return order
-        return None
 
     def _fall_back(self, pos: Position, why: str) -> None:
         log.warning("Limit orders failed, using legacy monitoring (%s): %s", pos.id, why)

@@ -119,15 +119,16 @@ def resolve_opening(pos: Position, venue: Venue, now: datetime, report: Reconcil
 
 
 def _check_tp(pos: Position, venue: Venue, open_orders, now: datetime, report: ReconcileReport, arm_tp) -> None:
-    if not pos.tp_order_id and (pos.pending or {}).get("kind") == "tp":
-        # A crash between placing the TP and recording it: the order rests, adopt it rather than place another.
-        found = next((o for o in open_orders.values() if o.token_id == pos.token_id and o.side == "SELL"
-                      and o.price == pos.tp_price), None)
+    pending = pos.pending or {}
+    if not pos.tp_order_id and pending.get("kind") == "tp":
+        # A crash between sending the TP and recording its answer: its id was saved before it was sent, so
+        # the venue says whether it exists (resting, or filled while the bot was down); never place a second.
         pos.pending = None
-        if found is not None:
-            pos.tp_order_id = found.order_id
+        order_id = pending.get("order_id")
+        if order_id and venue.get_order(order_id) is not None:
+            pos.tp_order_id = order_id
             report.tp_adopted += 1
-            log.warning("TP %s of %s was placed before a crash: adopted", found.order_id[:18], pos.id)
+            log.warning("TP %s of %s was sent before a crash: adopted", order_id[:18], pos.id)
     listed = open_orders.get(pos.tp_order_id) if pos.tp_order_id else None
     if listed is not None:
         book_tp_fill(pos, listed.filled_size, listed.price or pos.tp_price)

@@ -130,22 +130,26 @@ class Trader:
             return round_shares(min(balance, fill.filled_shares))
         return round_shares(floor)
 
-    def _place_limit_sell(self, token_id: str, price: Decimal, shares: Decimal, info: MarketInfo) -> Fill:
-        """A GTC limit SELL of ``shares`` (rounded down to 0.01) at ``price`` (on the tick)."""
+    def _place_limit_sell(self, token_id: str, price: Decimal, shares: Decimal, info: MarketInfo,
+                          before_post=None) -> Fill:
+        """A GTC limit SELL of ``shares`` (rounded down to 0.01) at ``price`` (on the tick); ``before_post``
+        gets the order id before the order leaves (to save it)."""
         size = round_shares(shares)
         price = snap_price(price, info.tick_size)
         if size < info.min_order_size:
             raise OrderRejected(f"{fmt(size)} shares is below the market's minimum of {fmt(info.min_order_size)} "
                                 "for a resting order", endpoint="POST /order")
         try:
-            return self.venue.limit_sell(token_id, price, size, info)
+            return self.venue.limit_sell(token_id, price, size, info, before_post)
         except OrderRejected as exc:
             if not exc.is_balance:
                 raise
             # The venue's balance cache lags a fresh buy: refresh it and try once more.
             log.info("TP refused for balance right after the buy; refreshing the balance and retrying once")
             held = round_shares(self.venue.token_balance(token_id, refresh=True))
-            return self.venue.limit_sell(token_id, price, min(size, held), info)
+            if held < info.min_order_size:
+                raise
+            return self.venue.limit_sell(token_id, price, min(size, held), info, before_post)
 
     def cancel_order(self, order_id: str) -> CancelResult:
         """Cancel an order; the result says whether it was cancelled or already matched/gone."""

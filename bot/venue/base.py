@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Iterable, Protocol
+from typing import Callable, Iterable, Protocol
 
 from bot.money import to_decimal
 
@@ -191,8 +191,9 @@ class Venue(Protocol):
     def market_buy(self, token_id: str, usdc: Decimal, max_price: Decimal, info: MarketInfo) -> Fill:
         """Spend up to ``usdc`` on asks priced <= max_price, fill-and-kill."""
 
-    def limit_sell(self, token_id: str, price: Decimal, shares: Decimal, info: MarketInfo) -> Fill:
-        """A resting GTC SELL (the take-profit)."""
+    def limit_sell(self, token_id: str, price: Decimal, shares: Decimal, info: MarketInfo,
+                   before_post: Callable[[str], None] | None = None) -> Fill:
+        """A resting GTC SELL (the take-profit); ``before_post`` receives the order's id before it is sent."""
 
     def market_sell(self, token_id: str, shares: Decimal, min_price: Decimal, info: MarketInfo) -> Fill:
         """Sell ``shares`` into bids >= min_price, fill-and-kill."""

@@ -30,7 +30,9 @@ from py_clob_client_v2 import (
     OrderType,
     PartialCreateOrderOptions,
 )
+from py_clob_client_v2.config import get_contract_config
 from py_clob_client_v2.exceptions import PolyApiException, PolyException
+from py_clob_client_v2.order_utils.exchange_order_builder_v2 import ExchangeOrderBuilderV2
 from py_clob_client_v2.http_helpers import helpers as _sdk_http
 
 from bot.clock import Clock, SystemClock
@@ -126,6 +128,7 @@ class LiveVenue:
         self._counts: Counter[str] = Counter()
         self._counter = (self._counts, threading.Lock())
         self._info: dict[str, MarketInfo] = {}
+        self._chain_id = chain_id
         self._client = _Client(
             self.host, chain_id=chain_id, key=private_key, signature_type=signature_type, funder=funder
         )
@@ -293,11 +296,22 @@ class LiveVenue:
     def market_buy(self, token_id: str, usdc: Decimal, max_price: Decimal, info: MarketInfo) -> Fill:
         return self._fill_and_kill(token_id, "BUY", usdc, max_price, info)
 
-    def limit_sell(self, token_id: str, price: Decimal, shares: Decimal, info: MarketInfo) -> Fill:
+    def limit_sell(self, token_id: str, price: Decimal, shares: Decimal, info: MarketInfo,
+                   before_post: Callable[[str], None] | None = None) -> Fill:
+        """A resting GTC SELL. The order is signed first so that its id (the EIP-712 order hash, which the
+        venue returns as orderID) is known, and handed to ``before_post`` to be saved, before it is sent."""
         args = OrderArgs(token_id=token_id, price=to_sdk_float(price), size=to_sdk_float(shares), side="SELL")
-        raw = self._call("POST /order", self._client.create_and_post_order, args,
-                         options=self._options(info), order_type=OrderType.GTC, posts_order=True)
+        signed = self._call("sign order", self._client.create_order, args, options=self._options(info))
+        if before_post is not None:
+            before_post(self._order_hash(signed, info.neg_risk))
+        raw = self._call("POST /order", self._client.post_order, signed, OrderType.GTC, posts_order=True)
         return self._fill(raw, "SELL", "POST /order")
+
+    def _order_hash(self, signed, neg_risk: bool) -> str:
+        config = get_contract_config(self._chain_id)
+        contract = config.neg_risk_exchange_v2 if neg_risk else config.exchange_v2
+        builder = ExchangeOrderBuilderV2(contract, self._chain_id, self._client.signer)
+        return builder.build_order_hash(builder.build_order_typed_data(signed))
 
     def market_sell(self, token_id: str, shares: Decimal, min_price: Decimal, info: MarketInfo) -> Fill:
         return self._fill_and_kill(token_id, "SELL", shares, min_price, info)

@@ -186,7 +186,8 @@ class PaperVenue:
         log.info("DRY RUN market BUY %s: %s shares for $%s (cap %s)", oid, fmt(got), fmt(paid), fmt(max_price))
         return Fill(oid, "matched", got, paid)
 
-    def limit_sell(self, token_id: str, price: Decimal, shares: Decimal, info: MarketInfo) -> Fill:
+    def limit_sell(self, token_id: str, price: Decimal, shares: Decimal, info: MarketInfo,
+                   before_post=None) -> Fill:
         if shares < info.min_order_size:
             raise OrderRejected(f"order is invalid. Size ({fmt(shares)}) lower than the minimum: "
                                 f"{fmt(info.min_order_size)}", endpoint="POST /order (dry run)")
@@ -196,6 +197,8 @@ class PaperVenue:
             if shares > available + SHARE_EPSILON:
                 raise OrderRejected("not enough balance / allowance", endpoint="POST /order (dry run)")
             oid = self._new_id()
+            if before_post is not None:
+                before_post(oid)
             order = _PaperOrder(oid, token_id, "SELL", price, shares)
             got, proceeds = self._walk(book.bids, lambda p: p >= price, shares=shares)
             order.filled = got

@@ -78,3 +78,16 @@ def test_entry_that_fills_partly_arms_exits_for_the_filled_shares(sim, tmp_path)
     assert pos.entry_cost == D("6.12")
     order = h.venue.get_order(pos.tp_order_id)
     assert order.original_size == round_down(pos.shares)
+
+
+def test_the_tp_id_known_before_sending_is_the_venues_order_id(sim, tmp_path):
+    m = sim.create_market("Hash?", yes_price=0.5, volatility=0)
+    neg = sim.create_market("Hash neg risk?", yes_price=0.5, volatility=0, neg_risk=True)
+    h = Harness(sim, tmp_path)
+    for market in (m, neg):
+        yes = market["token_ids"][0]
+        sim.fund(h.wallet["address"], token_id=yes, shares=20)
+        info = h.venue.get_market_info(yes, market["condition_id"])
+        seen = []
+        fill = h.venue.limit_sell(yes, D("0.60"), D("10"), info, before_post=seen.append)
+        assert seen == [fill.order_id]

@@ -109,10 +109,25 @@ def test_account_short_of_shares_at_start_needs_attention(sim, tmp_path):
 def test_tp_placed_but_not_recorded_is_adopted_not_doubled(sim, tmp_path):
     m, h, pos = opened(sim, tmp_path)
     tp = pos.tp_order_id
-    pos.tp_order_id, pos.pending = None, {"kind": "tp", "price": str(pos.tp_price)}   # as if the process died
+    pos.tp_order_id = None   # as if the process died after sending the TP, before recording the answer
+    pos.pending = {"kind": "tp", "price": str(pos.tp_price), "order_id": tp}
     h.bot.save()
     bot = restart(h)
     bot.run_once()
     pos = bot.state.positions[0]
     assert pos.tp_order_id == tp and pos.exit_mode == ExitMode.LIMIT_ORDERS and pos.pending is None
     assert h.venue_balances()["open_orders"] == 1
+
+
+def test_tp_sent_before_a_crash_and_filled_while_down_closes_the_position(sim, tmp_path):
+    m, h, pos = opened(sim, tmp_path)
+    tp = pos.tp_order_id
+    pos.tp_order_id = None
+    pos.pending = {"kind": "tp", "price": str(pos.tp_price), "order_id": tp}
+    h.bot.save()
+    sim.set_price(m["token_ids"][0], 0.65)   # the unrecorded TP fills while the bot is down
+    bot = restart(h)
+    bot.run_once()
+    pos = bot.state.positions[0]
+    assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.TAKE_PROFIT
+    assert pos.tp_order_id is None and pos.realized_pnl > 0
