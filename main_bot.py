@@ -55,7 +55,7 @@ from bot.position_manager import (
     PositionStore,
     transition,
 )
-from bot.reconcile import reconcile, resolve_opening
+from bot.reconcile import known_order_ids, reconcile, resolve_opening
 from bot.scanner import MarketScanner
 from bot.trader import Trader, exit_prices
 from bot.venue.base import Book, OrderState, OrderStatus, Venue
@@ -321,7 +321,7 @@ class Bot:
 
     def _finish_opening(self, pos: Position, now: datetime) -> None:
         """An entry whose answer never arrived (timeout, crash): adopt what the venue says it bought."""
-        resolve_opening(pos, self.venue, now)
+        resolve_opening(pos, self.venue, now, known=known_order_ids(self.state))
         self.save()
         if pos.status == PositionState.OPEN and pos.exit_mode == ExitMode.LIMIT_ORDERS and not pos.tp_order_id:
             self._arm_tp(pos)

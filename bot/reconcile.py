@@ -59,7 +59,7 @@ def reconcile(state: BotState, venue: Venue, now: datetime, arm_tp, cancel_unkno
     for pos in state.active_positions():
         report.checked += 1
         if pos.status == PositionState.OPENING:
-            resolve_opening(pos, venue, now, report)
+            resolve_opening(pos, venue, now, report, known_order_ids(state))
         if recover_lost_sale(pos, venue):
             report.sales_recovered += 1
         if pos.status == PositionState.OPEN and pos.exit_mode == ExitMode.LIMIT_ORDERS:
@@ -86,10 +86,21 @@ def reconcile(state: BotState, venue: Venue, now: datetime, arm_tp, cancel_unkno
     return report
 
 
-def resolve_opening(pos: Position, venue: Venue, now: datetime, report: ReconcileReport | None = None) -> None:
+def known_order_ids(state: BotState) -> set[str]:
+    """Every order id some position already accounts for."""
+    ids: set[str] = set()
+    for p in state.positions:
+        ids.update(x for x in (p.entry_order_id, p.tp_order_id, *p.exit_order_ids) if x)
+    return ids
+
+
+def resolve_opening(pos: Position, venue: Venue, now: datetime, report: ReconcileReport | None = None,
+                    known: set[str] = frozenset()) -> None:
     """An entry whose outcome was not recorded (crash, timeout): the trade history says whether the buy
-    happened (the balance cache may lag a fresh fill, the trades do not)."""
-    fills = venue.recent_fills(pos.token_id, pos.opened_at.timestamp(), "BUY")
+    happened (the balance cache may lag a fresh fill, the trades do not). Buys that ``known`` ids account
+    for (an earlier position on the same token) are not this entry's."""
+    fills = [f for f in venue.recent_fills(pos.token_id, pos.opened_at.timestamp(), "BUY")
+             if f.order_id not in known]
     bought = sum((f.filled_shares for f in fills), Decimal(0))
     cost = sum((f.usdc for f in fills), Decimal(0))
     if len(fills) == 1:

@@ -131,3 +131,22 @@ def test_tp_sent_before_a_crash_and_filled_while_down_closes_the_position(sim, t
     pos = bot.state.positions[0]
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.TAKE_PROFIT
     assert pos.tp_order_id is None and pos.realized_pnl > 0
+
+
+def test_an_unrecorded_entry_is_not_confused_with_an_earlier_buy_of_the_same_token(sim, tmp_path):
+    m, h, first = opened(sim, tmp_path, trading__use_concurrent_orders=False)
+    yes = m["token_ids"][0]
+    sim.set_price(yes, 0.60)
+    h.loop()   # the first position takes its profit; the token is free again
+    assert first.status == PositionState.CLOSED
+    now = h.bot.now()
+    again = Position(token_id=yes, condition_id=m["condition_id"], exit_mode=ExitMode.MONITOR,
+                     status=PositionState.OPENING, tp_price=D("0.66"), sl_price=D("0.54"), opened_at=now,
+                     updated_at=now, pending={"kind": "entry", "usdc": "10", "max_price": "0.63"})
+    h.bot.state.add(again)
+    h.bot.save()   # the intent was saved, then the process died before the buy left
+    bot = restart(h)
+    bot.run_once()
+    again = bot.state.get(again.id)
+    assert again.status == PositionState.CLOSED and again.close_reason == CloseReason.ENTRY_UNFILLED
+    assert not bot.state.paused
