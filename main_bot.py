@@ -55,7 +55,7 @@ from bot.position_manager import (
     PositionStore,
     transition,
 )
-from bot.reconcile import known_order_ids, reconcile, resolve_opening
+from bot.reconcile import reconcile, resolve_opening
 from bot.scanner import MarketScanner
 from bot.trader import Trader, exit_prices
 from bot.venue.base import Book, OrderState, OrderStatus, Venue
@@ -104,7 +104,8 @@ class Bot:
         self.rng = rng or random.Random(seed)
         self.trader = Trader(venue)
         self.state: BotState = store.load()
-        self.exits = ExitProtocol(self.trader, self.save, config.trading.exit_max_slippage_pct)
+        self.exits = ExitProtocol(self.trader, self.save, config.trading.exit_max_slippage_pct,
+                                  known_order_ids=lambda: self.state.known_order_ids())
         self.meter = CallMeter([venue, scanner], self.state)
         self.alerter = alerter or Alerter(config.alerts.webhook_url)
         self.once = once   # --live-once: one position of the smallest valid size, managed to its end
@@ -321,7 +322,7 @@ class Bot:
 
     def _finish_opening(self, pos: Position, now: datetime) -> None:
         """An entry whose answer never arrived (timeout, crash): adopt what the venue says it bought."""
-        resolve_opening(pos, self.venue, now, known=known_order_ids(self.state))
+        resolve_opening(pos, self.venue, now, known=self.state.known_order_ids())
         self.save()
         if pos.status == PositionState.OPEN and pos.exit_mode == ExitMode.LIMIT_ORDERS and not pos.tp_order_id:
             self._arm_tp(pos)

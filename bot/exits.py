@@ -50,14 +50,15 @@ def book_sale(pos: Position, shares: Decimal, usdc: Decimal, order_id: str) -> N
         pos.exit_order_ids = [*pos.exit_order_ids, order_id]
 
 
-def recover_lost_sale(pos: Position, venue) -> bool:
+def recover_lost_sale(pos: Position, venue, known: set[str] = frozenset()) -> bool:
     """An exit sell was sent but its result was never recorded (crash, timeout): book what the trade
-    history shows it sold, so the sold shares are not mistaken for missing ones. True if it did anything."""
+    history shows it sold, so the sold shares are not mistaken for missing ones; sales that ``known`` ids
+    account for (this or another position on the same token) are not booked again. True if it ran."""
     if not pos.pending or pos.pending.get("kind") != "exit_sell":
         return False
     since = float(pos.pending.get("since", 0))
     for fill in venue.recent_fills(pos.token_id, since, "SELL"):
-        if fill.order_id in pos.exit_order_ids or fill.filled_shares <= 0:
+        if fill.order_id in known or fill.order_id in pos.exit_order_ids or fill.filled_shares <= 0:
             continue
         book_sale(pos, fill.filled_shares, fill.usdc, fill.order_id)
         log.warning("Exit sell %s of %s found in the trades: booked %s shares for $%s", fill.order_id[:18],
@@ -69,10 +70,12 @@ def recover_lost_sale(pos: Position, venue) -> bool:
 class ExitProtocol:
     """Runs exits for positions; ``save`` persists the whole state (called before every next step)."""
 
-    def __init__(self, trader: Trader, save: Callable[[], None], max_slippage_pct: Decimal):
+    def __init__(self, trader: Trader, save: Callable[[], None], max_slippage_pct: Decimal,
+                 known_order_ids: Callable[[], set[str]] = set):
         self.trader = trader
         self.save = save
         self.max_slippage_pct = max_slippage_pct
+        self.known_order_ids = known_order_ids   # order ids all positions account for
 
     def start(self, pos: Position, reason: CloseReason, book: Book | None, now: datetime) -> None:
         """Begin an exit (SL trigger, time exit, monitored TP) and run it as far as it goes now."""
@@ -91,7 +94,7 @@ class ExitProtocol:
         if retry_at is not None and now.timestamp() < float(retry_at):
             return  # backing off after a sell that did not fill
         info = self.trader.venue.get_market_info(pos.token_id, pos.condition_id)
-        if recover_lost_sale(pos, self.trader.venue):
+        if recover_lost_sale(pos, self.trader.venue, self.known_order_ids()):
             self.save()
         if pos.tp_order_id and not self._retire_tp(pos, now):
             return

@@ -222,6 +222,13 @@ class BotState(BaseModel):
     def resume(self) -> None:
         self.paused, self.pause_reason = False, None
 
+    def known_order_ids(self) -> set[str]:
+        """Every order id some position already accounts for (entries, TPs, exit sales)."""
+        ids: set[str] = set()
+        for p in self.positions:
+            ids.update(x for x in (p.entry_order_id, p.tp_order_id, *p.exit_order_ids) if x)
+        return ids
+
     def holds_market(self, condition_id: str) -> bool:
         return any(p.condition_id == condition_id for p in self.active_positions())
 

@@ -59,8 +59,8 @@ def reconcile(state: BotState, venue: Venue, now: datetime, arm_tp, cancel_unkno
     for pos in state.active_positions():
         report.checked += 1
         if pos.status == PositionState.OPENING:
-            resolve_opening(pos, venue, now, report, known_order_ids(state))
-        if recover_lost_sale(pos, venue):
+            resolve_opening(pos, venue, now, report, state.known_order_ids())
+        if recover_lost_sale(pos, venue, state.known_order_ids()):
             report.sales_recovered += 1
         if pos.status == PositionState.OPEN and pos.exit_mode == ExitMode.LIMIT_ORDERS:
             _check_tp(pos, venue, open_orders, now, report, arm_tp)
@@ -84,14 +84,6 @@ def reconcile(state: BotState, venue: Venue, now: datetime, arm_tp, cancel_unkno
                         "(set trading.cancel_unknown_orders to cancel such orders)", order_id, order.side,
                         fmt(order.remaining), fmt(order.price), order.token_id[:12])
     return report
-
-
-def known_order_ids(state: BotState) -> set[str]:
-    """Every order id some position already accounts for."""
-    ids: set[str] = set()
-    for p in state.positions:
-        ids.update(x for x in (p.entry_order_id, p.tp_order_id, *p.exit_order_ids) if x)
-    return ids
 
 
 def resolve_opening(pos: Position, venue: Venue, now: datetime, report: ReconcileReport | None = None,

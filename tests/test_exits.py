@@ -83,3 +83,19 @@ def test_a_bid_seen_below_the_floor_holds_without_sending(tmp_path):
     exits.resume(pos, books.book, NOW)
     assert pos.metrics["exit_below_floor"] == 1 and pos.status == PositionState.EXITING
     assert len([o for o in venue._orders.values() if o.side == "SELL"]) == calls_before   # nothing sent
+
+
+def test_a_lost_sale_is_not_confused_with_another_positions_sale(tmp_path):
+    books, venue, exits, first, saves = setup(tmp_path, shares="40")
+    first.shares = D(20)
+    books.set(D("0.44"))
+    exits.known_order_ids = lambda: set(first.exit_order_ids)
+    exits.start(first, CloseReason.STOP_LOSS, books.book, NOW)           # sells 20 and records the order
+    assert first.status == PositionState.CLOSED and len(first.exit_order_ids) == 1
+    second = Position(token_id=TOKEN, shares=D(20), entry_shares=D(20), entry_price=D("0.5"), entry_cost=D(10),
+                      status=PositionState.EXITING, close_reason=CloseReason.STOP_LOSS, opened_at=NOW, updated_at=NOW,
+                      pending={"kind": "exit_sell", "since": NOW.timestamp(), "size": "20"},
+                      metrics={"trigger_bid": "0.43"})   # died before its own sale left
+    exits.resume(second, books.book, NOW + timedelta(seconds=1))
+    assert second.exit_order_ids and second.exit_order_ids[0] not in first.exit_order_ids
+    assert second.sold_shares == 20 and venue.token_balance(TOKEN) == 0   # it really sold its own 20
