@@ -28,6 +28,7 @@ from bot.config import (
     ConfigError,
     check_trade_size,
     load_bot_config,
+    unexitable_trade_size,
     load_secrets,
     require_live_secrets,
 )
@@ -55,7 +56,8 @@ from bot.position_manager import (
     PositionStore,
     transition,
 )
-from bot.reconcile import reconcile, resolve_opening
+from bot.outcomes import look_up
+from bot.reconcile import reconcile
 from bot.scanner import MarketScanner
 from bot.trader import Trader, exit_prices
 from bot.venue.base import Book, OrderState, OrderStatus, Venue
@@ -104,10 +106,10 @@ class Bot:
         self.rng = rng or random.Random(seed)
         self.trader = Trader(venue)
         self.state: BotState = store.load()
-        self.exits = ExitProtocol(self.trader, self.save, config.trading.exit_max_slippage_pct,
-                                  known_order_ids=lambda: self.state.known_order_ids())
-        self.meter = CallMeter([venue, scanner], self.state)
         self.alerter = alerter or Alerter(config.alerts.webhook_url)
+        self.exits = ExitProtocol(self.trader, self.save, config.trading.exit_max_slippage_pct,
+                                  max_hold_hours=config.strategy.max_hold_hours, alert=self.alerter.send)
+        self.meter = CallMeter([venue, scanner], self.state)
         self.once = once   # --live-once: one position of the smallest valid size, managed to its end
         self.opened_once = False
         self.stop_requested = False
@@ -118,6 +120,9 @@ class Bot:
         self._last_scan: float | None = None
         self._last_logged_bid: dict[str, Decimal] = {}
         self._reconciled = False
+        self._reconcile_only: set[str] | None = None   # positions whose start-up check is still to be done
+        self._position_failures: dict[str, int] = {}
+        self._warned_no_bid: set[str] = set()
         self._last_loop_at: float | None = None
         self._last_flush: float | None = None
         self._resolution_checked: dict[str, float] = {}
@@ -145,6 +150,9 @@ class Bot:
         """Run until stopped (or ``loops`` iterations); returns the process exit code."""
         for problem in check_trade_size(self.config):
             log.warning("%s", problem)
+        problem = unexitable_trade_size(self.config)
+        if problem:
+            raise ConfigError(problem)
         active = self.state.active_positions()
         log.info("Bot started (%s venue): %d active position(s)%s", self.venue.name, len(active),
                  "; PAUSED: " + (self.state.pause_reason or "") if self.state.paused else "")
@@ -201,7 +209,11 @@ class Bot:
         """One iteration in fixed phases (reconciliation first, until it has succeeded once)."""
         now = self.now()
         if not self._reconciled:
-            self._reconcile(now)
+            try:
+                self._reconcile(now)
+            except VenueError as exc:   # the venue is not answering yet: positions are still managed below
+                log.warning("Start-up reconciliation could not run (%s); trying again next loop, no new trades "
+                            "until it has", exc)
         snap = self._read_venue(now)
         self._update_positions(snap, now)
         if self._may_open(now):
@@ -225,16 +237,23 @@ class Bot:
             self._last_flush = t
 
     def _reconcile(self, now: datetime) -> None:
+        """Check the stored positions against the venue, one by one (a position that cannot be checked
+        is checked again next loop, or needs attention); new trades wait until every one is checked."""
         self._fill_missing_exit_prices()
         with self.meter.attribute(None, now):
-            report = reconcile(self.state, self.venue, now, self._arm_tp,
-                               cancel_unknown=self.config.trading.cancel_unknown_orders)
-        self._reconciled = True
-        for pos in self.state.positions:
-            if pos.status == PositionState.NEEDS_ATTENTION:
-                self.alerter.send("needs_attention", f"position {pos.id}: {pos.attention_reason}")
-        if any(p.status == PositionState.NEEDS_ATTENTION for p in self.state.positions):
-            self._pause("a position needs attention (found at start-up)")
+            report = reconcile(self.state, self.venue, now, self._arm_tp, lambda p: self._finish_opening(p, now),
+                               cancel_unknown=self.config.trading.cancel_unknown_orders, only=self._reconcile_only)
+        self._reconcile_only = set(report.retry) or None
+        self._reconciled = not report.retry
+        attention = [p for p in self.state.positions if p.status == PositionState.NEEDS_ATTENTION]
+        for pos in attention:
+            self.alerter.send("needs_attention", f"position {pos.id}: {pos.attention_reason}")
+        if attention:
+            self._pause("a position needs attention (found at start-up): " + "; ".join(
+                f"{p.id}: {p.attention_reason}" for p in attention)[:500])
+        elif report.restored and self.state.paused and "needs attention" in (self.state.pause_reason or ""):
+            self.state.resume()
+            log.warning("Every position agrees with the venue again: new trades allowed")
         self.save()
         (log.warning if report.found_anything else log.info)(report.summary())
         if report.found_anything:
@@ -273,37 +292,64 @@ class Bot:
     # -- phase 2: update --------------------------------------------------------------------------
 
     def _update_positions(self, snap: Snapshot, now: datetime) -> None:
-        """Route each active position to the handler of its own exit mode."""
+        """Route each active position to the handler of its own exit mode. Each is handled on its own: an
+        error in one is logged (and after MAX_CONSECUTIVE_FAILURES loops in a row hands it to a person),
+        and never keeps the others from being managed."""
         for pos in self.state.active_positions():
             if pos.status == PositionState.NEEDS_ATTENTION:
                 continue
             try:
                 with self.meter.attribute(pos, now):
-                    if self._market_resolved(pos, snap.books.get(pos.token_id), now):
-                        continue
-                    if pos.status == PositionState.OPENING:
-                        self._finish_opening(pos, now)
-                    elif pos.exit_mode == ExitMode.LIMIT_ORDERS:
-                        self._update_position_with_limit_orders(pos, snap, now)
-                    else:
-                        self._update_position_legacy_monitoring(pos, snap, now)
-            except (TemporaryVenueError, MalformedResponse, OrderRejected) as exc:
+                    self._update_position(pos, snap, now)
+                self._position_failures.pop(pos.id, None)
+            except (TemporaryVenueError, MalformedResponse, OrderRejected, UnknownOutcome) as exc:
                 log.warning("Position %s: %s; retrying next loop", pos.id, exc)
-            if pos.status == PositionState.NEEDS_ATTENTION:
-                self.alerter.send("needs_attention", f"position {pos.id}: {pos.attention_reason}")
-                self._pause(f"position {pos.id} needs attention: {pos.attention_reason}")
-            if pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS:
-                until = now + timedelta(hours=self.config.strategy.blacklist_hours)
-                self.state.blacklist_market(pos.condition_id, until)
-                self.save()
-                log.info("Blacklisted market %s until %s after a stop-loss", pos.condition_id[:12], until.isoformat())
-                self.alerter.send("stop_loss", f"{pos.question or pos.token_id}: sold {fmt(pos.sold_shares)} @ "
-                                               f"{fmt(pos.exit_price, 4)}, pnl ${fmt(pos.realized_pnl, 2)}")
+            except StateFileError:
+                raise
+            except Exception as exc:  # a bug or something unforeseen in one position: the others go on
+                log.exception("Position %s: unexpected error: %s", pos.id, exc)
+                failures = self._position_failures.get(pos.id, 0) + 1
+                self._position_failures[pos.id] = failures
+                if failures >= MAX_CONSECUTIVE_FAILURES and pos.status != PositionState.CLOSED:
+                    transition(pos, PositionState.NEEDS_ATTENTION, now,
+                               note=f"{failures} loops in a row failed on it; last: {type(exc).__name__}: {exc}")
+                    self.save()
+            self._after_update(pos, now)
+
+    def _update_position(self, pos: Position, snap: Snapshot, now: datetime) -> None:
+        book = snap.books.get(pos.token_id)
+        if self._market_resolved(pos, book, now):
+            return
+        if pos.status == PositionState.OPENING:
+            self._finish_opening(pos, now)
+        elif pos.status == PositionState.HELD:
+            return   # held to resolution: only the market's resolution (checked above) moves it
+        elif not self._resolve_pending_tp(pos, now):
+            return
+        elif pos.exit_mode == ExitMode.LIMIT_ORDERS:
+            self._update_position_with_limit_orders(pos, snap, now)
+        else:
+            self._update_position_legacy_monitoring(pos, snap, now)
+
+    def _after_update(self, pos: Position, now: datetime) -> None:
+        if pos.status == PositionState.NEEDS_ATTENTION:
+            self.alerter.send("needs_attention", f"position {pos.id}: {pos.attention_reason}")
+            self._pause(f"position {pos.id} needs attention: {pos.attention_reason}")
+        if pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS \
+                and not self.state.is_blacklisted(pos.condition_id, now):
+            until = now + timedelta(hours=self.config.strategy.blacklist_hours)
+            self.state.blacklist_market(pos.condition_id, until)
+            self.save()
+            log.info("Blacklisted market %s until %s after a stop-loss", pos.condition_id[:12], until.isoformat())
+            self.alerter.send("stop_loss", f"{pos.question or pos.token_id}: sold {fmt(pos.sold_shares)} @ "
+                                           f"{fmt(pos.exit_price, 4)}, pnl ${fmt(pos.realized_pnl, 2)}")
 
     def _market_resolved(self, pos: Position, book: Book | None, now: datetime) -> bool:
-        """An empty book may mean the market resolved: ask Gamma (at most once per scan interval) and, if so,
-        close the position at its payout. Redeeming the winning shares is done on polymarket.com."""
-        if pos.status == PositionState.OPENING or (book is not None and (book.bids or book.asks)):
+        """An empty book may mean the market resolved (a position held to resolution is asked about even
+        with a book): ask Gamma (at most once per scan interval) and, if so, close the position at its
+        payout. Redeeming the winning shares is done on polymarket.com."""
+        held = pos.status == PositionState.HELD
+        if pos.status == PositionState.OPENING or (not held and book is not None and (book.bids or book.asks)):
             return False
         t = self.clock.time()
         if t - self._resolution_checked.get(pos.id, 0.0) < self.config.strategy.scan_interval_seconds:
@@ -314,18 +360,62 @@ class Bot:
             return False
         pos.tp_order_id = None   # the venue cancels open orders of a resolved market
         book_sale(pos, pos.shares, pos.shares * payout, "")
-        transition(pos, PositionState.CLOSED, now, reason=CloseReason.MARKET_RESOLVED)
+        transition(pos, PositionState.CLOSED, now, reason=pos.close_reason if held and pos.close_reason
+                   else CloseReason.MARKET_RESOLVED)
         self.save()
         log.info("MARKET RESOLVED %s: %s pays %s per share, pnl=$%s (redeem on polymarket.com)", pos.id,
                  pos.outcome, fmt(payout), fmt(pos.realized_pnl, 2))
         return True
 
     def _finish_opening(self, pos: Position, now: datetime) -> None:
-        """An entry whose answer never arrived (timeout, crash): adopt what the venue says it bought."""
-        resolve_opening(pos, self.venue, now, known=self.state.known_order_ids())
+        """An entry whose outcome is not recorded (lost or delayed answer, crash): look the order up by the
+        id saved before it was sent, and own exactly what that order bought (never the token balance)."""
+        pending = pos.pending or {}
+        order_id = pending.get("order_id") or pos.entry_order_id
+        if not order_id:   # the id is saved before the order leaves: without one, nothing was sent
+            self._entry_unfilled(pos, now, "no order was sent")
+            return
+        sent_at = float(pending.get("sent_at") or pos.opened_at.timestamp())
+        out = look_up(self.venue, order_id, pos.token_id, sent_at, now.timestamp(), marketable=True)
+        if not out.known:
+            log.info("Entry %s of %s: outcome not known yet (%s); looking again next loop", order_id[:18], pos.id,
+                     out.status)
+            return
+        if out.filled_shares <= 0:
+            self._entry_unfilled(pos, now, f"order {order_id[:18]} {out.status}, nothing bought")
+            return
+        held = self.trader.shares_after_buy(pos.token_id, out.filled_shares)
+        self._opened(pos, order_id, held, out.usdc / out.filled_shares, out.usdc, out.fee, now)
+
+    def _entry_unfilled(self, pos: Position, now: datetime, why: str) -> None:
+        pos.pending = None
+        transition(pos, PositionState.CLOSED, now, reason=CloseReason.ENTRY_UNFILLED)
         self.save()
-        if pos.status == PositionState.OPEN and pos.exit_mode == ExitMode.LIMIT_ORDERS and not pos.tp_order_id:
+        log.info("Entry of %s never filled (%s): closed", pos.id, why)
+
+    def _opened(self, pos: Position, order_id: str, shares: Decimal, price: Decimal, cost: Decimal, fee: Decimal,
+                now: datetime) -> None:
+        """The entry is known: ``shares`` held (the buy's fee is taken in shares) bought at ``price`` on
+        average for ``cost`` USDC. Record it, derive TP/SL from the price really paid, arm the exits."""
+        cfg = self.config.strategy
+        pos.entry_order_id = order_id
+        pos.entry_shares = pos.shares = shares
+        pos.entry_cost = cost
+        pos.entry_price = price.quantize(Decimal("0.000001"))
+        pos.fees_paid += fee
+        pos.pending = None
+        pos.tp_price, pos.sl_price = exit_prices(pos.entry_price, cfg.take_profit_pct, cfg.stop_loss_pct,
+                                                 pos.tick_size)
+        transition(pos, PositionState.OPEN, now)
+        self.save()
+        log.info("%sBOUGHT %s shares @ %s for $%s (%s): TP=%s, SL armed at %s (watched: Polymarket has no stop "
+                 "orders)", self.venue.log_prefix, fmt(pos.shares), fmt(pos.entry_price, 4), fmt(pos.entry_cost, 2),
+                 pos.id, fmt(pos.tp_price), fmt(pos.sl_price))
+        if pos.exit_mode == ExitMode.LIMIT_ORDERS:
             self._arm_tp(pos)
+            if pos.tp_order_id:
+                log.info("TP %s resting: SELL %s @ %s", pos.tp_order_id[:18], fmt(round_shares(pos.shares)),
+                         fmt(pos.tp_price))
 
     def _exit_trigger(self, pos: Position, bid: Decimal | None, now: datetime, watch_tp: bool) -> CloseReason | None:
         if bid is not None and pos.sl_price is not None and bid <= pos.sl_price:
@@ -335,6 +425,16 @@ class Bot:
         if pos.age_hours(now) >= self.config.strategy.max_hold_hours:
             return CloseReason.TIME_EXIT
         return None
+
+    def _warn_if_no_bid(self, pos: Position, book: Book | None) -> None:
+        """Without a bid the stop-loss cannot fire: say so once per position (and again after bids came back)."""
+        if book is not None and book.best_bid is None and pos.status == PositionState.OPEN:
+            if pos.id not in self._warned_no_bid:
+                self._warned_no_bid.add(pos.id)
+                log.warning("Position %s: the book has no bids, so its stop-loss at %s cannot fire until a bid "
+                            "appears", pos.id, fmt(pos.sl_price))
+        else:
+            self._warned_no_bid.discard(pos.id)
 
     def _update_position_with_limit_orders(self, pos: Position, snap: Snapshot, now: datetime) -> None:
         """Concurrent mode: the TP rests on the book (checked every order_check_interval); the SL is
@@ -348,6 +448,7 @@ class Bot:
                 return
         if pos.status != PositionState.OPEN:
             return
+        self._warn_if_no_bid(pos, book)
         bid = book.best_bid if book else None
         reason = self._exit_trigger(pos, bid, now, watch_tp=pos.tp_order_id is None)
         if reason is not None:
@@ -359,19 +460,19 @@ class Bot:
     def _check_tp(self, pos: Position, open_orders: dict[str, OrderState], now: datetime) -> bool:
         """Book TP fills from the open-orders list; one follow-up read for a TP that left it.
         Returns True when the position closed."""
-        listed = open_orders.get(pos.tp_order_id)
+        order_id = pos.tp_order_id
+        listed = open_orders.get(order_id)
         pos.last_tp_check_at = now
         if listed is not None:
-            if book_tp_fill(pos, listed.filled_size, listed.price or pos.tp_price):
-                log.info("TP %s of %s partly filled: %s shares left", pos.tp_order_id, pos.id, fmt(pos.shares))
+            if book_tp_fill(pos, order_id, listed.filled_size, listed.price or pos.tp_price):
+                log.info("TP %s of %s partly filled: %s shares left", order_id, pos.id, fmt(pos.shares))
                 self.save()
             return False
-        state = self.venue.get_order(pos.tp_order_id)
-        if state is not None and state.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED):
-            book_tp_fill(pos, state.filled_size, state.price or pos.tp_price)
-            return False
+        state = self.venue.get_order(order_id)
         if state is not None:
-            book_tp_fill(pos, state.filled_size, state.price or pos.tp_price)
+            book_tp_fill(pos, order_id, state.filled_size, state.price or pos.tp_price)
+            if state.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING):
+                return False
         if is_dust(pos.shares):
             pos.tp_order_id = None
             transition(pos, PositionState.CLOSED, now, reason=CloseReason.TAKE_PROFIT)
@@ -380,34 +481,28 @@ class Bot:
                      fmt(pos.realized_pnl, 2))
             return True
         # The TP is gone (cancelled by the venue, or unknown) with shares left: re-arm it.
-        log.warning("TP %s of %s is %s with %s shares left; placing it again", pos.tp_order_id, pos.id,
+        log.warning("TP %s of %s is %s with %s shares left; placing it again", order_id, pos.id,
                     state.status.value if state else "unknown", fmt(pos.shares))
         pos.tp_order_id = None
         self._arm_tp(pos)
         return False
 
     def _arm_tp(self, pos: Position) -> None:
-        """Place the TP for the position's shares; on failure fall back to monitoring. The TP's id is saved
-        before it is sent, so a lost answer or a crash never leads to a second TP."""
+        """Place the TP for the position's shares; on a refusal fall back to monitoring. The TP is signed
+        first and its id saved before it is sent, so a lost answer or a crash never leads to a second TP:
+        an unknown outcome is looked up by that id (``_resolve_pending_tp``), never taken as a refusal."""
         info = self.venue.get_market_info(pos.token_id, pos.condition_id)
         pos.pending = {"kind": "tp", "price": str(pos.tp_price)}
         self.save()
 
         def record(order_id: str) -> None:
-            pos.pending = {**pos.pending, "order_id": order_id}
+            pos.pending = {**pos.pending, "order_id": order_id, "sent_at": self.clock.time()}
             self.save()
 
         try:
             fill = self.trader._place_limit_sell(pos.token_id, pos.tp_price, pos.shares, info, before_post=record)
         except UnknownOutcome as exc:
-            order_id = pos.pending.get("order_id")
-            found = self.venue.get_order(order_id) if order_id else None
-            pos.pending = None
-            if found is None:
-                self._fall_back(pos, f"TP placement outcome unknown and the venue does not know the order ({exc})")
-                return
-            log.warning("TP of %s was placed although its answer was lost: adopted %s", pos.id, order_id)
-            pos.tp_order_id = order_id
+            log.warning("TP of %s: outcome unknown (%s); looking its id up before anything else", pos.id, exc)
             self.save()
             return
         except VenueError as exc:
@@ -416,8 +511,36 @@ class Bot:
             return
         crashpoint("after_tp")
         pos.tp_order_id, pos.pending = fill.order_id, None
-        book_tp_fill(pos, fill.filled_shares, fill.avg_price or pos.tp_price)
+        # A TP that crossed at once filled as a taker (fee); a resting one fills later as a maker (no fee).
+        book_tp_fill(pos, fill.order_id, fill.filled_shares, fill.avg_price or pos.tp_price, fill.fee)
         self.save()
+
+    def _resolve_pending_tp(self, pos: Position, now: datetime) -> bool:
+        """A TP whose answer was lost: the venue says, by its saved id, whether it rests (adopt it) or was
+        never placed (place it again). False while that is not known: nothing else is sent meanwhile."""
+        pending = pos.pending or {}
+        if pending.get("kind") != "tp" or pos.tp_order_id:
+            return True
+        order_id = pending.get("order_id")
+        if order_id:
+            out = look_up(self.venue, order_id, pos.token_id, float(pending.get("sent_at") or 0), now.timestamp(),
+                          marketable=False)
+            if not out.known:
+                log.info("TP %s of %s: outcome not known yet (%s)", order_id[:18], pos.id, out.status)
+                return False
+            if out.exists:
+                pos.tp_order_id, pos.pending = order_id, None
+                book_tp_fill(pos, order_id, out.filled_shares, pos.tp_price or Decimal(0))
+                self.save()
+                log.warning("TP %s of %s was placed although its answer was lost: adopted", order_id[:18], pos.id)
+                return True
+        pos.pending = None
+        log.info("TP of %s was never placed; placing it now", pos.id)
+        if pos.status == PositionState.OPEN and pos.exit_mode == ExitMode.LIMIT_ORDERS and not is_dust(pos.shares):
+            self._arm_tp(pos)
+        else:
+            self.save()
+        return True
 
     def _fall_back(self, pos: Position, why: str) -> None:
         log.warning("Limit orders failed, using legacy monitoring (%s): %s", pos.id, why)
@@ -433,6 +556,7 @@ class Bot:
             return
         if pos.status != PositionState.OPEN:
             return
+        self._warn_if_no_bid(pos, book)
         bid = book.best_bid if book else None
         if bid is not None and self._last_logged_bid.get(pos.id) != bid:
             self._last_logged_bid[pos.id] = bid
@@ -443,13 +567,17 @@ class Bot:
 
     # -- phase 3: open ----------------------------------------------------------------------------
 
+    def _managed(self) -> list[Position]:
+        """Active positions that take a slot and capital (a remainder held to resolution takes neither)."""
+        return [p for p in self.state.active_positions() if p.status != PositionState.HELD]
+
     def _deployed(self) -> Decimal:
-        return sum((p.entry_cost for p in self.state.active_positions()), Decimal(0))
+        return sum((p.entry_cost for p in self._managed()), Decimal(0))
 
     def _may_open(self, now: datetime) -> bool:
-        if self.state.paused or self.stop_requested or (self.once and self.opened_once):
+        if self.state.paused or self.stop_requested or (self.once and self.opened_once) or not self._reconciled:
             return False
-        if len(self.state.active_positions()) >= self.config.capital.max_positions:
+        if len(self._managed()) >= self.config.capital.max_positions:
             return False
         if self.config.capital.total - self._deployed() < Decimal(1):
             return False
@@ -508,40 +636,30 @@ class Bot:
         else:
             log.info("Placing BUY %s @ %s TP=%s SL=%s (%s)", fmt(plan.expected_shares), fmt(book.best_ask),
                      fmt(plan.tp_price), fmt(plan.sl_price), cand.question[:60])
-        try:
-            result = self.trader.execute_buy(cand.token_id, plan, info)
-        except UnknownOutcome as exc:
-            log.warning("BUY answer lost (%s): the next loop reads the venue before doing anything else", exc)
-            return False
-        except OrderRejected as exc:
-            log.warning("BUY refused: %s", exc)
-            transition(pos, PositionState.CLOSED, now, reason=CloseReason.ENTRY_UNFILLED)
-            pos.pending = None
+        def record(order_id: str) -> None:   # signed first: the order's id is on disk before it leaves
+            pos.pending = {**pos.pending, "order_id": order_id, "sent_at": self.clock.time()}
+            pos.entry_order_id = order_id
             self.save()
+
+        try:
+            result = self.trader.execute_buy(cand.token_id, plan, info, before_post=record)
+        except UnknownOutcome as exc:
+            log.warning("BUY answer lost (%s): the order is looked up by its id before anything else", exc)
+            return False
+        except (OrderRejected, TemporaryVenueError) as exc:   # refused: nothing happened, nothing is owned
+            log.warning("BUY refused: %s", exc)
+            self._entry_unfilled(pos, now, f"refused: {exc}")
             return False
         crashpoint("after_buy")
         fill = result.fill
-        pos.entry_order_id = fill.order_id
-        pos.entry_shares = result.shares_held
-        pos.shares = result.shares_held
-        pos.entry_cost = fill.usdc
-        pos.entry_price = fill.avg_price or book.best_ask
-        pos.pending = None
-        if result.shares_held <= 0:
-            transition(pos, PositionState.CLOSED, now, reason=CloseReason.ENTRY_UNFILLED)
-            self.save()
+        if not fill.settled:
+            log.info("BUY %s answered %s without amounts (a market with a matching delay?): looked up by its id",
+                     fill.order_id[:18], fill.status)
             return False
-        tp, sl = exit_prices(pos.entry_price, cfg.strategy.take_profit_pct, cfg.strategy.stop_loss_pct, info.tick_size)
-        pos.tp_price, pos.sl_price = tp, sl
-        transition(pos, PositionState.OPEN, now)
-        self.save()
-        log.info("%sBOUGHT %s shares @ %s for $%s (%s): TP=%s, SL armed at %s (watched: Polymarket has no stop "
-                 "orders)", self.venue.log_prefix, fmt(pos.shares), fmt(pos.entry_price, 4), fmt(pos.entry_cost, 2),
-                 pos.id, fmt(tp), fmt(sl))
-        if mode == ExitMode.LIMIT_ORDERS:
-            self._arm_tp(pos)
-            if pos.tp_order_id:
-                log.info("TP %s resting: SELL %s @ %s", pos.tp_order_id[:18], fmt(round_shares(pos.shares)), fmt(tp))
+        if result.shares_held <= 0:
+            self._entry_unfilled(pos, now, f"order {fill.order_id[:18]} {fill.status or 'unmatched'}")
+            return False
+        self._opened(pos, fill.order_id, result.shares_held, fill.avg_price, fill.usdc, fill.fee, now)
         return True
 
     # -- rollback ---------------------------------------------------------------------------------
@@ -556,7 +674,7 @@ class Bot:
         if position_id is not None and not targets:
             return [f"no open limit_orders position with id {position_id}"]
         for pos in targets:
-            if pos.tp_order_id and not self.exits._retire_tp(pos, now):
+            if pos.tp_order_id and not self.exits.retire_tp(pos, now):
                 out.append(f"{pos.id}: TP still open after the cancel; try again")
                 continue
             if is_dust(pos.shares):

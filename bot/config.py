@@ -218,3 +218,32 @@ def check_trade_size(config: BotConfig, min_order_size: Decimal = Decimal(5), pr
         problems.append(f"capital.max_trade_size ${size} buys {shares} shares at {price}, below the "
                         f"{min_order_size}-share minimum for a resting take-profit; use at least ${smallest}")
     return problems
+
+
+def unexitable_trade_size(config: BotConfig, min_order_size: Decimal = Decimal(5)) -> str | None:
+    """Why ``capital.max_trade_size`` could not trade or could not get out of a position (None = fine).
+
+    A position must stay sellable after its stop-loss: the venue takes a sell of at least
+    ``min_order_size`` shares or worth at least $1. The worst case is an entry at ``strategy.max_price``
+    (fewest shares) sold at the stop-loss (least value). The bot refuses to start on such a size rather
+    than warn and then never trade, or buy what it cannot sell."""
+    size, strategy, trading = config.capital.max_trade_size, config.strategy, config.trading
+    if size < 1:
+        return (f"capital.max_trade_size ${size} is below the venue's $1 minimum for a market BUY: the bot could "
+                "never open a position; use at least $1")
+    shares = (size / strategy.max_price).quantize(Decimal("0.01"))
+    at_sl = (size * (1 - strategy.stop_loss_pct)).quantize(Decimal("0.01"))
+    if shares < min_order_size and at_sl < 1:
+        need = min(min_order_size * strategy.max_price, 1 / (1 - strategy.stop_loss_pct)).quantize(
+            Decimal("0.01"), rounding="ROUND_CEILING")
+        return (f"capital.max_trade_size ${size} buys as few as {shares} shares (at strategy.max_price "
+                f"{strategy.max_price}) worth ${at_sl} at the stop-loss: below both of the venue's minimums for a "
+                f"sell ({min_order_size} shares or $1), so its stop-loss could never sell it; use at least ${need}")
+    only_limit_orders = (trading.ab_test_ratio == 1) or (trading.ab_test_ratio is None and trading.use_concurrent_orders)
+    if only_limit_orders and shares < min_order_size:
+        need = (min_order_size * strategy.max_price).quantize(Decimal("0.01"), rounding="ROUND_CEILING")
+        return (f"capital.max_trade_size ${size} buys as few as {shares} shares (at strategy.max_price "
+                f"{strategy.max_price}), below the {min_order_size}-share minimum of a resting take-profit, and "
+                f"every position uses one (trading.use_concurrent_orders): no entry could ever be made; use at "
+                f"least ${need}, or monitor mode")
+    return None

@@ -1,11 +1,15 @@
-"""The exit protocol (DESIGN.md section 3): how a position gets out, one persisted step at a time.
+"""The exit protocol: how a position gets out, one persisted step at a time.
 
 1. mark the position ``exiting`` (save) so a crash resumes the exit instead of forgetting it;
 2. cancel the resting TP and read the answer: ``not_canceled`` means it may have filled;
 3. book any TP fill; only the remainder is still to be sold;
-4. sell the remainder fill-and-kill, floored at a worst price, sized from what the account holds;
+4. sell the remainder fill-and-kill, floored at a worst price, sized from what the account holds; the
+   sell is signed first and its id saved before it is sent, so a lost answer is looked up by that id;
 5. confirm; a partial sale stays ``exiting`` and the next loop sells the rest.
-A position is never marked closed on an HTTP success alone, and never left without an exit armed.
+A position is never marked closed on an HTTP success alone, and never left without an exit armed: while
+an exit waits (refused sell, bid below the floor) the stop-loss and the time exit still apply, and
+crossing them re-anchors the floor at the new trigger. A remainder no order can carry is held to the
+market's resolution, still a position.
 """
 from __future__ import annotations
 
@@ -17,9 +21,10 @@ from typing import Callable
 from bot.crashpoints import crashpoint
 from bot.errors import OrderRejected, TemporaryVenueError, UnknownOutcome
 from bot.money import FEE_SHARE_TOLERANCE, MIN_MARKETABLE_NOTIONAL, fmt, is_dust, price_floor, round_shares, to_decimal
+from bot.outcomes import look_up
 from bot.position_manager import CloseReason, Position, PositionState, transition
 from bot.trader import Trader
-from bot.venue.base import Book, MarketInfo, OrderStatus
+from bot.venue.base import Book, MarketInfo, OrderStatus, Venue
 
 log = logging.getLogger("bot.exits")
 
@@ -29,53 +34,90 @@ RETRY_CAP_S = 60.0
 BALANCE_SHORTFALL_RETRIES = 3
 
 
-def book_tp_fill(pos: Position, filled_total: Decimal, price: Decimal) -> Decimal:
-    """Record the TP's cumulative filled size; returns the newly booked shares (0 if nothing new)."""
-    new = filled_total - pos.tp_filled_shares
+def book_tp_fill(pos: Position, order_id: str, filled_total: Decimal, price: Decimal,
+                 fee: Decimal = Decimal(0)) -> Decimal:
+    """Record TP ``order_id``'s cumulative filled size; returns the newly booked shares (0 if nothing new).
+    Fills are kept per TP, so a re-armed TP's fills are never measured against an earlier TP's."""
+    new = filled_total - pos.tp_fills.get(order_id, Decimal(0))
     if new <= 0:
+        if order_id not in pos.tp_fills:
+            pos.tp_fills = {**pos.tp_fills, order_id: Decimal(0)}
         return Decimal(0)
-    pos.tp_filled_shares = filled_total
+    pos.tp_fills = {**pos.tp_fills, order_id: filled_total}
+    pos.tp_filled_shares += new
     pos.shares = max(pos.shares - new, Decimal(0))
     pos.sold_shares += new
-    pos.exit_proceeds += new * price
+    pos.exit_proceeds += new * price - fee
+    pos.fees_paid += fee
     return new
 
 
-def book_sale(pos: Position, shares: Decimal, usdc: Decimal, order_id: str) -> None:
-    """Record a marketable exit sale."""
+def book_sale(pos: Position, shares: Decimal, usdc: Decimal, order_id: str, fee: Decimal = Decimal(0)) -> None:
+    """Record a marketable exit sale: ``usdc`` is what the venue's answer says (before its taker fee),
+    ``fee`` what the venue keeps of it, so the proceeds are what the wallet received."""
     pos.shares = max(pos.shares - shares, Decimal(0))
     pos.sold_shares += shares
-    pos.exit_proceeds += usdc
+    pos.exit_proceeds += usdc - fee
+    pos.fees_paid += fee
     if order_id and order_id not in pos.exit_order_ids:
         pos.exit_order_ids = [*pos.exit_order_ids, order_id]
 
 
-def recover_lost_sale(pos: Position, venue, known: set[str] = frozenset()) -> bool:
-    """An exit sell was sent but its result was never recorded (crash, timeout): book what the trade
-    history shows it sold, so the sold shares are not mistaken for missing ones; sales that ``known`` ids
-    account for (this or another position on the same token) are not booked again. True if it ran."""
-    if not pos.pending or pos.pending.get("kind") != "exit_sell":
+def resolve_exit_sell(pos: Position, venue: Venue, now: datetime) -> bool:
+    """An exit sell whose outcome was not recorded (crash, lost or delayed answer): book what the venue
+    says that very order sold. False while the venue does not know yet (ask again next loop)."""
+    pending = pos.pending or {}
+    if pending.get("kind") != "exit_sell":
+        return True
+    order_id = pending.get("order_id")
+    if not order_id:   # its id is saved before it is sent: without one, nothing was sent
+        pos.pending = None
+        return True
+    sent_at = float(pending.get("sent_at") or pending.get("since") or 0)
+    out = look_up(venue, order_id, pos.token_id, sent_at, now.timestamp(), marketable=True)
+    if not out.known:
+        log.info("Exit sell %s of %s: outcome not known yet (%s)", order_id[:18], pos.id, out.status)
         return False
-    since = float(pos.pending.get("since", 0))
-    for fill in venue.recent_fills(pos.token_id, since, "SELL"):
-        if fill.order_id in known or fill.order_id in pos.exit_order_ids or fill.filled_shares <= 0:
-            continue
-        book_sale(pos, fill.filled_shares, fill.usdc, fill.order_id)
-        log.warning("Exit sell %s of %s found in the trades: booked %s shares for $%s", fill.order_id[:18],
-                    pos.id, fmt(fill.filled_shares), fmt(fill.usdc, 2))
+    if out.filled_shares > 0 and order_id not in pos.exit_order_ids:
+        book_sale(pos, out.filled_shares, out.usdc, order_id, out.fee)
+        log.warning("Exit sell %s of %s looked up: sold %s shares for $%s", order_id[:18], pos.id,
+                    fmt(out.filled_shares), fmt(out.usdc - out.fee, 2))
     pos.pending = None
     return True
 
 
+def book_own_orders(pos: Position, venue: Venue, now: datetime) -> list[str]:
+    """Before any "shares missing" verdict: ask the venue about every order of this position by id (each
+    TP it ever had, a pending exit sell) and book what they filled. Returns what was checked, for the
+    verdict's note."""
+    checked = []
+    for order_id in list(pos.tp_fills) or ([pos.tp_order_id] if pos.tp_order_id else []):
+        state = venue.get_order(order_id)
+        if state is None:
+            checked.append(f"TP {order_id[:12]}: unknown to the venue")
+            continue
+        book_tp_fill(pos, order_id, state.filled_size, state.price or pos.tp_price or Decimal(0))
+        checked.append(f"TP {order_id[:12]}: {state.status.value}, {fmt(state.filled_size)} filled")
+        if order_id == pos.tp_order_id and state.status not in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED):
+            pos.tp_order_id = None
+    if (pos.pending or {}).get("kind") == "exit_sell":
+        resolve_exit_sell(pos, venue, now)
+    if pos.exit_order_ids:
+        checked.append(f"{len(pos.exit_order_ids)} exit sale(s) booked")
+    return checked
+
+
 class ExitProtocol:
-    """Runs exits for positions; ``save`` persists the whole state (called before every next step)."""
+    """Runs exits for positions; ``save`` persists the whole state (called before every next step);
+    ``alert(event, message)`` tells the user when an exit had to re-anchor its floor."""
 
     def __init__(self, trader: Trader, save: Callable[[], None], max_slippage_pct: Decimal,
-                 known_order_ids: Callable[[], set[str]] = set):
+                 max_hold_hours: float = float("inf"), alert: Callable[[str, str], object] | None = None):
         self.trader = trader
         self.save = save
         self.max_slippage_pct = max_slippage_pct
-        self.known_order_ids = known_order_ids   # order ids all positions account for
+        self.max_hold_hours = max_hold_hours
+        self.alert = alert or (lambda event, message: None)
 
     def start(self, pos: Position, reason: CloseReason, book: Book | None, now: datetime) -> None:
         """Begin an exit (SL trigger, time exit, monitored TP) and run it as far as it goes now."""
@@ -90,13 +132,16 @@ class ExitProtocol:
 
     def resume(self, pos: Position, book: Book | None, now: datetime) -> None:
         """Continue an exit from wherever it stopped (also after a restart)."""
+        venue = self.trader.venue
+        if not resolve_exit_sell(pos, venue, now):
+            return   # the last sell's outcome is not known yet: never send another before it is
+        self.save()
+        self._keep_protecting(pos, book.best_bid if book else None, now)
         retry_at = pos.metrics.get("exit_retry_at")
         if retry_at is not None and now.timestamp() < float(retry_at):
             return  # backing off after a sell that did not fill
-        info = self.trader.venue.get_market_info(pos.token_id, pos.condition_id)
-        if recover_lost_sale(pos, self.trader.venue, self.known_order_ids()):
-            self.save()
-        if pos.tp_order_id and not self._retire_tp(pos, now):
+        info = venue.get_market_info(pos.token_id, pos.condition_id)
+        if pos.tp_order_id and not self.retire_tp(pos, now):
             return
         if is_dust(pos.shares):
             self._close(pos, now)
@@ -105,7 +150,35 @@ class ExitProtocol:
 
     # -- steps ------------------------------------------------------------------------------------
 
-    def _retire_tp(self, pos: Position, now: datetime) -> bool:
+    def _keep_protecting(self, pos: Position, bid: Decimal | None, now: datetime) -> None:
+        """While an exit is held below its floor, the stop-loss and the time exit still apply: crossing
+        the SL, passing the holding time, or a further slippage step below the floor re-anchors the floor
+        at the current bid and retries at once (with a warning and an alert). Nothing is held below its
+        SL without a fresh attempt."""
+        anchor = pos.metrics.get("trigger_bid")
+        if bid is None or not anchor:
+            return
+        floor = price_floor(to_decimal(anchor) * (1 - self.max_slippage_pct), pos.tick_size)
+        if bid >= floor:
+            return
+        reason = pos.close_reason
+        if pos.sl_price is not None and bid <= pos.sl_price and reason != CloseReason.STOP_LOSS:
+            reason = CloseReason.STOP_LOSS
+        elif pos.age_hours(now) >= self.max_hold_hours and reason not in (CloseReason.STOP_LOSS, CloseReason.TIME_EXIT):
+            reason = CloseReason.TIME_EXIT
+        elif bid >= floor * (1 - self.max_slippage_pct):
+            return   # within one slippage step below the floor: hold and retry with backoff
+        note = (f"exit of {pos.id} ({pos.close_reason.value if pos.close_reason else '-'}) was held below its "
+                f"floor {fmt(floor)}; bid {fmt(bid)} ({reason.value if reason else '-'}): floor re-anchored at "
+                f"{fmt(bid)}, selling again now")
+        log.warning("%s", note)
+        transition(pos, PositionState.EXITING, now, reason=reason)
+        pos.metrics = {**pos.metrics, "trigger_bid": str(bid), "exit_retry_at": None,
+                       "exit_reanchored": int(pos.metrics.get("exit_reanchored", 0)) + 1}
+        self.save()
+        self.alert("exit_reanchored", note)
+
+    def retire_tp(self, pos: Position, now: datetime) -> bool:
         """Cancel the TP and book whatever it filled. False when the answer is unclear (try next loop)."""
         order_id = pos.tp_order_id
         result = self.trader.cancel_order(order_id)
@@ -121,36 +194,49 @@ class ExitProtocol:
             log.warning("TP %s of %s is still open after a cancel; retrying next loop", order_id, pos.id)
             return False
         else:
-            booked = book_tp_fill(pos, state.filled_size, state.price or pos.tp_price or Decimal(0))
+            booked = book_tp_fill(pos, order_id, state.filled_size, state.price or pos.tp_price or Decimal(0))
             if booked:
                 log.info("TP %s filled %s shares @ %s before the exit", order_id, fmt(booked), fmt(state.price))
                 if is_dust(pos.shares):
-                    pos.close_reason = CloseReason.TAKE_PROFIT  # the TP won the race: that is why it closed
+                    transition(pos, pos.status, now, reason=CloseReason.TAKE_PROFIT)  # the TP won the race
         pos.tp_order_id = None
         self.save()
         crashpoint("after_cancel")
         return True
 
-    def _sell_remainder(self, pos: Position, info: MarketInfo, book: Book | None, now: datetime) -> None:
+    def _shortfall(self, pos: Position, now: datetime) -> Decimal | None:
+        """The account's shares, or None when they are fewer than the position expects even after booking
+        every order of the position by id (then retried, and finally handed to a person)."""
         venue = self.trader.venue
         held = venue.token_balance(pos.token_id, refresh=True)
-        if held + pos.shares * FEE_SHARE_TOLERANCE < pos.shares:
-            # Right after a buy the venue's balance cache lags: a shortfall is retried (with a refreshed
-            # balance and backoff) before it is taken to mean the shares are really gone.
-            seen = int(pos.metrics.get("balance_shortfalls", 0))
-            if seen < BALANCE_SHORTFALL_RETRIES:
-                log.warning("Account shows %s of %s's %s shares; refreshing and retrying before raising the alarm",
-                            fmt(held), pos.id, fmt(pos.shares))
-                pos.metrics = {**pos.metrics, "balance_shortfalls": seen + 1}
-                self._back_off(pos, now, "balance_shortfall")
-                return
-            if held <= 0 and pos.shares > 0:
-                note = (f"account holds {fmt(held)} shares but the position expects {fmt(pos.shares)}: "
-                        "BOTH TP AND SL FILLED - Manual intervention needed" if pos.sold_shares > 0 else
-                        f"account holds {fmt(held)} shares but the position expects {fmt(pos.shares)}")
-            else:
-                note = f"account holds {fmt(held)} shares but the position expects {fmt(pos.shares)}"
-            self.needs_attention(pos, note, now)
+        if held + pos.shares * FEE_SHARE_TOLERANCE >= pos.shares:
+            return held
+        checked = book_own_orders(pos, venue, now)
+        self.save()
+        if is_dust(pos.shares) or held + pos.shares * FEE_SHARE_TOLERANCE >= pos.shares:
+            return held
+        # Right after a buy the venue's balance cache lags: a shortfall is retried (with a refreshed
+        # balance and backoff) before it is taken to mean the shares are really gone.
+        seen = int(pos.metrics.get("balance_shortfalls", 0))
+        if seen < BALANCE_SHORTFALL_RETRIES:
+            log.warning("Account shows %s of %s's %s shares; refreshing and retrying before raising the alarm",
+                        fmt(held), pos.id, fmt(pos.shares))
+            pos.metrics = {**pos.metrics, "balance_shortfalls": seen + 1}
+            self._back_off(pos, now, "balance_shortfall")
+            return None
+        note = f"account holds {fmt(held)} shares but the position expects {fmt(pos.shares)}"
+        if held <= 0 and pos.sold_shares > 0:
+            note += ": BOTH TP AND SL FILLED - Manual intervention needed"
+        self.needs_attention(pos, f"{note} (checked: balance refreshed {seen + 1} times; "
+                                  f"{'; '.join(checked) or 'no orders of its own'})", now)
+        return None
+
+    def _sell_remainder(self, pos: Position, info: MarketInfo, book: Book | None, now: datetime) -> None:
+        held = self._shortfall(pos, now)
+        if held is None:
+            return
+        if is_dust(pos.shares):
+            self._close(pos, now)
             return
         size = round_shares(min(held, pos.shares))
         bid = book.best_bid if book else None
@@ -158,14 +244,14 @@ class ExitProtocol:
             log.warning("No bid for %s: cannot sell %s shares now; retrying next loop", pos.id, fmt(size))
             return
         if size * bid < MIN_MARKETABLE_NOTIONAL and size < info.min_order_size:
-            # Too small for any order the venue takes: hold to resolution and say so.
-            log.warning("Position %s: %s shares worth $%s are below the venue's minimums; held to resolution",
-                        pos.id, fmt(size), fmt(size * bid, 2))
-            pos.metrics = {**pos.metrics, "held_to_resolution": str(size)}
-            self._close(pos, now)
+            # Too small for any order the venue takes: still a position, held to resolution and watched.
+            log.warning("Position %s: %s shares worth $%s are below the venue's minimums (5 shares or $1); held "
+                        "to resolution, its payout booked then", pos.id, fmt(size), fmt(size * bid, 2))
+            transition(pos, PositionState.HELD, now)
+            self.save()
             return
         # The worst price is anchored at the bid that triggered the exit, so a collapsing book is not
-        # chased down: below it the position is held (still exiting) and reported.
+        # chased down: below it the position is held (still exiting, still protected) and reported.
         anchor = pos.metrics.get("trigger_bid")
         floor = price_floor((to_decimal(anchor) if anchor else bid) * (1 - self.max_slippage_pct), info.tick_size)
         if bid < floor:
@@ -173,13 +259,18 @@ class ExitProtocol:
                         fmt(bid), fmt(floor))
             self._back_off(pos, now, "below_floor")
             return
-        pos.pending = {"kind": "exit_sell", "since": now.timestamp(), "size": str(size)}
-        self.save()  # the intent is on disk before the order leaves: a lost answer is found in the trades
+        pos.pending = {"kind": "exit_sell", "sent_at": now.timestamp(), "size": str(size)}
+        self.save()
+
+        def record(order_id: str) -> None:   # the id is on disk before the order leaves
+            pos.pending = {**pos.pending, "order_id": order_id}
+            self.save()
+
         crashpoint("before_sell")
         try:
-            fill = self.trader.sell_marketable(pos.token_id, size, floor, info)
+            fill = self.trader.sell_marketable(pos.token_id, size, floor, info, before_post=record)
         except UnknownOutcome as exc:
-            log.warning("Exit sell for %s: outcome unknown (%s); the trade history will tell next loop", pos.id, exc)
+            log.warning("Exit sell for %s: outcome unknown (%s); looked up by its id next loop", pos.id, exc)
             self._back_off(pos, now, "unknown_outcome")
             return
         except (OrderRejected, TemporaryVenueError) as exc:
@@ -189,7 +280,12 @@ class ExitProtocol:
             pos.pending = None
             self._back_off(pos, now, "rejected")
             return
-        book_sale(pos, fill.filled_shares, fill.usdc, fill.order_id)
+        if not fill.settled:
+            log.info("Exit sell %s for %s answered %s without amounts: looked up by its id", fill.order_id[:18],
+                     pos.id, fill.status)
+            self.save()
+            return
+        book_sale(pos, fill.filled_shares, fill.usdc, fill.order_id, fill.fee)
         pos.pending = None
         crashpoint("after_sell")
         log.info("SOLD %s shares of %s @ %s (floor %s)%s", fmt(fill.filled_shares), pos.id, fmt(fill.avg_price, 4),
@@ -218,4 +314,3 @@ class ExitProtocol:
         log.error("Position %s needs attention: %s", pos.id, note)
         transition(pos, PositionState.NEEDS_ATTENTION, now, note=note)
         self.save()
-

@@ -30,6 +30,8 @@ class PositionState(str, enum.Enum):
     OPENING = "opening"
     OPEN = "open"
     EXITING = "exiting"
+    HELD = "held_to_resolution"   # a remainder no order can carry (under 5 shares and under $1): kept, watched,
+    #                               its payout booked when the market resolves
     CLOSED = "closed"
     NEEDS_ATTENTION = "needs_attention"
 
@@ -52,9 +54,10 @@ S = PositionState
 #: The only moves a position's state can make. EXITING -> OPEN is for an exit abandoned with the TP re-armed.
 ALLOWED_TRANSITIONS: dict[PositionState, frozenset[PositionState]] = {
     S.OPENING: frozenset({S.OPEN, S.CLOSED, S.NEEDS_ATTENTION}),
-    S.OPEN: frozenset({S.EXITING, S.CLOSED, S.NEEDS_ATTENTION}),
-    S.EXITING: frozenset({S.CLOSED, S.OPEN, S.NEEDS_ATTENTION}),
-    S.NEEDS_ATTENTION: frozenset({S.OPEN, S.EXITING, S.CLOSED}),
+    S.OPEN: frozenset({S.EXITING, S.HELD, S.CLOSED, S.NEEDS_ATTENTION}),
+    S.EXITING: frozenset({S.CLOSED, S.OPEN, S.HELD, S.NEEDS_ATTENTION}),
+    S.HELD: frozenset({S.CLOSED, S.NEEDS_ATTENTION}),
+    S.NEEDS_ATTENTION: frozenset({S.OPEN, S.EXITING, S.HELD, S.CLOSED}),
     S.CLOSED: frozenset(),
 }
 
@@ -97,7 +100,9 @@ class Position(BaseModel):
     entry_order_id: str | None = None
     tp_order_id: str | None = None
     sl_order_id: str | None = None  # the seed's field; always None: the SL is watched, never resting
-    tp_filled_shares: Decimal = Decimal(0)
+    tp_filled_shares: Decimal = Decimal(0)   # total over every TP this position had (the sum of tp_fills)
+    tp_fills: dict[str, Decimal] = Field(default_factory=dict)   # each TP's id -> its cumulative filled size
+    fees_paid: Decimal = Decimal(0)   # USDC value of the taker fees paid (already inside realized_pnl)
     exit_order_ids: list[str] = Field(default_factory=list)
     sold_shares: Decimal = Decimal(0)
     exit_proceeds: Decimal = Decimal(0)
@@ -114,9 +119,13 @@ class Position(BaseModel):
 
     @field_serializer("shares", "entry_price", "entry_cost", "entry_shares", "tp_price", "sl_price", "tick_size",
                       "min_order_size", "tp_filled_shares", "sold_shares", "exit_proceeds", "exit_price",
-                      "realized_pnl")
+                      "realized_pnl", "fees_paid")
     def _decimal_as_string(self, value: Decimal | None) -> str | None:
         return None if value is None else format(value, "f")
+
+    @field_serializer("tp_fills")
+    def _fills_as_strings(self, value: dict[str, Decimal]) -> dict[str, str]:
+        return {k: format(v, "f") for k, v in value.items()}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict: Decimals as strings, datetimes ISO-8601, enums as their values."""
@@ -143,6 +152,8 @@ class Position(BaseModel):
                 d["entry_cost"] = str(Decimal(str(d["shares"])) * Decimal(str(d["entry_price"])))
             except ArithmeticError:
                 pass  # validation below names the bad field
+        if not d.get("tp_fills") and d.get("tp_order_id") and str(d.get("tp_filled_shares") or "0").strip("0.") != "":
+            d["tp_fills"] = {d["tp_order_id"]: d["tp_filled_shares"]}   # schema 2 kept one TP's fills only
         try:
             pos = cls.model_validate(d)
         except ValidationError as exc:
@@ -226,7 +237,8 @@ class BotState(BaseModel):
         """Every order id some position already accounts for (entries, TPs, exit sales)."""
         ids: set[str] = set()
         for p in self.positions:
-            ids.update(x for x in (p.entry_order_id, p.tp_order_id, *p.exit_order_ids) if x)
+            pending_id = (p.pending or {}).get("order_id")   # sent (or about to be) but its outcome not recorded
+            ids.update(x for x in (p.entry_order_id, p.tp_order_id, pending_id, *p.tp_fills, *p.exit_order_ids) if x)
         return ids
 
     def holds_market(self, condition_id: str) -> bool:

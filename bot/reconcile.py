@@ -1,10 +1,15 @@
 """Start-up reconciliation: before trading, every stored position is checked against the venue.
 
-- an entry left ``opening`` by a crash is adopted from the account's balance, or closed as unfilled;
-- a TP that filled while the bot was down closes (or shrinks) the position;
+- an entry left ``opening`` by a crash is resolved by its saved order id (never by the token balance);
+- a pending TP or exit sell is looked up by its saved id; a TP that filled while the bot was down closes
+  (or shrinks) the position, in ``open`` and ``exiting`` positions alike;
+- before any "shares missing" verdict every order of the position is looked up again by id;
 - a TP that vanished is placed again; an ``exiting`` position resumes in the first loop;
-- an account holding fewer shares than a position expects goes to ``needs_attention``;
-- open orders on the account that no position knows are reported (cancelled only if configured).
+- a position that needed attention and now agrees with the venue goes back to being managed;
+- open orders and token balances that no position accounts for are reported, never adopted (open
+  orders are cancelled only if configured).
+Each position is checked on its own: one that cannot be checked goes to ``needs_attention`` with the
+reason (or, on a temporary error, is checked again next loop) and never blocks the others.
 An SL or time exit crossed while the bot was down fires in the first loop, before any new trade.
 """
 from __future__ import annotations
@@ -13,13 +18,18 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Callable
 
-from bot.exits import book_tp_fill, recover_lost_sale
-from bot.money import FEE_SHARE_TOLERANCE, fmt, is_dust, round_shares
+from bot.errors import MalformedResponse, OrderRejected, TemporaryVenueError
+from bot.exits import book_own_orders, book_tp_fill, resolve_exit_sell
+from bot.money import FEE_SHARE_TOLERANCE, SIZE_QUANTUM, fmt, is_dust
 from bot.position_manager import BotState, CloseReason, ExitMode, Position, PositionState, transition
-from bot.venue.base import OrderStatus, Venue
+from bot.venue.base import OrderState, OrderStatus, Venue
 
 log = logging.getLogger("bot.reconcile")
+
+#: Tokens of closed positions whose balances start-up looks at (the most recent ones).
+UNACCOUNTED_TOKENS_CHECKED = 50
 
 
 @dataclass
@@ -32,46 +42,154 @@ class ReconcileReport:
     tp_filled: int = 0
     tp_rearmed: int = 0
     needs_attention: int = 0
+    restored: int = 0
     sales_recovered: int = 0
     tp_adopted: int = 0
     unknown_orders: list[str] = field(default_factory=list)
     cancelled_unknown: int = 0
+    unaccounted: list[str] = field(default_factory=list)
+    retry: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return (f"Reconciled {self.checked} position(s): {self.adopted_entries} entries adopted, "
                 f"{self.unfilled_entries} unfilled, {self.tp_filled} TP filled while down, "
                 f"{self.tp_rearmed} TP re-armed, {self.tp_adopted} TP adopted, {self.sales_recovered} exit sales "
-                "recovered, "
-                f"{self.needs_attention} need attention, "
+                f"recovered, {self.needs_attention} need attention, {self.restored} back under management, "
                 f"{len(self.unknown_orders)} unknown open order(s)"
-                + (f" ({self.cancelled_unknown} cancelled)" if self.cancelled_unknown else ""))
+                + (f" ({self.cancelled_unknown} cancelled)" if self.cancelled_unknown else "")
+                + (f", {len(self.unaccounted)} token balance(s) no position accounts for (left alone)"
+                   if self.unaccounted else "")
+                + (f", {len(self.retry)} to check again" if self.retry else ""))
 
     @property
     def found_anything(self) -> bool:
         return bool(self.adopted_entries or self.unfilled_entries or self.tp_filled or self.tp_rearmed
-                    or self.tp_adopted or self.sales_recovered or self.needs_attention or self.unknown_orders)
+                    or self.tp_adopted or self.sales_recovered or self.needs_attention or self.unknown_orders
+                    or self.unaccounted or self.restored)
 
 
-def reconcile(state: BotState, venue: Venue, now: datetime, arm_tp, cancel_unknown: bool = False) -> ReconcileReport:
-    """Check every active position against the venue; ``arm_tp(pos)`` places a TP (or falls back)."""
+def reconcile(state: BotState, venue: Venue, now: datetime, arm_tp: Callable[[Position], None],
+              finish_opening: Callable[[Position], None], cancel_unknown: bool = False,
+              only: set[str] | None = None) -> ReconcileReport:
+    """Check every active position (or those in ``only``) against the venue. ``arm_tp(pos)`` places a TP
+    (or falls back), ``finish_opening(pos)`` resolves an entry by its saved order id."""
     report = ReconcileReport()
     open_orders = {o.order_id: o for o in venue.open_orders()}
     for pos in state.active_positions():
+        if only is not None and pos.id not in only:
+            continue
         report.checked += 1
-        if pos.status == PositionState.OPENING:
-            resolve_opening(pos, venue, now, report, state.known_order_ids())
-        if recover_lost_sale(pos, venue, state.known_order_ids()):
-            report.sales_recovered += 1
-        if pos.status == PositionState.OPEN and pos.exit_mode == ExitMode.LIMIT_ORDERS:
-            _check_tp(pos, venue, open_orders, now, report, arm_tp)
-        if pos.status in (PositionState.OPEN, PositionState.EXITING) and not is_dust(pos.shares):
-            held = venue.token_balance(pos.token_id, refresh=True)
-            if held + pos.shares * FEE_SHARE_TOLERANCE < pos.shares:
-                note = f"account holds {fmt(held)} shares but the position expects {fmt(pos.shares)} (found at start-up)"
-                log.error("Position %s needs attention: %s", pos.id, note)
-                transition(pos, PositionState.NEEDS_ATTENTION, now, note=note)
-                report.needs_attention += 1
-    known = {p.tp_order_id for p in state.positions if p.tp_order_id}
+        try:
+            _reconcile_position(pos, venue, open_orders, now, report, arm_tp, finish_opening)
+        except TemporaryVenueError as exc:
+            log.warning("Position %s could not be checked yet (%s); checking it again next loop", pos.id, exc)
+            report.retry.append(pos.id)
+        except (OrderRejected, MalformedResponse) as exc:
+            note = f"could not be checked against the venue at start-up: {exc}"
+            log.error("Position %s needs attention: %s", pos.id, note)
+            transition(pos, PositionState.NEEDS_ATTENTION, now, note=note)
+            report.needs_attention += 1
+    if only is None:
+        _report_unknown_orders(state, venue, open_orders, report, cancel_unknown)
+        _report_unaccounted_balances(state, venue, report)
+    return report
+
+
+def _reconcile_position(pos: Position, venue: Venue, open_orders: dict[str, OrderState], now: datetime,
+                        report: ReconcileReport, arm_tp, finish_opening) -> None:
+    if pos.status == PositionState.OPENING:
+        finish_opening(pos)
+        if pos.status == PositionState.OPEN:
+            report.adopted_entries += 1
+        elif pos.status == PositionState.CLOSED:
+            report.unfilled_entries += 1
+        return
+    if pos.status == PositionState.HELD:
+        return
+    pending = pos.pending or {}
+    if pending.get("kind") == "exit_sell" and resolve_exit_sell(pos, venue, now):
+        report.sales_recovered += 1
+    if pending.get("kind") == "tp" and not pos.tp_order_id:
+        _adopt_pending_tp(pos, venue, now, report)
+    if pos.tp_order_id:
+        _check_tp(pos, venue, open_orders, now, report)
+    if pos.status == PositionState.CLOSED:
+        return
+    if not is_dust(pos.shares):
+        held = venue.token_balance(pos.token_id, refresh=True)
+        if held + pos.shares * FEE_SHARE_TOLERANCE < pos.shares:
+            # The open-orders snapshot is seconds old: a TP may have filled since. Ask about every order of
+            # the position by id before any verdict.
+            checked = book_own_orders(pos, venue, now)
+            if not is_dust(pos.shares) and held + pos.shares * FEE_SHARE_TOLERANCE < pos.shares:
+                note = (f"account holds {fmt(held)} shares but the position expects {fmt(pos.shares)} (found at "
+                        f"start-up; checked: {'; '.join(checked) or 'no orders of its own'})")
+                if pos.status != PositionState.NEEDS_ATTENTION:
+                    log.error("Position %s needs attention: %s", pos.id, note)
+                    transition(pos, PositionState.NEEDS_ATTENTION, now, note=note)
+                    report.needs_attention += 1
+                else:
+                    pos.attention_reason = note
+                return
+        elif held > pos.shares + SIZE_QUANTUM:
+            report.unaccounted.append(f"{fmt(held - pos.shares)} shares of {pos.token_id[:12]} beyond position {pos.id}")
+    if is_dust(pos.shares) and pos.status != PositionState.EXITING:
+        _close_by_tp(pos, now)
+        return
+    if pos.status == PositionState.NEEDS_ATTENTION:
+        back = PositionState.EXITING if pos.close_reason else PositionState.OPEN
+        transition(pos, back, now)
+        pos.attention_reason = None
+        report.restored += 1
+        log.warning("Position %s agrees with the venue again: back to %s", pos.id, back.value)
+    if (pos.status == PositionState.OPEN and pos.exit_mode == ExitMode.LIMIT_ORDERS and not pos.tp_order_id
+            and not (pos.pending or {}).get("kind")):
+        report.tp_rearmed += 1
+        arm_tp(pos)
+
+
+def _adopt_pending_tp(pos: Position, venue: Venue, now: datetime, report: ReconcileReport) -> None:
+    """A crash between sending the TP and recording its answer: its id was saved before it was sent, so
+    the venue says whether it exists (resting, or filled while the bot was down); never place a second."""
+    order_id = (pos.pending or {}).get("order_id")
+    if not order_id:
+        pos.pending = None   # nothing was sent
+        return
+    if venue.get_order(order_id) is not None:
+        pos.tp_order_id, pos.pending = order_id, None
+        report.tp_adopted += 1
+        log.warning("TP %s of %s was sent before a crash: adopted", order_id[:18], pos.id)
+    else:
+        pos.pending = None
+        log.info("TP %s of %s was never placed", order_id[:18], pos.id)
+
+
+def _check_tp(pos: Position, venue: Venue, open_orders: dict[str, OrderState], now: datetime,
+              report: ReconcileReport) -> None:
+    listed = open_orders.get(pos.tp_order_id)
+    if listed is not None:
+        book_tp_fill(pos, listed.order_id, listed.filled_size, listed.price or pos.tp_price)
+        return
+    state = venue.get_order(pos.tp_order_id)
+    if state is not None:
+        if book_tp_fill(pos, state.order_id, state.filled_size, state.price or pos.tp_price):
+            report.tp_filled += 1
+        if state.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED):
+            return
+    pos.tp_order_id = None
+    if is_dust(pos.shares) and pos.status == PositionState.EXITING:
+        transition(pos, pos.status, now, reason=CloseReason.TAKE_PROFIT)   # the TP filled before the exit sold
+
+
+def _close_by_tp(pos: Position, now: datetime) -> None:
+    pos.tp_order_id = None
+    transition(pos, PositionState.CLOSED, now, reason=pos.close_reason or CloseReason.TAKE_PROFIT)
+    log.info("TP of %s filled while the bot was down: closed, pnl=$%s", pos.id, fmt(pos.realized_pnl, 2))
+
+
+def _report_unknown_orders(state: BotState, venue: Venue, open_orders: dict[str, OrderState],
+                           report: ReconcileReport, cancel_unknown: bool) -> None:
+    known = state.known_order_ids()
     for order_id, order in open_orders.items():
         if order_id in known:
             continue
@@ -83,70 +201,25 @@ def reconcile(state: BotState, venue: Venue, now: datetime, arm_tp, cancel_unkno
             log.warning("Open order %s (%s %s @ %s on %s) belongs to no position; left alone "
                         "(set trading.cancel_unknown_orders to cancel such orders)", order_id, order.side,
                         fmt(order.remaining), fmt(order.price), order.token_id[:12])
-    return report
 
 
-def resolve_opening(pos: Position, venue: Venue, now: datetime, report: ReconcileReport | None = None,
-                    known: set[str] = frozenset()) -> None:
-    """An entry whose outcome was not recorded (crash, timeout): the trade history says whether the buy
-    happened (the balance cache may lag a fresh fill, the trades do not). Buys that ``known`` ids account
-    for (an earlier position on the same token) are not this entry's."""
-    fills = [f for f in venue.recent_fills(pos.token_id, pos.opened_at.timestamp(), "BUY")
-             if f.order_id not in known]
-    bought = sum((f.filled_shares for f in fills), Decimal(0))
-    cost = sum((f.usdc for f in fills), Decimal(0))
-    if len(fills) == 1:
-        pos.entry_order_id = fills[0].order_id
-    held = round_shares(venue.token_balance(pos.token_id, refresh=True))
-    if bought <= 0 and held <= 0:
-        transition(pos, PositionState.CLOSED, now, reason=CloseReason.ENTRY_UNFILLED)
-        pos.pending = None
-        if report:
-            report.unfilled_entries += 1
-        log.info("Entry of %s never filled: closed", pos.id)
-        return
-    shares = round_shares(min(held, bought)) if bought > 0 and held > 0 else round_shares(max(held, bought))
-    pos.shares = pos.entry_shares = shares
-    if bought > 0:
-        pos.entry_cost = cost.quantize(Decimal("0.000001"))
-        pos.entry_price = (cost / bought).quantize(Decimal("0.000001"))
-    else:  # no trade visible yet: the worst price it could have paid is a conservative cost basis
-        pos.entry_price = Decimal(str((pos.pending or {}).get("max_price", "0")))
-        pos.entry_cost = (shares * pos.entry_price).quantize(Decimal("0.000001"))
-    pos.pending = None
-    transition(pos, PositionState.OPEN, now)
-    if report:
-        report.adopted_entries += 1
-    log.warning("Entry of %s filled but was not recorded (crash or timeout): adopted %s shares @ %s", pos.id,
-                fmt(shares), fmt(pos.entry_price, 4))
-
-
-def _check_tp(pos: Position, venue: Venue, open_orders, now: datetime, report: ReconcileReport, arm_tp) -> None:
-    pending = pos.pending or {}
-    if not pos.tp_order_id and pending.get("kind") == "tp":
-        # A crash between sending the TP and recording its answer: its id was saved before it was sent, so
-        # the venue says whether it exists (resting, or filled while the bot was down); never place a second.
-        pos.pending = None
-        order_id = pending.get("order_id")
-        if order_id and venue.get_order(order_id) is not None:
-            pos.tp_order_id = order_id
-            report.tp_adopted += 1
-            log.warning("TP %s of %s was sent before a crash: adopted", order_id[:18], pos.id)
-    listed = open_orders.get(pos.tp_order_id) if pos.tp_order_id else None
-    if listed is not None:
-        book_tp_fill(pos, listed.filled_size, listed.price or pos.tp_price)
-        return
-    state = venue.get_order(pos.tp_order_id) if pos.tp_order_id else None
-    if state is not None:
-        if book_tp_fill(pos, state.filled_size, state.price or pos.tp_price):
-            report.tp_filled += 1
-        if state.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED):
-            return
-    if is_dust(pos.shares):
-        pos.tp_order_id = None
-        transition(pos, PositionState.CLOSED, now, reason=CloseReason.TAKE_PROFIT)
-        log.info("TP of %s filled while the bot was down: closed, pnl=$%s", pos.id, fmt(pos.realized_pnl, 2))
-        return
-    pos.tp_order_id = None
-    report.tp_rearmed += 1
-    arm_tp(pos)
+def _report_unaccounted_balances(state: BotState, venue: Venue, report: ReconcileReport) -> None:
+    """Shares on tokens the bot traded that no active position accounts for: the user's own, or left by a
+    crash in an older version. Reported, never adopted: the bot only ever owns what it bought."""
+    active = {p.token_id for p in state.active_positions()}
+    recent: list[str] = []
+    for pos in reversed(state.positions):
+        if pos.token_id not in active and pos.token_id not in recent:
+            recent.append(pos.token_id)
+        if len(recent) >= UNACCOUNTED_TOKENS_CHECKED:
+            break
+    for token in recent:
+        try:
+            held = venue.token_balance(token)
+        except (TemporaryVenueError, OrderRejected, MalformedResponse) as exc:
+            log.debug("Balance of %s not read: %s", token[:12], exc)
+            continue
+        if held >= SIZE_QUANTUM:
+            report.unaccounted.append(f"{fmt(held)} shares of {token[:12]}")
+            log.warning("The account holds %s shares of token %s that no position accounts for; the bot leaves "
+                        "them alone (they are not its own)", fmt(held), token)

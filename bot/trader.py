@@ -91,10 +91,14 @@ class Trader:
 
     # -- the seed's methods -----------------------------------------------------------------------
 
-    def execute_buy(self, token_id: str, plan: EntryPlan, info: MarketInfo) -> BuyResult:
-        """Market BUY (fill-and-kill, capped at plan.max_price); returns what the account now holds."""
-        fill = self.venue.market_buy(token_id, plan.usdc, plan.max_price, info)
-        held = self._shares_after_buy(token_id, fill)
+    def execute_buy(self, token_id: str, plan: EntryPlan, info: MarketInfo, before_post=None) -> BuyResult:
+        """Market BUY (fill-and-kill, capped at plan.max_price); returns what the account now holds.
+        ``before_post`` receives the order's id before it is sent. An answer that does not say what
+        matched (``fill.settled`` False) holds nothing yet: the caller looks the order up by its id."""
+        fill = self.venue.market_buy(token_id, plan.usdc, plan.max_price, info, before_post=before_post)
+        if not fill.settled:
+            return BuyResult(fill, Decimal(0))
+        held = self.shares_after_buy(token_id, fill.filled_shares)
         return BuyResult(fill, held)
 
     def execute_buy_with_exits(self, token_id: str, plan: EntryPlan, info: MarketInfo,
@@ -114,20 +118,21 @@ class Trader:
             return BuyResult(result.fill, result.shares_held, None, str(exc))
         return BuyResult(result.fill, result.shares_held, tp_fill, None)
 
-    def _shares_after_buy(self, token_id: str, fill: Fill) -> Decimal:
+    def shares_after_buy(self, token_id: str, filled_shares: Decimal) -> Decimal:
         """Shares really held after a buy: the venue takes buy fees in shares, so the account holds a
         little less than the fill says. Read the balance; if it looks stale (lower than the fill by more
-        than fees explain), trust the fill less the tolerance rather than read 'position gone'."""
-        if fill.filled_shares <= 0:
+        than fees explain), trust the fill less the tolerance rather than read 'position gone'. Never more
+        than the fill: the account may hold shares of its own that the bot did not buy."""
+        if filled_shares <= 0:
             return Decimal(0)
         try:
             balance = self.venue.token_balance(token_id, refresh=True)
         except VenueError as exc:
             log.warning("Balance read after buy failed (%s); using the fill size less fees", exc)
             balance = Decimal(-1)
-        floor = fill.filled_shares * (1 - FEE_SHARE_TOLERANCE)
+        floor = filled_shares * (1 - FEE_SHARE_TOLERANCE)
         if balance >= floor:
-            return round_shares(min(balance, fill.filled_shares))
+            return round_shares(min(balance, filled_shares))
         return round_shares(floor)
 
     def _place_limit_sell(self, token_id: str, price: Decimal, shares: Decimal, info: MarketInfo,
@@ -165,6 +170,9 @@ class Trader:
         return {"status": state.status.value, "filled_size": state.filled_size,
                 "original_size": state.original_size, "price": state.price}
 
-    def sell_marketable(self, token_id: str, shares: Decimal, floor: Decimal, info: MarketInfo) -> Fill:
-        """Fill-and-kill SELL of ``shares`` into bids at or above ``floor`` (rounded down to the tick)."""
-        return self.venue.market_sell(token_id, round_shares(shares), price_floor(floor, info.tick_size), info)
+    def sell_marketable(self, token_id: str, shares: Decimal, floor: Decimal, info: MarketInfo,
+                        before_post=None) -> Fill:
+        """Fill-and-kill SELL of ``shares`` into bids at or above ``floor`` (rounded down to the tick);
+        ``before_post`` receives the order's id before it is sent."""
+        return self.venue.market_sell(token_id, round_shares(shares), price_floor(floor, info.tick_size), info,
+                                      before_post=before_post)

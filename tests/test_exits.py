@@ -45,8 +45,9 @@ def test_dust_below_every_minimum_is_held_to_resolution(tmp_path):
     books, venue, exits, pos, saves = setup(tmp_path, shares="1.5")
     books.set(D("0.46"))   # 1.5 shares at 0.45 = $0.68: below $1 and below 5 shares
     exits.start(pos, CloseReason.STOP_LOSS, books.book, NOW)
-    assert pos.status == PositionState.CLOSED and pos.metrics["held_to_resolution"] == "1.50"
-    assert venue.token_balance(TOKEN) == D("1.5")
+    # still a position: held to the market's resolution, watched, its payout booked then (not a closed loss)
+    assert pos.status == PositionState.HELD and pos.is_active and pos.shares == D("1.5")
+    assert pos.realized_pnl is None and venue.token_balance(TOKEN) == D("1.5")
 
 
 def test_every_step_is_saved_before_the_next(tmp_path):
@@ -78,11 +79,36 @@ def test_a_bid_seen_below_the_floor_holds_without_sending(tmp_path):
     pos.metrics = {"trigger_bid": "0.45"}
     pos.status = PositionState.EXITING
     pos.close_reason = CloseReason.STOP_LOSS
-    books.book = Book(TOKEN, bids=((D("0.30"), D(500)),), asks=((D("0.32"), D(500)),))
+    # floor 0.40; a bid within one slippage step below it (0.36 <= bid < 0.40) is waited out
+    books.book = Book(TOKEN, bids=((D("0.38"), D(500)),), asks=((D("0.40"), D(500)),))
     calls_before = len([o for o in venue._orders.values() if o.side == "SELL"])
     exits.resume(pos, books.book, NOW)
     assert pos.metrics["exit_below_floor"] == 1 and pos.status == PositionState.EXITING
     assert len([o for o in venue._orders.values() if o.side == "SELL"]) == calls_before   # nothing sent
+
+
+def test_an_exit_held_below_its_floor_still_stops_the_loss(tmp_path):
+    """Rule 13: a monitored TP triggered at 0.47 (floor 0.42) whose sell failed is not held forever while
+    the bid falls through its stop-loss (0.45): the floor re-anchors at the new trigger, and it sells."""
+    books, venue, exits, pos, saves = setup(tmp_path)
+    alerts = []
+    exits.alert = lambda event, message: alerts.append(event)
+    pos.metrics = {"trigger_bid": "0.47", "exit_retry_at": (NOW + timedelta(seconds=30)).timestamp()}
+    pos.status, pos.close_reason = PositionState.EXITING, CloseReason.TAKE_PROFIT
+    books.set(D("0.41"))   # bid 0.40: below the floor 0.42 and at or under the SL 0.45, while backing off
+    exits.resume(pos, books.book, NOW)
+    assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
+    assert pos.sold_shares == 20 and pos.exit_price == D("0.40") and alerts == ["exit_reanchored"]
+
+
+def test_a_further_slippage_step_below_the_floor_re_anchors(tmp_path):
+    books, venue, exits, pos, saves = setup(tmp_path)
+    pos.metrics = {"trigger_bid": "0.45"}
+    pos.status, pos.close_reason = PositionState.EXITING, CloseReason.STOP_LOSS
+    books.book = Book(TOKEN, bids=((D("0.30"), D(500)),), asks=((D("0.32"), D(500)),))   # floor 0.40, 0.36
+    exits.resume(pos, books.book, NOW)
+    assert pos.status == PositionState.CLOSED and pos.exit_price == D("0.30")
+    assert pos.metrics["trigger_bid"] == "0.30" and pos.metrics["exit_reanchored"] == 1
 
 
 def test_a_lost_sale_is_not_confused_with_another_positions_sale(tmp_path):

@@ -36,7 +36,11 @@ class Script:
         answer = self.routes.get(key, KeyError)
         if answer is KeyError:
             common = {"/version": {"version": 2}, "/tick-size": {"minimum_tick_size": 0.01},
-                      "/neg-risk": {"neg_risk": False}}
+                      "/neg-risk": {"neg_risk": False},
+                      f"/markets-by-token/{TOKEN}": {"condition_id": "0xcond", "primary_token_id": TOKEN,
+                                                     "secondary_token_id": "2"},
+                      "/clob-markets/0xcond": {"c": "0xcond", "t": [{"t": TOKEN, "o": "Yes"}, {"t": "2", "o": "No"}],
+                                               "mts": 0.01, "mos": 5, "fd": {"r": 0, "e": 0, "to": True}}}
             answer = common.get(path, {"error": "no route"})
         if callable(answer):
             answer = answer(request)
@@ -106,10 +110,39 @@ def test_refusal_is_rejected_and_balance_refusals_are_recognised(venue_with):
     assert err.value.is_balance and err.value.status == 400
 
 
-def test_order_answer_without_an_id_is_malformed(venue_with):
+def test_order_answer_without_an_id_uses_the_signed_id(venue_with):
     venue, _, _ = venue_with({"POST /order": {"success": True, "status": "live"}})
-    with pytest.raises(MalformedResponse, match="without orderID"):
-        venue.limit_sell(TOKEN, D("0.6"), D("10"), INFO)
+    saved = []
+    fill = venue.limit_sell(TOKEN, D("0.6"), D("10"), INFO, before_post=saved.append)
+    assert fill.order_id == saved[0] and fill.order_id.startswith("0x") and fill.settled
+
+
+def test_http_200_success_false_is_a_refusal(venue_with):
+    venue, _, _ = venue_with({"POST /order": {"success": False, "orderID": None, "errorMsg": "Insufficient balance"}})
+    with pytest.raises(OrderRejected, match="Insufficient balance"):
+        venue.market_buy(TOKEN, D("5"), D("0.55"), INFO)
+
+
+@pytest.mark.parametrize("answer", [
+    {"success": True, "orderID": "0xabc", "errorMsg": None},                          # the recorded bare success
+    {"success": True, "orderID": "0xabc", "status": "delayed", "makingAmount": "", "takingAmount": ""},
+    {"success": True, "orderID": "0xabc", "status": "matched", "makingAmount": "", "takingAmount": ""},
+    {"success": True, "orderID": "0xabc", "status": "matched", "makingAmount": "x", "takingAmount": "1"},
+])
+def test_an_answer_that_does_not_say_what_matched_is_not_known_yet(venue_with, answer):
+    venue, _, _ = venue_with({"POST /order": answer})
+    fill = venue.market_buy(TOKEN, D("5"), D("0.55"), INFO)
+    assert fill.settled is False and fill.filled_shares == 0 and fill.order_id == "0xabc"
+
+
+@pytest.mark.parametrize("answer", [(200, b"<html>gateway</html>"), (502, {"error": "bad gateway"}),
+                                    httpx.ReadTimeout("timed out")])
+def test_an_ambiguous_order_answer_is_an_unknown_outcome_with_the_id_saved(venue_with, answer):
+    venue, _, _ = venue_with({"POST /order": answer})
+    saved = []
+    with pytest.raises(UnknownOutcome):
+        venue.market_sell(TOKEN, D("10"), D("0.40"), INFO, before_post=saved.append)
+    assert len(saved) == 1 and saved[0].startswith("0x")
 
 
 def test_matched_order_amounts_become_a_fill(venue_with):

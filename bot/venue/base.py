@@ -20,6 +20,7 @@ class OrderStatus(str, enum.Enum):
     PARTIALLY_FILLED = "partially_filled"
     FILLED = "filled"
     CANCELED = "canceled"
+    PENDING = "pending"   # accepted but not matched yet (the venue's DELAYED: markets with a matching delay)
     UNKNOWN = "unknown"
 
 
@@ -103,16 +104,24 @@ class MarketInfo:
     tick_size: Decimal
     min_order_size: Decimal
     neg_risk: bool
+    fee_rate: Decimal = Decimal(0)   # the market's taker fee curve: fee = shares * rate * (p(1-p))^exponent
+    fee_exponent: int = 0
 
 
 @dataclass(frozen=True)
 class Fill:
-    """Result of an order placement: its id, venue status, and what matched at once."""
+    """Result of an order placement: its id, venue status, and what matched at once.
+
+    ``settled`` is False when the answer does not say what matched (status ``delayed``, or a success
+    without amounts): the outcome is not known yet and must be looked up by the order's id, never
+    read as "nothing matched"."""
 
     order_id: str
     status: str  # venue insert status: live / matched / delayed / unmatched
     filled_shares: Decimal = Decimal(0)
-    usdc: Decimal = Decimal(0)  # USDC paid (BUY) or received (SELL) for the matched part
+    usdc: Decimal = Decimal(0)  # USDC paid (BUY) or received (SELL) for the matched part, before fees
+    fee: Decimal = Decimal(0)   # the taker fee's USDC value (taken in shares on a BUY, in USDC on a SELL)
+    settled: bool = True
 
     @property
     def avg_price(self) -> Decimal | None:
@@ -150,6 +159,8 @@ class OrderState:
             status = OrderStatus.PARTIALLY_FILLED if matched > 0 else OrderStatus.OPEN
         elif venue_status == "MATCHED":
             status = OrderStatus.FILLED
+        elif venue_status == "DELAYED":
+            status = OrderStatus.PENDING
         elif venue_status.startswith("CANCELED") or venue_status in ("UNMATCHED", "INVALID"):
             status = OrderStatus.CANCELED
         else:
@@ -188,15 +199,18 @@ class Venue(Protocol):
     def get_market_info(self, token_id: str) -> MarketInfo:
         """Tick size, minimum size, neg-risk of a token (cached)."""
 
-    def market_buy(self, token_id: str, usdc: Decimal, max_price: Decimal, info: MarketInfo) -> Fill:
-        """Spend up to ``usdc`` on asks priced <= max_price, fill-and-kill."""
+    def market_buy(self, token_id: str, usdc: Decimal, max_price: Decimal, info: MarketInfo,
+                   before_post: Callable[[str], None] | None = None) -> Fill:
+        """Spend up to ``usdc`` on asks priced <= max_price, fill-and-kill; ``before_post`` receives the
+        order's id before it is sent (every order is signed first, so its id is known and saved)."""
 
     def limit_sell(self, token_id: str, price: Decimal, shares: Decimal, info: MarketInfo,
                    before_post: Callable[[str], None] | None = None) -> Fill:
         """A resting GTC SELL (the take-profit); ``before_post`` receives the order's id before it is sent."""
 
-    def market_sell(self, token_id: str, shares: Decimal, min_price: Decimal, info: MarketInfo) -> Fill:
-        """Sell ``shares`` into bids >= min_price, fill-and-kill."""
+    def market_sell(self, token_id: str, shares: Decimal, min_price: Decimal, info: MarketInfo,
+                    before_post: Callable[[str], None] | None = None) -> Fill:
+        """Sell ``shares`` into bids >= min_price, fill-and-kill; ``before_post`` as for market_buy."""
 
     def cancel(self, order_id: str) -> CancelResult:
         """Cancel one order and report the venue's answer."""
@@ -213,8 +227,10 @@ class Venue(Protocol):
     def collateral_balance(self) -> Decimal:
         """USDC (pUSD) the account holds."""
 
-    def recent_fills(self, token_id: str, since: float, side: str) -> list[Fill]:
-        """The account's taker fills on ``token_id`` since ``since`` (unix seconds), one Fill per order."""
+    def order_trades(self, order_id: str, token_id: str, since: float) -> Fill:
+        """What the account's order ``order_id`` traded as taker on ``token_id`` (trades since ``since``,
+        unix seconds), summed into one Fill (0 shares when none): the trade history does not lag a fresh
+        fill the way the balance cache does."""
 
     def api_calls(self) -> dict[str, int]:
         """Requests this venue object has sent, by 'METHOD /path' (ids collapsed)."""

@@ -37,6 +37,7 @@ from py_clob_client_v2.http_helpers import helpers as _sdk_http
 
 from bot.clock import Clock, SystemClock
 from bot.errors import MalformedResponse, OrderRejected, TemporaryVenueError, UnknownOutcome, VenueError
+from bot.fees import taker_fee_usdc
 from bot.money import USDC_QUANTUM, to_decimal, to_sdk_float
 from bot.venue.base import Book, CancelResult, Fill, MarketInfo, OrderState
 
@@ -224,8 +225,18 @@ class LiveVenue:
         books: dict[str, Book] = {}
         for start in range(0, len(tokens), BOOKS_CHUNK):
             chunk = tokens[start:start + BOOKS_CHUNK]
-            raw = self._call("POST /books", self._client.get_order_books, [BookParams(token_id=t) for t in chunk],
-                             read=True)
+            try:
+                raw = self._call("POST /books", self._client.get_order_books,
+                                 [BookParams(token_id=t) for t in chunk], read=True)
+            except OrderRejected as exc:
+                if len(chunk) == 1:
+                    log.warning("No book for token %s: %s", chunk[0], exc)
+                    continue
+                # One token the venue does not know must not blind every other position: read one by one.
+                log.warning("POST /books refused (%s); reading the %d books one by one", exc, len(chunk))
+                for token in chunk:
+                    books.update(self.get_books([token]))
+                continue
             if not isinstance(raw, list):
                 raise MalformedResponse(f"expected a list of books, got {type(raw).__name__}", endpoint="POST /books")
             for entry in raw:
@@ -254,10 +265,13 @@ class LiveVenue:
             mos = to_decimal(raw.get("mos", 5), "clob-markets mos")
             neg_risk = bool(raw.get("nr", False))
             tokens = [str(t["t"]) for t in raw["t"] if t]
-        except (KeyError, TypeError, ValueError) as exc:
+            fees = raw.get("fd") or {}
+            fee_rate = to_decimal(fees.get("r", 0) or 0, "clob-markets fd.r")
+            fee_exponent = int(fees.get("e", 0) or 0)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise MalformedResponse(f"clob market {condition_id}: {exc}", endpoint="GET /clob-markets") from None
         for tid in tokens:
-            self._info[tid] = MarketInfo(tid, condition_id, tick, mos, neg_risk)
+            self._info[tid] = MarketInfo(tid, condition_id, tick, mos, neg_risk, fee_rate, fee_exponent)
         if token_id not in self._info:
             raise MalformedResponse(f"token {token_id} not in market {condition_id}", endpoint="GET /clob-markets")
         return self._info[token_id]
@@ -269,43 +283,70 @@ class LiveVenue:
         return PartialCreateOrderOptions(tick_size=format(info.tick_size.normalize(), "f"), neg_risk=info.neg_risk)
 
     @staticmethod
-    def _fill(raw: object, side: str, endpoint: str) -> Fill:
-        if not isinstance(raw, dict) or not raw.get("orderID"):
-            raise MalformedResponse(f"order response without orderID: {str(raw)[:200]!r}", endpoint=endpoint)
-        if raw.get("success") is False or raw.get("error"):
-            raise OrderRejected(str(raw.get("errorMsg") or raw.get("error") or "order failed"), endpoint=endpoint)
-        making = raw.get("makingAmount") or "0"
-        taking = raw.get("takingAmount") or "0"
+    def _fill(raw: object, side: str, endpoint: str, order_id: str, info: MarketInfo) -> Fill:
+        """Read an order answer as the venue means it. ``success: false`` is a refusal; an answer that is
+        not an object is an unknown outcome (the order may be on the book); ``delayed``, or a match without
+        amounts (the venue may answer only success/orderID/errorMsg), is a Fill with ``settled=False``:
+        not known yet, to be looked up by the order's id, never read as "nothing matched"."""
+        if not isinstance(raw, dict):
+            raise UnknownOutcome(f"order answer is not an object: {str(raw)[:200]!r}", endpoint=endpoint)
+        if raw.get("success") is False or (raw.get("error") and not raw.get("orderID")):
+            raise OrderRejected(str(raw.get("errorMsg") or raw.get("error") or "order refused without a message"),
+                                endpoint=endpoint)
+        venue_id = str(raw.get("orderID") or "") or order_id
+        if venue_id != order_id:
+            log.warning("Venue answered order id %s for the order signed as %s; using the venue's", venue_id, order_id)
+        status = str(raw.get("status") or "").lower()
+        making, taking = raw.get("makingAmount"), raw.get("takingAmount")
+        if status in ("live", "unmatched") and making in (None, "") and taking in (None, ""):
+            return Fill(order_id=venue_id, status=status)   # resting, or killed with nothing matched
         try:
             making_d, taking_d = to_decimal(making, "makingAmount"), to_decimal(taking, "takingAmount")
-        except ValueError as exc:
-            raise MalformedResponse(str(exc), endpoint=endpoint) from None
+        except ValueError:
+            making_d = taking_d = None
+        if status == "delayed" or making_d is None or taking_d is None:
+            return Fill(order_id=venue_id, status=status or "unknown", settled=False)
         shares, usdc = (taking_d, making_d) if side == "BUY" else (making_d, taking_d)
-        return Fill(order_id=str(raw["orderID"]), status=str(raw.get("status", "")).lower(),
-                    filled_shares=shares, usdc=usdc.quantize(USDC_QUANTUM))
+        usdc = usdc.quantize(USDC_QUANTUM)
+        fee = Decimal(0)
+        if shares > 0:
+            fee = taker_fee_usdc(shares, usdc / shares, info.fee_rate, info.fee_exponent)
+        return Fill(order_id=venue_id, status=status, filled_shares=shares, usdc=usdc, fee=fee)
 
-    def _fill_and_kill(self, token_id: str, side: str, amount: Decimal, worst_price: Decimal, info: MarketInfo) -> Fill:
+    def _sign_and_post(self, create: Callable[[], object], order_type, info: MarketInfo, side: str,
+                       before_post: Callable[[str], None] | None) -> Fill:
+        """Sign first, so the order's id (the EIP-712 order hash, which the venue returns as orderID) is
+        known and handed to ``before_post`` to be saved before the order leaves; then post it once."""
+        try:
+            signed = self._call("sign order", create)
+        except MalformedResponse as exc:   # the SDK refused to build the order: nothing was sent
+            raise OrderRejected(f"the order could not be signed: {exc.message}", endpoint="sign order") from None
+        order_id = self._order_hash(signed, info.neg_risk)
+        if before_post is not None:
+            before_post(order_id)
+        raw = self._call("POST /order", self._client.post_order, signed, order_type, posts_order=True)
+        return self._fill(raw, side, "POST /order", order_id, info)
+
+    def _fill_and_kill(self, token_id: str, side: str, amount: Decimal, worst_price: Decimal, info: MarketInfo,
+                       before_post: Callable[[str], None] | None = None) -> Fill:
         """A marketable FAK order. ``amount`` is USDC for a BUY and shares for a SELL (the SDK's market-order
         semantics); ``worst_price`` is the cap or the floor. The posted type is the keyword, not the args'."""
         args = MarketOrderArgs(token_id=token_id, amount=to_sdk_float(amount), side=side,
                                price=to_sdk_float(worst_price), order_type=OrderType.FAK)
-        raw = self._call("POST /order", self._client.create_and_post_market_order, args,
-                         options=self._options(info), order_type=OrderType.FAK, posts_order=True)
-        return self._fill(raw, side, "POST /order")
+        return self._sign_and_post(lambda: self._client.create_market_order(args, self._options(info)),
+                                   OrderType.FAK, info, side, before_post)
 
-    def market_buy(self, token_id: str, usdc: Decimal, max_price: Decimal, info: MarketInfo) -> Fill:
-        return self._fill_and_kill(token_id, "BUY", usdc, max_price, info)
+    def market_buy(self, token_id: str, usdc: Decimal, max_price: Decimal, info: MarketInfo,
+                   before_post: Callable[[str], None] | None = None) -> Fill:
+        return self._fill_and_kill(token_id, "BUY", usdc, max_price, info, before_post)
 
     def limit_sell(self, token_id: str, price: Decimal, shares: Decimal, info: MarketInfo,
                    before_post: Callable[[str], None] | None = None) -> Fill:
         """A resting GTC SELL. The order is signed first so that its id (the EIP-712 order hash, which the
         venue returns as orderID) is known, and handed to ``before_post`` to be saved, before it is sent."""
         args = OrderArgs(token_id=token_id, price=to_sdk_float(price), size=to_sdk_float(shares), side="SELL")
-        signed = self._call("sign order", self._client.create_order, args, options=self._options(info))
-        if before_post is not None:
-            before_post(self._order_hash(signed, info.neg_risk))
-        raw = self._call("POST /order", self._client.post_order, signed, OrderType.GTC, posts_order=True)
-        return self._fill(raw, "SELL", "POST /order")
+        return self._sign_and_post(lambda: self._client.create_order(args, options=self._options(info)),
+                                   OrderType.GTC, info, "SELL", before_post)
 
     def _order_hash(self, signed, neg_risk: bool) -> str:
         config = get_contract_config(self._chain_id)
@@ -313,8 +354,9 @@ class LiveVenue:
         builder = ExchangeOrderBuilderV2(contract, self._chain_id, self._client.signer)
         return builder.build_order_hash(builder.build_order_typed_data(signed))
 
-    def market_sell(self, token_id: str, shares: Decimal, min_price: Decimal, info: MarketInfo) -> Fill:
-        return self._fill_and_kill(token_id, "SELL", shares, min_price, info)
+    def market_sell(self, token_id: str, shares: Decimal, min_price: Decimal, info: MarketInfo,
+                    before_post: Callable[[str], None] | None = None) -> Fill:
+        return self._fill_and_kill(token_id, "SELL", shares, min_price, info, before_post)
 
     def cancel(self, order_id: str) -> CancelResult:
         raw = self._call("DELETE /order", self._client.cancel_order, OrderPayload(orderID=order_id))
@@ -376,27 +418,29 @@ class LiveVenue:
         """GET /ok: the CLOB answers."""
         self._call("GET /ok", self._client.get_ok, read=False)
 
-    def recent_fills(self, token_id: str, since: float, side: str) -> list[Fill]:
-        """This account's taker fills on ``token_id`` since ``since`` (unix s), one Fill per order, from the
-        trade history, which, unlike the balance cache, does not lag a fresh fill."""
+    def order_trades(self, order_id: str, token_id: str, since: float) -> Fill:
+        """What order ``order_id`` traded as taker, from the trade history (which, unlike the balance cache,
+        does not lag a fresh fill); failed trades are left out. Fees from the market's fee curve."""
         from py_clob_client_v2 import TradeParams
 
         raw = self._call("GET /data/trades", self._client.get_trades,
                          TradeParams(asset_id=token_id, after=max(int(since) - 5, 1)), read=True)
-        by_order: dict[str, list[Decimal]] = {}
+        info = self._info.get(token_id)
+        shares = usdc = fee = Decimal(0)
         for t in raw or []:
             try:
-                if (str(t.get("side", "")).upper() != side or str(t.get("trader_side", "TAKER")).upper() != "TAKER"
+                if (str(t.get("taker_order_id", "")) != order_id or str(t.get("trader_side", "TAKER")).upper() != "TAKER"
                         or str(t.get("status", "")).upper() == "FAILED"):
                     continue
                 size, price = to_decimal(t["size"], "trade size"), to_decimal(t["price"], "trade price")
-            except (KeyError, ValueError) as exc:
+            except (KeyError, ValueError, AttributeError) as exc:
                 log.warning("Skipping malformed trade from GET /data/trades: %s", exc)
                 continue
-            acc = by_order.setdefault(str(t.get("taker_order_id", "")), [Decimal(0), Decimal(0)])
-            acc[0] += size
-            acc[1] += size * price
-        return [Fill(oid, "matched", sh, usdc.quantize(USDC_QUANTUM)) for oid, (sh, usdc) in by_order.items()]
+            shares += size
+            usdc += size * price
+            if info is not None:
+                fee += taker_fee_usdc(size, price, info.fee_rate, info.fee_exponent)
+        return Fill(order_id, "matched" if shares > 0 else "", shares, usdc.quantize(USDC_QUANTUM), fee)
 
     def server_time(self) -> int:
         """The venue's clock (unix seconds)."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterable
 
 from bot.errors import OrderRejected, StateFileError
+from bot.fees import taker_fee_shares, taker_fee_usdc
 from bot.money import MIN_MARKETABLE_NOTIONAL, SHARE_EPSILON, USDC_QUANTUM, fmt, round_shares
 from bot.venue.base import Book, CancelResult, Fill, MarketInfo, OrderState, OrderStatus
 
@@ -166,11 +167,15 @@ class PaperVenue:
     def get_market_info(self, token_id: str, condition_id: str = "") -> MarketInfo:
         return self._reader.get_market_info(token_id, condition_id)
 
-    def market_buy(self, token_id: str, usdc: Decimal, max_price: Decimal, info: MarketInfo) -> Fill:
+    def market_buy(self, token_id: str, usdc: Decimal, max_price: Decimal, info: MarketInfo,
+                   before_post=None) -> Fill:
         if usdc < MIN_MARKETABLE_NOTIONAL:
             raise OrderRejected(f"invalid amount for a marketable BUY order (${fmt(usdc)}), min size: $1",
                                 endpoint="POST /order (dry run)")
         book = self._book(token_id)
+        oid = self._new_id()
+        if before_post is not None:
+            before_post(oid)
         with self._lock:
             if usdc > self._usdc:
                 raise OrderRejected("not enough balance / allowance", endpoint="POST /order (dry run)")
@@ -178,13 +183,14 @@ class PaperVenue:
             if got <= 0:
                 raise OrderRejected("no orders found to match with FAK order. FAK orders are partially "
                                     "filled or killed if no match is found.", endpoint="POST /order (dry run)")
-            oid = self._new_id()
+            # The venue takes a taker BUY's fee in shares: the account receives fewer than it bought.
+            fee_shares = taker_fee_shares(got, paid / got, info.fee_rate, info.fee_exponent)
             self._orders[oid] = _PaperOrder(oid, token_id, "BUY", max_price, got, got, created=time.time(), usdc=paid)
             self._usdc -= paid
-            self._tokens[token_id] = self._tokens.get(token_id, Decimal(0)) + got
+            self._tokens[token_id] = self._tokens.get(token_id, Decimal(0)) + got - fee_shares
             self._save()
         log.info("DRY RUN market BUY %s: %s shares for $%s (cap %s)", oid, fmt(got), fmt(paid), fmt(max_price))
-        return Fill(oid, "matched", got, paid)
+        return Fill(oid, "matched", got, paid, (fee_shares * paid / got).quantize(USDC_QUANTUM))
 
     def limit_sell(self, token_id: str, price: Decimal, shares: Decimal, info: MarketInfo,
                    before_post=None) -> Fill:
@@ -202,16 +208,21 @@ class PaperVenue:
             order = _PaperOrder(oid, token_id, "SELL", price, shares)
             got, proceeds = self._walk(book.bids, lambda p: p >= price, shares=shares)
             order.filled = got
+            fee = taker_fee_usdc(got, proceeds / got, info.fee_rate, info.fee_exponent) if got > 0 else Decimal(0)
             self._orders[oid] = order
             self._tokens[token_id] = self._tokens.get(token_id, Decimal(0)) - got
-            self._usdc += proceeds
+            self._usdc += proceeds - fee   # what crosses at once is a taker fill and pays the taker fee
             self._save()
         log.info("DRY RUN LIMIT SELL (TP) %s: %s @ %s GTC%s", oid, fmt(shares), fmt(price),
                  f", {fmt(got)} filled at once" if got else "")
-        return Fill(oid, "matched" if not order.is_open else "live", got, proceeds)
+        return Fill(oid, "matched" if not order.is_open else "live", got, proceeds, fee)
 
-    def market_sell(self, token_id: str, shares: Decimal, min_price: Decimal, info: MarketInfo) -> Fill:
+    def market_sell(self, token_id: str, shares: Decimal, min_price: Decimal, info: MarketInfo,
+                    before_post=None) -> Fill:
         book = self._book(token_id)
+        oid = self._new_id()
+        if before_post is not None:
+            before_post(oid)
         with self._lock:
             available = self._tokens.get(token_id, Decimal(0)) - self._reserved(token_id)
             if shares > available + SHARE_EPSILON:
@@ -220,15 +231,16 @@ class PaperVenue:
             if got <= 0:
                 raise OrderRejected("no orders found to match with FAK order. FAK orders are partially "
                                     "filled or killed if no match is found.", endpoint="POST /order (dry run)")
-            oid = self._new_id()
+            # A taker SELL's fee is taken in USDC: the account receives less than the answer's amount.
+            fee = taker_fee_usdc(got, proceeds / got, info.fee_rate, info.fee_exponent)
             self._orders[oid] = _PaperOrder(oid, token_id, "SELL", min_price, got, got, created=time.time(),
                                             usdc=proceeds)
             self._tokens[token_id] -= got
-            self._usdc += proceeds
+            self._usdc += proceeds - fee
             self._save()
         log.info("DRY RUN market SELL %s: %s shares for $%s (floor %s)", oid, fmt(got), fmt(proceeds),
                  fmt(min_price))
-        return Fill(oid, "matched", got, proceeds)
+        return Fill(oid, "matched", got, proceeds, fee)
 
     def cancel(self, order_id: str) -> CancelResult:
         with self._lock:
@@ -259,11 +271,16 @@ class PaperVenue:
         with self._lock:
             return self._usdc
 
-    def recent_fills(self, token_id: str, since: float, side: str) -> list[Fill]:
-        """Paper taker fills on ``token_id`` since ``since``, one per order."""
+    def order_trades(self, order_id: str, token_id: str, since: float) -> Fill:
+        """What a paper order traded at once as taker (market orders; a TP's fills are its own record)."""
         with self._lock:
-            return [Fill(o.order_id, "matched", o.filled, o.usdc) for o in self._orders.values()
-                    if o.side == side and o.token_id == token_id and o.created >= since - 5 and o.usdc > 0]
+            o = self._orders.get(order_id)
+            if o is None or o.token_id != token_id or o.usdc <= 0:
+                return Fill(order_id, "", Decimal(0), Decimal(0))
+            info = self._reader.get_market_info(token_id) if hasattr(self._reader, "get_market_info") else None
+            fee = taker_fee_usdc(o.filled, o.usdc / o.filled, info.fee_rate, info.fee_exponent) \
+                if info is not None and o.side == "SELL" else Decimal(0)
+            return Fill(o.order_id, "matched", o.filled, o.usdc, fee)
 
     def api_calls(self) -> dict[str, int]:
         return self._reader.api_calls()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
+from bot.fees import taker_fee_usdc
 from bot.position_manager import CloseReason, PositionState
 from bot.venue.base import Book
 from main_bot import Snapshot
@@ -55,6 +56,7 @@ def test_partial_tp_fill_then_stop_loss_sells_only_the_rest(sim, tmp_path):
     m, h, pos = setup_limit_position(sim, tmp_path)
     yes = m["token_ids"][0]
     tp_size = round_down(pos.shares)
+    before = usdc(h)
     sim.set_book(yes, bids=[[0.57, 8], [0.49, 500]], asks=[[0.58, 500]])   # someone buys 8 of our TP shares
     h.clock.advance(30)
     h.loop()
@@ -63,7 +65,11 @@ def test_partial_tp_fill_then_stop_loss_sells_only_the_rest(sim, tmp_path):
     h.loop()
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
     assert pos.sold_shares == tp_size
-    assert pos.exit_proceeds == D(8) * D("0.57") + (tp_size - 8) * D("0.39")
+    # the TP filled as a maker (no fee); the stop-loss sold as a taker and paid the market's fee in USDC
+    fee = taker_fee_usdc(tp_size - 8, D("0.39"), D("0.02"), 2)
+    assert fee > 0 and pos.fees_paid > fee   # (and the entry's fee, taken in shares)
+    assert pos.exit_proceeds == D(8) * D("0.57") + (tp_size - 8) * D("0.39") - fee
+    assert abs(usdc(h) - before - pos.exit_proceeds) <= D("0.001")   # the bot's proceeds are the wallet's
     assert h.venue_balances()["open_orders"] == 0
 
 

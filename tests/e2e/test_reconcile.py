@@ -68,7 +68,12 @@ def test_crash_between_buy_and_save_leaves_no_untracked_shares(sim, tmp_path):
     h.bot.state.add(pos)
     h.bot.save()                                        # the intent was saved...
     info = MarketInfo(yes, m["condition_id"], D("0.01"), D(5), False)
-    h.venue.market_buy(yes, D(10), D("0.53"), info)     # ...the buy went through, then the process died
+
+    def record(order_id):                               # ...and the signed order's id, before it was sent...
+        pos.pending = {**pos.pending, "order_id": order_id, "sent_at": h.clock.time()}
+        h.bot.save()
+
+    h.venue.market_buy(yes, D(10), D("0.53"), info, before_post=record)   # ...it went through, the process died
     bot = restart(h)
     bot.run_once()
     pos = bot.state.positions[0]
