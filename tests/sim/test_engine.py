@@ -110,7 +110,9 @@ def test_rising_market_fills_a_resting_sell_at_its_price():
     assert view["status"] == "MATCHED" and view["size_matched"] == "10"
     assert e.balance(A, "COLLATERAL") == D("5.7")
     trade = e.trades(A)[0]
-    assert trade["trader_side"] == "MAKER" and trade["side"] == "SELL" and trade["price"] == "0.57"
+    # as the venue reports a maker's trade: the taker's side at the top level, the account's fill in maker_orders
+    assert trade["trader_side"] == "MAKER" and trade["side"] == "BUY" and trade["price"] == "0.57"
+    assert trade["maker_orders"][0]["order_id"] == r["orderID"] and trade["maker_orders"][0]["side"] == "SELL"
 
 
 def test_cancel_answers():
