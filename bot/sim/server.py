@@ -119,13 +119,12 @@ class SimState:
         self.makers: dict[str, str] = {}  # API-key address (signer) -> funder (maker) address
         self.refusals = {"next": 0, "rate": 0.0, "message": REFUSAL_MESSAGE}
         self.refusal_rng = random.Random(seed)
-        self.refused = 0
         self.sparse_answers = False
         self.restart: tuple[float, float] | None = None  # (425 until, post-only until) on the engine's clock
 
     # -- HTTP 200 refusals ------------------------------------------------------------------------
 
-    def set_refusals(self, next=0, rate=0.0, message=None, seed=None) -> None:  # noqa: A002 (venue-ish name)
+    def set_refusals(self, next=0, rate=0.0, message=None, seed=None) -> None:  # noqa: A002
         with self.lock:
             self.refusals = {"next": int(next or 0), "rate": float(rate or 0), "message": message or REFUSAL_MESSAGE}
             if seed is not None:
@@ -139,7 +138,6 @@ class SimState:
                 r["next"] -= 1
             elif r["rate"] <= 0 or self.refusal_rng.random() >= r["rate"]:
                 return None
-            self.refused += 1
             return r["message"]
 
     # -- the matching engine's restart window -----------------------------------------------------
