@@ -79,6 +79,7 @@ class SimExchange:
         self.engine.fund(address, usdc=usdc, token_id=token_id, shares=shares, allowance=allowance)
 
     def balances(self, address) -> dict:
+        self.engine.run_due()   # delayed orders whose delay has passed have matched by now
         b = self.engine.balances(address)
         return {"usdc": dec_str(b["usdc"]), "tokens": {t: dec_str(q) for t, q in b["tokens"].items()},
                 "open_orders": b["open_orders"]}
@@ -94,6 +95,52 @@ class SimExchange:
 
     def set_faults(self, rate, statuses=(429, 425, 500, 503), paths=None, delay_s=0, seed=None) -> None:
         self.state.set_faults(rate, statuses, paths, delay_s, seed)
+
+    # -- the venue's harder answers (all off by default) -----------------------------------------
+
+    def set_market_options(self, market, seconds_delay=None, dynamic_tick=None, fee_rate_bps=None) -> dict:
+        """Switch per-market options on an existing market (``market``: condition id, Gamma id or a token
+        id; None leaves an option as it is). The same options can be given to ``create_market``:
+        - ``seconds_delay``: marketable orders answer ``delayed`` and match after that many seconds;
+        - ``dynamic_tick``: tick 0.001 while the Yes price is above 0.96 or below 0.04;
+        - ``fee_rate_bps``: the string trades report (default ``""`` as V2 sends it).
+        Returns the market's current options."""
+        m = (self.engine.market_by_condition(market) or self.engine.market_by_id(market)
+             or self.engine.market_by_token(market))
+        if m is None:
+            raise SimReject("market not found", 404)
+        self.engine.set_market_options(m, seconds_delay=seconds_delay, dynamic_tick=dynamic_tick,
+                                       fee_rate_bps=fee_rate_bps)
+        return {"condition_id": m.condition_id, "seconds_delay": m.seconds_delay, "dynamic_tick": m.dynamic_tick,
+                "tick_size": dec_str(m.tick_size), "fee_rate_bps": m.fee_rate_bps}
+
+    def refuse_orders(self, next=0, rate=0.0, message=None, seed=None) -> None:  # noqa: A002
+        """Answer order posts with the venue's HTTP 200 refusal ``{"success": false, "orderID": null,
+        "errorMsg": message, "status": ""}``, creating nothing: exactly the ``next`` N posts (each order of
+        a ``POST /orders`` batch counts as one), then at a seeded ``rate``. ``refuse_orders()`` turns it off.
+        The default message is the venue's ``not enough balance / allowance``."""
+        self.state.set_refusals(next=next, rate=rate, message=message, seed=seed)
+
+    def set_sparse_answers(self, on: bool = True) -> None:
+        """Successful order posts carry only success, orderID, errorMsg and status (no amounts)."""
+        self.state.sparse_answers = bool(on)
+
+    def restart_engine(self, seconds_425: float = 90, post_only_seconds: float = 120) -> dict:
+        """Start the matching engine's restart window now (on the sim clock): for ``seconds_425`` every
+        order post and cancel answers HTTP 425; then for ``post_only_seconds`` an order that is not
+        post-only answers HTTP 503 ``code: post_only_mode`` (cancels and post-only orders are accepted).
+        Returns {"restarting_until", "post_only_until"} (unix seconds)."""
+        return self.state.restart_engine(seconds_425, post_only_seconds)
+
+    def engine_phase(self) -> dict:
+        """{"phase": "restarting" | "post_only" | "normal", "seconds_left": int}."""
+        phase, left = self.state.engine_phase()
+        return {"phase": phase, "seconds_left": left}
+
+    def advance(self) -> None:
+        """Catch the venue up with its clock now (delayed orders due, the living market), as any request
+        does."""
+        self.engine.advance()
 
     def request_counts(self) -> dict:
         return self.state.request_counts()

@@ -13,6 +13,16 @@ anything hides the bugs that lose money:
 - the taker pays a fee: on a BUY in shares (you hold slightly fewer than you bought), on a SELL in USDC;
 - optional settlement lag: shares just bought cannot be sold for ``settlement_delay_s`` seconds.
 
+Per-market options that reproduce the real venue's harder answers (all off by default):
+- ``seconds_delay`` (Gamma ``secondsDelay``, sports markets): a marketable order (FOK/FAK, or a GTC/GTD
+  that crosses) is accepted as ``delayed`` with no amounts, reserves its balance, shows ``DELAYED`` in
+  ``/data/order`` and ``/data/orders``, and is matched only once the delay has passed on the clock
+  (at the next ``advance``, i.e. the next request). Then it is MATCHED (a FAK's unfilled rest is
+  killed), LIVE for a GTC remainder, or UNMATCHED when nothing could be matched;
+- ``dynamic_tick``: the tick becomes 0.001 while the Yes price is above 0.96 or below 0.04, and goes
+  back to the market's own tick inside; orders off the current tick are refused;
+- ``fee_rate_bps``: the string trades report in ``fee_rate_bps`` (V2 sends ``""``, the default).
+
 Simplifications: the YES and NO books are separate (the real CLOB mirrors them); their prices are kept
 consistent by quoting NO around 1 - YES. Trades are CONFIRMED at once with a transaction hash.
 Market maker ("other traders") orders never trade with each other.
@@ -21,6 +31,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import heapq
 import json
 import math
 import random
@@ -38,6 +49,8 @@ MM_OWNER = "sim-market-maker"
 BASE = Decimal("0.000001")
 SHARES_2DP = Decimal("0.01")
 ONE = Decimal(1)
+FINE_TICK = Decimal("0.001")
+EDGE_HIGH, EDGE_LOW = Decimal("0.96"), Decimal("0.04")
 
 
 class SimReject(Exception):
@@ -83,6 +96,10 @@ class SimMarket:
     winner: str | None = None
     volume: Decimal = Decimal(0)
     liquidity_depth: int = 5
+    seconds_delay: float = 0
+    dynamic_tick: bool = False
+    base_tick: Decimal = Decimal("0.01")
+    fee_rate_bps: str = ""
 
     def mid_of(self, token_id: str) -> Decimal:
         return self.yes_mid if token_id == self.token_ids[0] else ONE - self.yes_mid
@@ -107,6 +124,7 @@ class Order:
     matched: Decimal = Decimal(0)
     status: str = "LIVE"
     trade_ids: list[str] = field(default_factory=list)
+    budget: Decimal | None = None  # a market BUY's USDC to spend (it is sized by what that buys)
 
     @property
     def remaining(self) -> Decimal:
@@ -212,15 +230,16 @@ class Engine:
         self._seq = 0
         self._last_advance = self.clock.time()
         self._next_market_id = 100001
+        self._delayed: list[tuple[float, int, str]] = []  # (due time, seq, order id) of DELAYED orders
 
     # -- markets ------------------------------------------------------------------------------------
 
     def add_market(self, question: str, yes_price=Decimal("0.5"), tick_size="0.01", min_order_size=5,
                    neg_risk=False, volatility=None, end_date=None, fee_rate=None, fee_exponent=None,
-                   liquidity_depth=None) -> SimMarket:
+                   liquidity_depth=None, seconds_delay=0, dynamic_tick=False, fee_rate_bps=None) -> SimMarket:
         with self.lock:
-            tick = Decimal(str(tick_size))
-            mid = self._snap(Decimal(str(yes_price)), tick, 2)
+            base_tick = Decimal(str(tick_size))
+            tick, mid = self._tick_and_mid(Decimal(str(yes_price)), base_tick, bool(dynamic_tick))
             mid_int = self._next_market_id
             self._next_market_id += 1
             rnd = random.Random(f"{mid_int}-{question}")
@@ -237,6 +256,8 @@ class Engine:
                 volatility=Decimal(str(volatility)) if volatility is not None else self.default_volatility,
                 end_date=end_date or (now + timedelta(days=30)), start_date=now - timedelta(days=1), yes_mid=mid,
                 liquidity_depth=int(liquidity_depth) if liquidity_depth else 5,
+                seconds_delay=float(seconds_delay or 0), dynamic_tick=bool(dynamic_tick), base_tick=base_tick,
+                fee_rate_bps="" if fee_rate_bps is None else str(fee_rate_bps),
             )
             self._markets[market.id] = market
             self._by_condition[market.condition_id] = market
@@ -247,6 +268,37 @@ class Engine:
                 self._books[t].last_trade_price = market.mid_of(t)
             self._requote(market)
             return market
+
+    def set_market_options(self, market: SimMarket, seconds_delay=None, dynamic_tick=None,
+                           fee_rate_bps=None) -> None:
+        """Switch the per-market options of an existing market (None leaves one as it is)."""
+        with self.lock:
+            if seconds_delay is not None:
+                market.seconds_delay = float(seconds_delay)
+            if fee_rate_bps is not None:
+                market.fee_rate_bps = str(fee_rate_bps)
+            if dynamic_tick is not None:
+                market.dynamic_tick = bool(dynamic_tick)
+                tick, mid = self._tick_and_mid(market.yes_mid, market.base_tick, market.dynamic_tick)
+                if (tick, mid) != (market.tick_size, market.yes_mid):
+                    market.tick_size, market.yes_mid = tick, mid
+                    self._requote(market)
+
+    def _tick_and_mid(self, yes_price: Decimal, base_tick: Decimal, dynamic: bool) -> tuple[Decimal, Decimal]:
+        """The tick a market has at ``yes_price`` and the price snapped to it. With a dynamic tick the
+        venue quotes 0.001 above 0.96 and below 0.04 (FACTS 4.5), the market's own tick inside."""
+        if not dynamic or base_tick <= FINE_TICK:
+            return base_tick, self._snap(yes_price, base_tick, 2)
+
+        def tick_at(p: Decimal) -> Decimal:
+            return FINE_TICK if (p > EDGE_HIGH or p < EDGE_LOW) else base_tick
+
+        tick = tick_at(yes_price)
+        mid = self._snap(yes_price, tick, 2)
+        if tick_at(mid) != tick:  # snapping crossed the edge: use the tick of where it landed
+            tick = tick_at(mid)
+            mid = self._snap(mid, tick, 2)
+        return tick, mid
 
     def markets(self) -> list[SimMarket]:
         with self.lock:
@@ -412,6 +464,9 @@ class Engine:
                     raise SimReject(f"not enough balance / allowance: the balance is not enough -> balance: "
                                     f"{base_units(max(avail, Decimal(0)))}, order amount: {base_units(need)}")
             budget = usdc if (side == "BUY" and marketable_type) else None
+            if market.seconds_delay > 0 and (marketable_type or crosses):
+                return self._accept_delayed(market, order_id, owner, acct, token_id, side, price, shares,
+                                            order_type, expiration, budget)
             if order_type == "FOK":
                 fillable = self._walk(opposite, acct, side, price, shares, budget, dry=True)
                 complete = (budget - fillable[1] < Decimal("0.01")) if budget is not None else fillable[0] >= shares
@@ -442,6 +497,61 @@ class Engine:
                     "makingAmount": dec_str(making) if got > 0 else "",
                     "takingAmount": dec_str(taking) if got > 0 else "",
                     "transactionsHashes": hashes, "tradeIDs": trade_ids}
+
+    def _accept_delayed(self, market: SimMarket, order_id: str, owner: str, acct: str, token_id: str, side: str,
+                        price: Decimal, shares: Decimal, order_type: str, expiration: int,
+                        budget: Decimal | None) -> dict:
+        """A marketable order on a ``secondsDelay`` market: accepted now, matched once the delay has
+        passed. It reserves its balance meanwhile (it is listed with the open orders as DELAYED)."""
+        self._seq += 1
+        now = self.clock.time()
+        order = Order(order_id, owner, acct, token_id, side, price, shares, order_type, int(now), self._seq,
+                      expiration, status="DELAYED", budget=budget)
+        self._orders[order_id] = order
+        self._open_by_account.setdefault(acct, set()).add(order_id)
+        heapq.heappush(self._delayed, (now + market.seconds_delay, order.seq, order_id))
+        return {"success": True, "errorMsg": "", "orderID": order_id, "status": "delayed",
+                "makingAmount": "", "takingAmount": "", "transactionsHashes": [], "tradeIDs": []}
+
+    def run_due(self) -> None:
+        """Match the delayed orders whose delay has passed on the clock (oldest first)."""
+        with self.lock:
+            now = self.clock.time()
+            while self._delayed and self._delayed[0][0] <= now:
+                _, _, oid = heapq.heappop(self._delayed)
+                order = self._orders.get(oid)
+                if order is not None and order.status == "DELAYED":
+                    self._match_delayed(order)
+
+    def _match_delayed(self, order: Order) -> None:
+        market = self._by_token[order.token_id]
+        self._open_by_account.get(order.account, set()).discard(order.id)
+        order.status = "UNMATCHED"
+        if market.closed or not market.accepting_orders:
+            return
+        asset = "COLLATERAL" if order.side == "BUY" else order.token_id
+        need = order.remaining * order.price if order.side == "BUY" else order.remaining
+        if order.budget is not None:
+            need = order.budget
+        if need > self.available(order.account, asset):   # the funds went elsewhere meanwhile
+            return
+        opposite = self._books[order.token_id].side("SELL" if order.side == "BUY" else "BUY")
+        if order.order_type == "FOK":
+            got, paid = self._walk(opposite, order.account, order.side, order.price, order.size, order.budget,
+                                   dry=True)
+            complete = (order.budget - paid < Decimal("0.01")) if order.budget is not None else got >= order.size
+            if not complete:
+                return
+        self._match(order, market, order.budget)
+        if order.order_type in ("GTC", "GTD") and order.remaining > 0:
+            self._books[order.token_id].side(order.side).add(order)
+            self._open_by_account.setdefault(order.account, set()).add(order.id)
+            order.status = "LIVE"
+        elif order.matched > 0:
+            order.status = "MATCHED"
+            if order.budget is not None:
+                order.size = order.matched
+        # else: nothing matched after the delay -> UNMATCHED (the venue's terminal status for this case)
 
     def _trade_hash(self, trade_id: str) -> str:
         return "0x" + hashlib.sha256(trade_id.encode()).hexdigest()
@@ -537,7 +647,7 @@ class Engine:
                 order = self._orders.get(oid)
                 if order is None or order.account != acct:
                     not_canceled[oid] = "order not found"
-                elif order.status != "LIVE":
+                elif order.status not in ("LIVE", "DELAYED"):
                     not_canceled[oid] = "already canceled or matched"
                 else:
                     self._close_order(order, "CANCELED")
@@ -607,22 +717,28 @@ class Engine:
                     continue
                 if before is not None and t.match_time > int(before):
                     continue
-                is_taker = t.taker_account == acct
-                maker_side = "SELL" if t.taker_side == "BUY" else "BUY"
-                out.append({
-                    "id": t.id, "taker_order_id": t.taker_order_id, "market": t.market, "asset_id": t.token_id,
-                    "side": t.taker_side if is_taker else maker_side, "size": dec_str(t.size),
-                    "fee_rate_bps": "", "price": dec_str(t.price), "status": "CONFIRMED",
-                    "match_time": str(t.match_time), "last_update": str(t.match_time), "outcome": t.outcome,
-                    "bucket_index": 0, "owner": t.taker_owner if is_taker else t.maker_owner,
-                    "maker_address": acct, "transaction_hash": t.tx_hash,
-                    "trader_side": "TAKER" if is_taker else "MAKER",
-                    "maker_orders": [{"order_id": t.maker_order_id, "owner": t.maker_owner,
-                                      "maker_address": t.maker_account, "matched_amount": dec_str(t.size),
-                                      "price": dec_str(t.price), "fee_rate_bps": "0", "asset_id": t.token_id,
-                                      "outcome": t.outcome, "side": maker_side}],
-                })
+                out.append(self._trade_json(t, acct))
             return out
+
+    def _trade_json(self, t: Trade, acct: str) -> dict:
+        """A trade as ``GET /data/trades`` reports it to ``acct`` (FACTS 3.4, 4.4; recorded trades).
+
+        The top level is always the TAKER's side of the match (its order id, side, size and price);
+        ``trader_side`` says which side the account was on. An account that was the MAKER finds its own
+        fill in ``maker_orders`` (order id, matched amount, price and its own side)."""
+        is_taker = t.taker_account == acct
+        maker_side = "SELL" if t.taker_side == "BUY" else "BUY"
+        fee_bps = self._by_token[t.token_id].fee_rate_bps
+        return {
+            "id": t.id, "taker_order_id": t.taker_order_id, "market": t.market, "asset_id": t.token_id,
+            "side": t.taker_side, "size": dec_str(t.size), "fee_rate_bps": fee_bps, "price": dec_str(t.price),
+            "status": "CONFIRMED", "match_time": str(t.match_time), "last_update": str(t.match_time),
+            "outcome": t.outcome, "bucket_index": 0, "owner": t.taker_owner if is_taker else t.maker_owner,
+            "maker_address": acct, "transaction_hash": t.tx_hash, "trader_side": "TAKER" if is_taker else "MAKER",
+            "maker_orders": [{"order_id": t.maker_order_id, "owner": t.maker_owner, "maker_address": t.maker_account,
+                              "matched_amount": dec_str(t.size), "price": dec_str(t.price), "fee_rate_bps": fee_bps,
+                              "asset_id": t.token_id, "outcome": t.outcome, "side": maker_side}],
+        }
 
     def book(self, token_id) -> dict:
         token_id = str(token_id)
@@ -723,7 +839,8 @@ class Engine:
             market = self._by_token[str(token_id)]
             p = Decimal(str(price))
             yes = p if str(token_id) == market.token_ids[0] else ONE - p
-            market.yes_mid = self._snap(yes, market.tick_size, 2)
+            market.tick_size, market.yes_mid = self._tick_and_mid(yes, market.base_tick, market.dynamic_tick) \
+                if market.dynamic_tick else (market.tick_size, self._snap(yes, market.tick_size, 2))
             for token in market.token_ids:
                 self._sweep_users(market, token, market.mid_of(token))
             self._requote(market)
@@ -748,7 +865,8 @@ class Engine:
             market = self.market_by_condition(condition_id)
             if market is None:
                 raise SimReject("market not found", 404)
-            for oid in [o.id for o in self._orders.values() if o.token_id in market.token_ids and o.status == "LIVE"]:
+            for oid in [o.id for o in self._orders.values()
+                        if o.token_id in market.token_ids and o.status in ("LIVE", "DELAYED")]:
                 order = self._orders[oid]
                 if order.is_mm:
                     continue
@@ -766,6 +884,7 @@ class Engine:
     def advance(self) -> None:
         """Catch the living market up with the clock: a seeded random walk with occasional jumps."""
         with self.lock:
+            self.run_due()
             now = self.clock.time()
             steps = int((now - self._last_advance) // self.step_seconds)
             if steps <= 0:

@@ -4,11 +4,23 @@ Shapes, status codes and error strings follow the real venue (FACTS.md): success
 errors are ``{"error": msg}``. Every non-/_sim request is counted by ``METHOD /path`` with ids collapsed
 (Gamma's prefixed with ``GAMMA``); that count is the honest "API calls" figure. Faults (429/425/5xx or
 delays) can be injected at a seeded rate.
+
+Venue answers that can be switched on (off by default):
+- refusals: ``POST /order`` answers HTTP 200 ``{"success": false, "orderID": null, "errorMsg": ...}`` and
+  nothing happens (the next N posts, and/or at a seeded rate);
+- sparse answers: a successful ``POST /order`` carries only ``success``, ``orderID``, ``errorMsg`` and
+  ``status`` (no amounts, no trade ids), as the venue may answer;
+- the matching engine's restart window (docs.polymarket.com trading/matching-engine, resources/error-codes):
+  HTTP 425 on order posts and cancels while it restarts, then post-only mode, in which an order that is not
+  post-only gets HTTP 503 ``{"error": "post-only mode: ...", "code": "post_only_mode",
+  "retry_after_seconds": N}`` with a ``Retry-After`` header (in a ``POST /orders`` batch: a per-order
+  element), while cancels and post-only orders are accepted. Times run on the engine's clock.
 """
 from __future__ import annotations
 
 import base64
 import json
+import math
 import random
 import re
 import threading
@@ -25,6 +37,11 @@ from bot.sim.engine import Engine, SimMarket, SimReject, dec_str
 
 BASE = Decimal(1_000_000)
 MAX_BATCH_ORDERS = 15
+REFUSAL_MESSAGE = "not enough balance / allowance"
+POST_ONLY_MODE_MESSAGE = "post-only mode: only post-only orders and cancels are allowed"
+ORDER_POSTS = {("POST", "/order"), ("POST", "/orders")}
+CANCELS = {("DELETE", "/order"), ("DELETE", "/orders"), ("DELETE", "/cancel-all"),
+           ("DELETE", "/cancel-market-orders")}
 FAULT_BODIES = {
     425: "the matching engine is restarting, please retry in a moment",
     429: "Too Many Requests",
@@ -42,11 +59,20 @@ _COLLAPSE = [
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, message: str, extra: dict | None = None):
+    def __init__(self, status: int, message: str, extra: dict | None = None, headers: dict | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.extra = extra or {}
+        self.headers = headers or {}
+
+
+class PostOnlyMode(HttpError):
+    """A non-post-only order while the engine is post-only after a restart (HTTP 503 on POST /order)."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(503, POST_ONLY_MODE_MESSAGE, {"code": "post_only_mode", "retry_after_seconds": retry_after},
+                         {"Retry-After": str(retry_after)})
 
 
 def endpoint_key(method: str, path: str, gamma: bool = False) -> str:
@@ -91,6 +117,50 @@ class SimState:
         self.faults = {"rate": 0.0, "statuses": [429, 425, 500, 503], "paths": None, "delay_s": 0.0}
         self.fault_rng = random.Random(seed)
         self.makers: dict[str, str] = {}  # API-key address (signer) -> funder (maker) address
+        self.refusals = {"next": 0, "rate": 0.0, "message": REFUSAL_MESSAGE}
+        self.refusal_rng = random.Random(seed)
+        self.sparse_answers = False
+        self.restart: tuple[float, float] | None = None  # (425 until, post-only until) on the engine's clock
+
+    # -- HTTP 200 refusals ------------------------------------------------------------------------
+
+    def set_refusals(self, next=0, rate=0.0, message=None, seed=None) -> None:  # noqa: A002
+        with self.lock:
+            self.refusals = {"next": int(next or 0), "rate": float(rate or 0), "message": message or REFUSAL_MESSAGE}
+            if seed is not None:
+                self.refusal_rng = random.Random(seed)
+
+    def pick_refusal(self) -> str | None:
+        """The errorMsg of a 200 refusal for this order post, or None to process it."""
+        with self.lock:
+            r = self.refusals
+            if r["next"] > 0:
+                r["next"] -= 1
+            elif r["rate"] <= 0 or self.refusal_rng.random() >= r["rate"]:
+                return None
+            return r["message"]
+
+    # -- the matching engine's restart window -----------------------------------------------------
+
+    def restart_engine(self, seconds_425: float = 90, post_only_seconds: float = 120) -> dict:
+        now = self.engine.clock.time()
+        with self.lock:
+            until_425 = now + float(seconds_425)
+            self.restart = (until_425, until_425 + float(post_only_seconds))
+        return {"restarting_until": self.restart[0], "post_only_until": self.restart[1]}
+
+    def engine_phase(self) -> tuple[str, int]:
+        """("restarting" | "post_only" | "normal", whole seconds until that phase ends)."""
+        with self.lock:
+            window = self.restart
+        if window is None:
+            return "normal", 0
+        now = self.engine.clock.time()
+        if now < window[0]:
+            return "restarting", max(1, math.ceil(window[0] - now))
+        if now < window[1]:
+            return "post_only", max(1, math.ceil(window[1] - now))
+        return "normal", 0
 
     def count(self, key: str) -> None:
         with self.lock:
@@ -170,6 +240,8 @@ def gamma_market_json(engine: Engine, m: SimMarket) -> dict:
         "orderPriceMinTickSize": float(m.tick_size),
         "orderMinSize": int(m.min_order_size) if m.min_order_size == int(m.min_order_size) else float(m.min_order_size),
         "negRisk": m.neg_risk, "makerBaseFee": 0, "takerBaseFee": 0, "feesEnabled": m.fee_rate > 0,
+        **({"secondsDelay": int(m.seconds_delay) if m.seconds_delay == int(m.seconds_delay) else m.seconds_delay}
+           if m.seconds_delay > 0 else {}),
     }
 
 
@@ -191,11 +263,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing ---------------------------------------------------------------------------------
 
-    def _send(self, status: int, payload) -> None:
+    def _send(self, status: int, payload, headers: dict | None = None) -> None:
         body = json.dumps(payload, separators=(",", ":")).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
@@ -218,11 +292,15 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(delay)
             if status is not None:
                 raise HttpError(status, FAULT_BODIES.get(status, "error"))
+            if not self.gamma and ((method, path) in ORDER_POSTS or (method, path) in CANCELS):
+                phase, left = self.sim.engine_phase()
+                if phase == "restarting":
+                    raise HttpError(425, FAULT_BODIES[425], headers={"Retry-After": str(left)})
             self.sim.engine.advance()
             result = self._gamma(method, path, query) if self.gamma else self._clob(method, path, query, raw)
             self._send(200, result)
         except HttpError as exc:
-            self._send(exc.status, {"error": exc.message, **exc.extra})
+            self._send(exc.status, {"error": exc.message, **exc.extra}, exc.headers)
         except AuthError as exc:
             self._send(exc.status, {"error": exc.message})
         except SimReject as exc:
@@ -295,8 +373,8 @@ class _Handler(BaseHTTPRequestHandler):
         if route == ("GET", "/neg-risk"):
             return {"neg_risk": self._market_of_token(self._q(query, "token_id")).neg_risk}
         if route == ("GET", "/fee-rate"):
-            self._market_of_token(self._q(query, "token_id"))
-            return {"base_fee": 0}
+            m = self._market_of_token(self._q(query, "token_id"))
+            return {"base_fee": int(m.fee_rate_bps) if m.fee_rate_bps.isdigit() else 0}
         if method == "GET" and path.startswith("/markets-by-token/"):
             m = self._market_of_token(path.rsplit("/", 1)[1])
             return {"condition_id": m.condition_id, "primary_token_id": m.token_ids[0],
@@ -368,6 +446,9 @@ class _Handler(BaseHTTPRequestHandler):
             for envelope in body:
                 try:
                     results.append(self._post_order(rec, envelope))
+                except PostOnlyMode as exc:   # documented per-order element (success true, no order id)
+                    results.append({"errorMsg": exc.message, "orderID": "", "takingAmount": "", "makingAmount": "",
+                                    "status": "", "success": True})
                 except (SimReject, AuthError, HttpError) as exc:
                     results.append({"success": False, "errorMsg": exc.message, "orderID": getattr(exc, "order_id", "")
                                     or "", "status": "", "makingAmount": "", "takingAmount": "",
@@ -440,6 +521,12 @@ class _Handler(BaseHTTPRequestHandler):
         if market is None:
             raise HttpError(400, "Invalid token id")
         order_id = verify_order(order, market.neg_risk, rec["address"])
+        phase, left = self.sim.engine_phase()
+        if phase == "post_only" and not envelope.get("postOnly"):
+            raise PostOnlyMode(left)
+        refusal = self.sim.pick_refusal()
+        if refusal is not None:   # the venue's HTTP 200 refusal: nothing is created
+            return {"success": False, "orderID": None, "errorMsg": refusal, "status": ""}
         maker = str(order["maker"]).lower()
         self.sim.makers.setdefault(rec["address"], maker)
         try:
@@ -448,10 +535,13 @@ class _Handler(BaseHTTPRequestHandler):
             expiration = int(order.get("expiration") or 0)
         except (TypeError, ValueError):
             raise HttpError(400, "invalid amounts") from None
-        return e.place_order(order_id=order_id, owner=rec["apiKey"], account=maker, token_id=str(order["tokenId"]),
-                             side=str(order["side"]), maker_amount=maker_amount, taker_amount=taker_amount,
-                             order_type=str(envelope.get("orderType", "GTC")),
-                             post_only=bool(envelope.get("postOnly", False)), expiration=expiration)
+        answer = e.place_order(order_id=order_id, owner=rec["apiKey"], account=maker,
+                               token_id=str(order["tokenId"]), side=str(order["side"]), maker_amount=maker_amount,
+                               taker_amount=taker_amount, order_type=str(envelope.get("orderType", "GTC")),
+                               post_only=bool(envelope.get("postOnly", False)), expiration=expiration)
+        if self.sim.sparse_answers:
+            answer = {k: answer[k] for k in ("success", "orderID", "errorMsg", "status")}
+        return answer
 
     # -- Gamma ------------------------------------------------------------------------------------
 
@@ -558,6 +648,23 @@ class _Handler(BaseHTTPRequestHandler):
             return {"ok": True}
         if route == ("POST", "/_sim/faults"):
             ctl.set_faults(**body)
+            return {"ok": True}
+        if route == ("POST", "/_sim/market-options"):
+            if "market" not in body:
+                raise HttpError(400, "market is required")
+            return ctl.set_market_options(**body)
+        if route == ("POST", "/_sim/refusals"):
+            ctl.refuse_orders(**body)
+            return {"ok": True}
+        if route == ("POST", "/_sim/sparse-answers"):
+            ctl.set_sparse_answers(body.get("on", True))
+            return {"ok": True}
+        if route == ("POST", "/_sim/restart"):
+            return ctl.restart_engine(**body)
+        if route == ("GET", "/_sim/restart"):
+            return ctl.engine_phase()
+        if route == ("POST", "/_sim/advance"):
+            ctl.advance()
             return {"ok": True}
         if route == ("GET", "/_sim/requests"):
             return ctl.request_counts()

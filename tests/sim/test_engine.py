@@ -110,7 +110,9 @@ def test_rising_market_fills_a_resting_sell_at_its_price():
     assert view["status"] == "MATCHED" and view["size_matched"] == "10"
     assert e.balance(A, "COLLATERAL") == D("5.7")
     trade = e.trades(A)[0]
-    assert trade["trader_side"] == "MAKER" and trade["side"] == "SELL" and trade["price"] == "0.57"
+    # as the venue reports a maker's trade: the taker's side at the top level, the account's fill in maker_orders
+    assert trade["trader_side"] == "MAKER" and trade["side"] == "BUY" and trade["price"] == "0.57"
+    assert trade["maker_orders"][0]["order_id"] == r["orderID"] and trade["maker_orders"][0]["side"] == "SELL"
 
 
 def test_cancel_answers():
@@ -163,3 +165,32 @@ def test_market_maker_never_trades_with_itself():
     e.set_book(yes, bids=[(D("0.55"), D(10))], asks=[(D("0.50"), D(10))])   # crossed MM levels stay resting
     assert e.trades(MM_ACCOUNT) == []
     assert e.best_bid(yes) == D("0.55") and e.best_ask(yes) == D("0.50")
+
+
+def test_delayed_order_reserves_its_funds_and_resolution_cancels_it():
+    e = Engine(seed=1, clock=SimulatedClock())
+    m = e.add_market("Delayed?", yes_price="0.5", volatility=0, seconds_delay=3)
+    yes = m.token_ids[0]
+    e.fund(A, usdc=10)
+    r = market_buy(e, A, yes, 8, "0.55")
+    assert r["status"] == "delayed" and e.order_view(r["orderID"])["status"] == "DELAYED"
+    assert e.available(A, "COLLATERAL") < 3   # reserved while it waits
+    with pytest.raises(SimReject, match="not enough balance"):
+        market_buy(e, A, yes, 8, "0.55")
+    e.resolve(m.condition_id, "No")
+    e.clock.advance(5)
+    e.advance()
+    assert e.order_view(r["orderID"])["status"] == "CANCELED" and e.balance(A, "COLLATERAL") == 10
+
+
+def test_dynamic_tick_follows_the_random_walk_across_the_edge():
+    e = Engine(seed=2, clock=SimulatedClock(), default_volatility=D("0.01"))
+    m = e.add_market("Edge?", yes_price="0.955", dynamic_tick=True)
+    seen = set()
+    for _ in range(400):
+        e.clock.advance(1)
+        e.advance()
+        fine = m.yes_mid > D("0.96") or m.yes_mid < D("0.04")
+        assert m.tick_size == (D("0.001") if fine else D("0.01")) and m.yes_mid % m.tick_size == 0
+        seen.add(m.tick_size)
+    assert seen == {D("0.001"), D("0.01")}

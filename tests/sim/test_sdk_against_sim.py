@@ -85,7 +85,8 @@ def test_resting_tp_fills_when_the_market_rises_through_it(sim, market):
     assert D(sim.balances(wallet["address"])["usdc"]) - usdc_before == size * D("0.57")  # a maker pays no fee
     trades = client.get_trades(TradeParams(asset_id=yes))
     maker = [t for t in trades if t["trader_side"] == "MAKER"]
-    assert maker and maker[0]["side"] == "SELL" and maker[0]["price"] == "0.57"
+    assert maker and maker[0]["side"] == "BUY" and maker[0]["price"] == "0.57"   # the taker's side (venue shape)
+    assert maker[0]["maker_orders"][0]["order_id"] == tp["orderID"] and maker[0]["maker_orders"][0]["side"] == "SELL"
 
 
 def test_fok_that_cannot_fill_is_killed_and_fak_fills_partly(sim, market):
