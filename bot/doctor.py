@@ -30,8 +30,8 @@ SKEW_ERROR_S = 30
 SIZE_SAMPLE = 5
 #: Where a new user finds the deposit wallet, and how it comes to exist, in plain words.
 FIND_DEPOSIT_WALLET = ("log in on polymarket.com with the account this key belongs to, open the profile menu (top "
-                       "right) and copy the account's wallet address (the Deposit dialog shows the same address): "
-                       "that is your deposit wallet; put it in POLY_FUNDER_ADDRESS")
+                       "right) and copy the account's wallet address: that is "
+                       "your deposit wallet; put it in POLY_FUNDER_ADDRESS")
 DEPLOY_DEPOSIT_WALLET = ("polymarket.com deploys the deposit wallet when the account is set up on the site: log in "
                          "there with this account and make a first deposit, then run doctor again (the venue refuses "
                          "every order from an undeployed wallet with 'maker address not allowed')")
