@@ -762,15 +762,18 @@ def run_sim(args, config: BotConfig) -> int:
     with SimExchange(markets=args.sim_markets, seed=args.seed, default_volatility=Decimal("0.008")) as sim:
         cfg = sim_config(config, sim.clob_url, sim.gamma_url, state_dir)
         get_logger(cfg)
-        wallet = sim.new_wallet(usdc=cfg.capital.total)
+        deposit = getattr(args, "sim_wallet", "eoa") == "deposit"
+        wallet = sim.new_wallet(usdc=cfg.capital.total, signature_type=3 if deposit else 0)
         register_secret(wallet["private_key"])
-        log.info("Simulated exchange at %s (Gamma %s); throwaway wallet %s funded with $%s", sim.clob_url,
-                 sim.gamma_url, wallet["address"], fmt(cfg.capital.total))
+        log.info("Simulated exchange at %s (Gamma %s); throwaway %s %s funded with $%s", sim.clob_url,
+                 sim.gamma_url, f"deposit wallet (signature_type 3, owner {wallet['owner']})" if deposit else "wallet",
+                 wallet["address"], fmt(cfg.capital.total))
         if args.dry_run:
             venue = PaperVenue(LiveVenue(sim.clob_url), cfg.capital.total,
                                state_file=state_dir / "positions.json.paper.json")
         else:
-            venue = LiveVenue(sim.clob_url, private_key=wallet["private_key"], funder=wallet["address"])
+            venue = LiveVenue(sim.clob_url, private_key=wallet["private_key"], funder=wallet["address"],
+                              signature_type=wallet["signature_type"])
         bot = Bot(cfg, venue, MarketScanner(sim.gamma_url, cfg.strategy), PositionStore(cfg.bot.positions_file))
         _install_signal_handlers(bot)
         code = bot.run(loops=args.loops)
@@ -882,6 +885,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7, help="with --sim: the simulated market's seed")
     parser.add_argument("--sim-markets", type=int, default=8, help="with --sim: how many markets")
     parser.add_argument("--sim-dir", default="sim_state", help="with --sim: where the run's state goes")
+    parser.add_argument("--sim-wallet", default="eoa", choices=["eoa", "deposit"],
+                        help="with --sim: trade from a plain wallet (signature_type 0) or from a deposit wallet "
+                             "(signature_type 3, what polymarket.com accounts made since May 2026 have)")
     return parser.parse_args(argv)
 
 

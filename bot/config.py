@@ -80,6 +80,7 @@ class ApiSection(BaseModel):
     gamma_host: str = "https://gamma-api.polymarket.com"
     chain_id: int = 137
     signature_type: int = Field(0, ge=0, le=3)
+    relayer_host: str = "https://relayer-v2.polymarket.com"   # doctor: is the deposit wallet deployed?
     request_timeout_seconds: float = Field(5, gt=0)
     max_requests_per_second: float = Field(20, gt=0)
 

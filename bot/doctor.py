@@ -19,6 +19,7 @@ from bot.config import BotConfig, ConfigError, check_trade_size, load_bot_config
 from bot.errors import BotError, StateFileError, VenueError
 from bot.money import fmt
 from bot.position_manager import PositionStore
+from bot.wallets import deposit_wallet_addresses
 
 log = logging.getLogger("bot.doctor")
 
@@ -27,6 +28,13 @@ SKEW_WARNING_S = 2
 SKEW_ERROR_S = 30
 #: Candidate markets looked at for the trade-size check.
 SIZE_SAMPLE = 5
+#: Where a new user finds the deposit wallet, and how it comes to exist, in plain words.
+FIND_DEPOSIT_WALLET = ("log in on polymarket.com with the account this key belongs to, open the profile menu (top "
+                       "right) and copy the account's wallet address: that is "
+                       "your deposit wallet; put it in POLY_FUNDER_ADDRESS")
+DEPLOY_DEPOSIT_WALLET = ("polymarket.com deploys the deposit wallet when the account is set up on the site: log in "
+                         "there with this account and make a first deposit, then run doctor again (the venue refuses "
+                         "every order from an undeployed wallet with 'maker address not allowed')")
 
 
 @dataclass
@@ -67,6 +75,8 @@ class Doctor:
             if self.check_hosts():
                 self.check_clock()
                 if secrets_ok:
+                    if self.config.api.signature_type == 3:
+                        self.check_deposit_wallet()
                     self.check_account()
                 self.check_positions()
                 self.check_trade_size()
@@ -129,8 +139,43 @@ class Doctor:
             self.add("credentials", "error", f"signature_type {sig} needs POLY_FUNDER_ADDRESS (the proxy/Safe/deposit "
                      "wallet shown on polymarket.com that holds the funds)", "set POLY_FUNDER_ADDRESS")
             return False
-        self.add("credentials", "ok", f"key for {address}, funds at {funder or address}, signature_type {sig}")
+        if sig == 3:
+            current, legacy = deposit_wallet_addresses(address)
+            if funder.lower() not in (current.lower(), legacy.lower()):
+                what = ("the key's own address" if funder.lower() == address.lower()
+                        else "not the deposit wallet of this key")
+                self.add("credentials", "error", f"signature_type 3 (deposit wallet) trades from the deposit wallet "
+                         f"that the key's address {address} owns, which is {current}; POLY_FUNDER_ADDRESS {funder} is "
+                         f"{what}", f"{FIND_DEPOSIT_WALLET}. If polymarket.com shows another address, this key is not "
+                         "that account's owner key (export the key of the account that owns the wallet), or the "
+                         "account is a Magic/email proxy (signature_type 1) or a browser-wallet Safe (2)")
+                return False
+        self.add("credentials", "ok", f"key for {address}, funds at {funder or address}, signature_type {sig}"
+                 + (" (the key's deposit wallet)" if sig == 3 else ""))
         return True
+
+    def check_deposit_wallet(self) -> None:
+        """signature_type 3: the deposit wallet must be deployed, as Polymarket's relayer says."""
+        api, wallet = self.config.api, self.secrets.funder_address
+        try:
+            resp = requests.get(f"{api.relayer_host.rstrip('/')}/deployed", params={"address": wallet, "type": "WALLET"},
+                                timeout=5)
+            if resp.status_code != 200:
+                raise ValueError(f"HTTP {resp.status_code}")
+            deployed = resp.json()["deployed"]
+            if not isinstance(deployed, bool):
+                raise ValueError(f"unexpected answer {resp.text[:100]!r}")
+        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+            self.add("deposit_wallet", "warning", f"could not ask Polymarket's relayer at {api.relayer_host} whether "
+                     f"the deposit wallet {wallet} is deployed: {type(exc).__name__}: {exc}",
+                     "check api.relayer_host and the network; " + DEPLOY_DEPOSIT_WALLET)
+            return
+        if not deployed:
+            self.add("deposit_wallet", "error", f"the deposit wallet {wallet} is not deployed yet: the venue refuses "
+                     "every order from it", DEPLOY_DEPOSIT_WALLET)
+        else:
+            self.add("deposit_wallet", "ok", f"deposit wallet {wallet} is deployed and owned by the key's address "
+                     f"{self.address}")
 
     def check_hosts(self) -> bool:
         from bot.venue.live import LiveVenue

@@ -7,10 +7,12 @@ import threading
 from decimal import Decimal
 
 from eth_account import Account
+from eth_utils import to_checksum_address
 
 from bot.clock import Clock, SystemClock
 from bot.sim.engine import Engine, SimReject, dec_str
 from bot.sim.server import SimState, make_server
+from bot.wallets import deposit_wallet_address
 
 __all__ = ["SimExchange", "SimReject"]
 
@@ -33,7 +35,7 @@ class SimExchange:
         self._ports = (port, gamma_port)
         self._servers = []
         self._threads: list[threading.Thread] = []
-        self.clob_url = self.gamma_url = ""
+        self.clob_url = self.gamma_url = self.relayer_url = ""
         rng = random.Random(seed)
         for i in range(markets):
             self.create_market(f"Simulated market {i + 1}: will it happen?",
@@ -51,6 +53,7 @@ class SimExchange:
             self._threads.append(thread)
         self.clob_url = f"http://127.0.0.1:{self._servers[0].server_address[1]}"
         self.gamma_url = f"http://127.0.0.1:{self._servers[1].server_address[1]}"
+        self.relayer_url = self.clob_url   # the relayer's GET /deployed is served by the CLOB server
         return self
 
     def stop(self) -> None:
@@ -148,8 +151,28 @@ class SimExchange:
     def reset_request_counts(self) -> None:
         self.state.reset_counts()
 
-    def new_wallet(self, usdc=0) -> dict:
-        """A fresh throwaway key, funded with ``usdc``: {"private_key", "address"}."""
+    def new_wallet(self, usdc=0, signature_type=0, deployed=True) -> dict:
+        """A fresh throwaway key and the wallet it trades from, funded with ``usdc``: {"private_key", "address"
+        (the funder: the order maker), "owner" (the key's EOA), "signature_type"}. signature_type 0: the key's
+        own address; 3: the key's deposit wallet (deployed or not)."""
         acct = Account.create()
-        self.fund(acct.address, usdc=usdc)
-        return {"private_key": "0x" + acct.key.hex().removeprefix("0x"), "address": acct.address}
+        address = acct.address
+        if signature_type == 3:
+            address = self.new_deposit_wallet(acct.address, deployed=deployed)["address"]
+        elif signature_type != 0:
+            raise ValueError(f"new_wallet: signature_type {signature_type} is not simulated (0 or 3)")
+        self.fund(address, usdc=usdc)
+        return {"private_key": "0x" + acct.key.hex().removeprefix("0x"), "address": address, "owner": acct.address,
+                "signature_type": signature_type}
+
+    def new_deposit_wallet(self, owner, deployed=True) -> dict:
+        """The deposit wallet of ``owner`` (an EOA): its CREATE2 address, registered on the simulated chain,
+        deployed or not (``deploy_deposit_wallet`` deploys it later). Fund it with ``fund`` as any wallet."""
+        owner = to_checksum_address(owner)
+        wallet = deposit_wallet_address(owner)
+        self.state.add_deposit_wallet(wallet, owner, bool(deployed))
+        return {"address": wallet}
+
+    def deploy_deposit_wallet(self, address) -> None:
+        """Deploy a deposit wallet made with ``new_deposit_wallet(..., deployed=False)``."""
+        self.state.deploy_deposit_wallet(address)

@@ -1,6 +1,6 @@
 """python -m bot.sim [--port P] [--markets N] [--seed S]: serve the simulated exchange until interrupted.
 
-The first line printed is a JSON object {"clob_url": ..., "gamma_url": ...}."""
+The first line printed is a JSON object {"clob_url": ..., "gamma_url": ..., "relayer_url": ...}."""
 from __future__ import annotations
 
 import argparse
@@ -23,7 +23,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with SimExchange(markets=args.markets, seed=args.seed, port=args.port,
                      gamma_port=args.port + 1 if args.port else 0, default_volatility=args.volatility) as sim:
-        print(json.dumps({"clob_url": sim.clob_url, "gamma_url": sim.gamma_url}), flush=True)
+        print(json.dumps({"clob_url": sim.clob_url, "gamma_url": sim.gamma_url, "relayer_url": sim.relayer_url}),
+              flush=True)
         stop.wait()
     return 0
 

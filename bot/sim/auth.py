@@ -3,6 +3,9 @@
 Nothing is assumed: the L1 signer is recovered, the L2 HMAC recomputed over
 ``timestamp + METHOD + path-without-query + raw body``, and every order's EIP-712 signature recovered
 with the market's exchange (the neg-risk exchange for neg-risk markets) and matched to the API key.
+A deposit-wallet order (type 3, POLY_1271) is checked as the wallet's ERC-1271 ``isValidSignature`` would
+check its ERC-7739 nested signature, after the venue's own check that the wallet is the API key owner's
+deployed deposit wallet (see ``verify_poly_1271``).
 The order id is the EIP-712 digest of the order, as on Polymarket.
 """
 from __future__ import annotations
@@ -12,9 +15,12 @@ import hashlib
 import hmac
 import uuid
 
+from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import keccak, to_checksum_address
+
+from bot.wallets import is_deposit_wallet_of
 
 CHAIN_ID = 137
 EXCHANGE_V2 = "0xE111180000d2663C0091e4f400237545B87B996B"
@@ -28,6 +34,16 @@ ORDER_FIELDS = [
     {"name": "timestamp", "type": "uint256"}, {"name": "metadata", "type": "bytes32"},
     {"name": "builder", "type": "bytes32"},
 ]
+ORDER_TYPE = ("Order(uint256 salt,address maker,address signer,uint256 tokenId,uint256 makerAmount,"
+              "uint256 takerAmount,uint8 side,uint8 signatureType,uint256 timestamp,bytes32 metadata,bytes32 builder)")
+#: ERC-7739 TypedDataSign over an Order, as the deposit wallet (Solady ERC1271) rebuilds it.
+TYPED_DATA_SIGN_TYPEHASH = keccak(text="TypedDataSign(Order contents,string name,string version,uint256 chainId,"
+                                       "address verifyingContract,bytes32 salt)" + ORDER_TYPE)
+DEPOSIT_WALLET_DOMAIN = ("DepositWallet", "1")
+#: A session signer's signature is wrapped (ERC-6492 style) and ends with these 32 bytes.
+SESSION_SIGNER_SUFFIX = bytes.fromhex("6492" * 16)
+INVALID_SIGNATURE = "invalid signature"
+MAKER_NOT_ALLOWED = "maker address not allowed, please use the deposit wallet flow"
 DOMAIN_FIELDS = [
     {"name": "name", "type": "string"}, {"name": "version", "type": "string"},
     {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"},
@@ -132,26 +148,82 @@ def order_typed_data(order: dict, neg_risk: bool, chain_id: int = CHAIN_ID) -> d
     }
 
 
-def verify_order(order: dict, neg_risk: bool, api_address: str, chain_id: int = CHAIN_ID) -> str:
-    """Check a wire order's signature; returns its order hash (the order id). AuthError(400) if bad."""
+def order_hash_of(signable) -> bytes:
+    """keccak256(0x1901 ‖ domainSeparator ‖ structHash) of an encoded typed-data message."""
+    return keccak(b"\x19" + signable.version + signable.header + signable.body)
+
+
+def verify_order(order: dict, neg_risk: bool, api_address: str, chain_id: int = CHAIN_ID,
+                 deployed_wallets=None) -> str:
+    """Check a wire order's signature; returns its order hash (the order id). AuthError(400) if bad.
+
+    ``deployed_wallets``: the set of deposit-wallet addresses (lower case) deployed on the simulated chain,
+    needed for type-3 orders only."""
     try:
         typed = order_typed_data(order, neg_risk, chain_id)
         signable = encode_typed_data(full_message=typed)
     except (KeyError, TypeError, ValueError) as exc:
         raise AuthError(f"invalid order payload: {exc}", 400) from None
-    order_hash = "0x" + keccak(b"\x19" + signable.version + signable.header + signable.body).hex()
+    order_hash = order_hash_of(signable)
     signer = typed["message"]["signer"]
+    sig_type = typed["message"]["signatureType"]
+    if sig_type == 3:
+        verify_poly_1271(typed, order_hash, str(order.get("signature") or ""), api_address, chain_id,
+                         deployed_wallets or set())
+        return "0x" + order_hash.hex()
     if signer.lower() != api_address.lower():
         raise AuthError("the order signer address has to be the address of the API KEY", 400)
-    sig_type = typed["message"]["signatureType"]
     if sig_type == 0 and typed["message"]["maker"].lower() != signer.lower():
         raise AuthError("the order maker address has to be the signer for an EOA order", 400)
-    if sig_type == 3:
-        return order_hash  # POLY_1271 (ERC-7739 nested) signatures are not verified here: see README of bot/sim
     try:
         recovered = Account.recover_message(signable, signature=order["signature"])
     except Exception:
-        raise AuthError("invalid signature", 400) from None
+        raise AuthError(INVALID_SIGNATURE, 400) from None
     if recovered.lower() != signer.lower():
-        raise AuthError("invalid signature", 400)
-    return order_hash
+        raise AuthError(INVALID_SIGNATURE, 400)
+    return "0x" + order_hash.hex()
+
+
+def verify_poly_1271(typed: dict, order_hash: bytes, signature: str, api_address: str, chain_id: int,
+                     deployed_wallets) -> str:
+    """A deposit-wallet order (signature type 3). Returns the owner EOA that signed it.
+
+    The venue first checks that the maker may trade for this API key: maker == signer == the deposit wallet
+    that the key's EOA owns (its CREATE2 address) and that wallet is deployed; otherwise "maker address not
+    allowed, please use the deposit wallet flow". Then the wallet's ERC-1271 check of the ERC-7739 nested
+    signature ``sig65 ‖ appDomainSeparator ‖ contentsHash ‖ contentsType ‖ uint16 len(contentsType)``:
+    ``keccak(0x1901 ‖ appSep ‖ contentsHash)`` must be the order hash (so appSep is the exchange the market
+    uses and contentsHash this very order), and sig65 must recover, over the TypedDataSign struct bound to
+    the wallet's own domain ("DepositWallet", "1", chain id, the wallet, salt 0), to the wallet's owner;
+    otherwise "invalid signature". Session signers (signatures ending with 0x6492...) are not modelled.
+    """
+    msg = typed["message"]
+    wallet, maker = msg["signer"], msg["maker"]
+    if (maker.lower() != wallet.lower() or not is_deposit_wallet_of(wallet, api_address)
+            or wallet.lower() not in deployed_wallets):
+        raise AuthError(MAKER_NOT_ALLOWED, 400)
+    try:
+        raw = bytes.fromhex(signature.removeprefix("0x"))
+    except ValueError:
+        raise AuthError(INVALID_SIGNATURE, 400) from None
+    if len(raw) < 65 + 64 + 2 or raw.endswith(SESSION_SIGNER_SUFFIX):
+        raise AuthError(INVALID_SIGNATURE, 400)
+    type_len = int.from_bytes(raw[-2:], "big")
+    if len(raw) != 65 + 64 + type_len + 2:
+        raise AuthError(INVALID_SIGNATURE, 400)
+    inner, app_separator, contents = raw[:65], raw[65:97], raw[97:129]
+    contents_type = raw[129:129 + type_len]
+    if contents_type != ORDER_TYPE.encode() or keccak(b"\x19\x01" + app_separator + contents) != order_hash:
+        raise AuthError(INVALID_SIGNATURE, 400)
+    name, version = DEPOSIT_WALLET_DOMAIN
+    struct_hash = keccak(abi_encode(
+        ["bytes32", "bytes32", "bytes32", "bytes32", "uint256", "address", "bytes32"],
+        [TYPED_DATA_SIGN_TYPEHASH, contents, keccak(text=name), keccak(text=version), chain_id,
+         to_checksum_address(wallet), b"\0" * 32]))
+    try:
+        owner = Account._recover_hash(keccak(b"\x19\x01" + app_separator + struct_hash), signature=inner)
+    except Exception:
+        raise AuthError(INVALID_SIGNATURE, 400) from None
+    if owner.lower() != api_address.lower():
+        raise AuthError(INVALID_SIGNATURE, 400)
+    return owner

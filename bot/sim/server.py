@@ -121,6 +121,9 @@ class SimState:
         self.refusal_rng = random.Random(seed)
         self.sparse_answers = False
         self.restart: tuple[float, float] | None = None  # (425 until, post-only until) on the engine's clock
+        # The simulated chain's deposit wallets (lower case): wallet -> {"owner", "deployed"}; owner -> wallet.
+        self.deposit_wallets: dict[str, dict] = {}
+        self.wallet_of_owner: dict[str, str] = {}
 
     # -- HTTP 200 refusals ------------------------------------------------------------------------
 
@@ -195,8 +198,37 @@ class SimState:
                 return None, f["delay_s"]
             return self.fault_rng.choice(f["statuses"]), f["delay_s"]
 
-    def account_of(self, key_record: dict) -> str:
-        return self.makers.get(key_record["address"], key_record["address"])
+    def add_deposit_wallet(self, wallet: str, owner: str, deployed: bool) -> None:
+        with self.lock:
+            rec = self.deposit_wallets.setdefault(wallet.lower(), {"owner": owner.lower(), "deployed": False})
+            rec["deployed"] = rec["deployed"] or bool(deployed)
+            self.wallet_of_owner[owner.lower()] = wallet.lower()
+
+    def deploy_deposit_wallet(self, wallet: str) -> None:
+        with self.lock:
+            rec = self.deposit_wallets.get(wallet.lower())
+            if rec is None:
+                raise ValueError(f"no deposit wallet {wallet}: create it with new_deposit_wallet first")
+            rec["deployed"] = True
+
+    def deployed_wallets(self) -> set[str]:
+        with self.lock:
+            return {w for w, rec in self.deposit_wallets.items() if rec["deployed"]}
+
+    def is_deployed(self, address: str) -> bool:
+        with self.lock:
+            rec = self.deposit_wallets.get(address.lower())
+            return bool(rec and rec["deployed"])
+
+    def account_of(self, key_record: dict, signature_type=None) -> str:
+        """The account (funder) an L2 request acts for: the maker of the key's orders; for a key whose
+        owner has a deposit wallet, that wallet when the request says signature_type 3 (balance reads do),
+        or before the key's first order."""
+        owner = key_record["address"]
+        wallet = self.wallet_of_owner.get(owner)
+        if wallet and (str(signature_type) == "3" or (signature_type is None and owner not in self.makers)):
+            return wallet
+        return self.makers.get(owner, owner)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -500,11 +532,16 @@ class _Handler(BaseHTTPRequestHandler):
             asset = "COLLATERAL" if asset_type == "COLLATERAL" else self._q(query, "token_id")
             if asset is None:
                 raise HttpError(400, "token_id is required for CONDITIONAL balances")
-            acct = self.sim.account_of(rec)
+            acct = self.sim.account_of(rec, self._q(query, "signature_type"))
             bal = e.balance(acct, asset)
             allowance = str(2**256 - 1) if e.has_allowance(acct) else "0"
             return {"balance": str(int((bal * BASE).to_integral_value(rounding="ROUND_DOWN"))),
                     "allowances": {EXCHANGE_V2: allowance, NEG_RISK_EXCHANGE_V2: allowance}}
+        if route == ("GET", "/deployed"):   # Polymarket's relayer (relayer-v2), served here too
+            address = self._q(query, "address")
+            if not address:
+                raise HttpError(400, "address is required")
+            return {"deployed": self.sim.is_deployed(address)}
         if route == ("POST", "/v1/heartbeats"):
             self._l2(method, path, raw)
             return {"heartbeat_id": str(uuid.uuid4())}
@@ -520,7 +557,7 @@ class _Handler(BaseHTTPRequestHandler):
         market = e.market_by_token(str(order.get("tokenId")))
         if market is None:
             raise HttpError(400, "Invalid token id")
-        order_id = verify_order(order, market.neg_risk, rec["address"])
+        order_id = verify_order(order, market.neg_risk, rec["address"], deployed_wallets=self.sim.deployed_wallets())
         phase, left = self.sim.engine_phase()
         if phase == "post_only" and not envelope.get("postOnly"):
             raise PostOnlyMode(left)
@@ -665,6 +702,19 @@ class _Handler(BaseHTTPRequestHandler):
             return ctl.engine_phase()
         if route == ("POST", "/_sim/advance"):
             ctl.advance()
+            return {"ok": True}
+        if route == ("POST", "/_sim/deposit_wallets"):
+            if "owner" not in body:
+                raise HttpError(400, "owner is required")
+            try:
+                return ctl.new_deposit_wallet(body["owner"], deployed=body.get("deployed", True))
+            except ValueError as exc:
+                raise HttpError(400, f"invalid owner: {exc}") from None
+        if route == ("POST", "/_sim/deposit_wallets/deploy"):
+            try:
+                ctl.deploy_deposit_wallet(body["address"])
+            except ValueError as exc:
+                raise HttpError(404, str(exc)) from None
             return {"ok": True}
         if route == ("GET", "/_sim/requests"):
             return ctl.request_counts()

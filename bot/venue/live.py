@@ -135,6 +135,7 @@ class LiveVenue:
         )
         self.address = self._client.get_address() if private_key else None
         self.funder = funder or self.address
+        self.signature_type = int(signature_type or 0)
         if private_key:
             if api_creds:
                 creds = ApiCreds(api_key=api_creds[0], api_secret=api_creds[1], api_passphrase=api_creds[2])
@@ -203,7 +204,7 @@ class LiveVenue:
                               endpoint=endpoint, status=status) from None
                 if status in TEMPORARY_STATUSES:
                     raise TemporaryVenueError(text, endpoint=endpoint, status=status) from None
-                raise OrderRejected(text, endpoint=endpoint, status=status) from None
+                raise OrderRejected(self._explain(text), endpoint=endpoint, status=status) from None
             except PolyException as exc:
                 raise OrderRejected(str(getattr(exc, "msg", exc)), endpoint=endpoint) from None
             except VenueError:
@@ -213,6 +214,23 @@ class LiveVenue:
                                         endpoint=endpoint) from None
             except Exception as exc:  # e.g. the SDK's plain Exception('no match')
                 raise OrderRejected(f"{type(exc).__name__}: {exc}", endpoint=endpoint) from None
+
+    def _explain(self, text: str) -> str:
+        """The venue's words, plus what they mean for this wallet setup when they are about the wallet."""
+        low = text.lower()
+        wallet = f"POLY_FUNDER_ADDRESS {self.funder}"
+        if "maker address not allowed" in low:
+            if self.signature_type == 3:
+                hint = (f"{wallet} is not a deployed deposit wallet of the key's address {self.address} (it must be "
+                        "the deposit address polymarket.com shows for this login, and be deployed)")
+            else:
+                hint = (f"this account trades from a deposit wallet: set api.signature_type to 3 and "
+                        "POLY_FUNDER_ADDRESS to the deposit address polymarket.com shows")
+            return f"{text} -- {hint}; run python main_bot.py doctor"
+        if low.startswith("invalid signature") or "signer address has to be" in low:
+            return (f"{text} -- the order's signature does not match api.signature_type {self.signature_type} and "
+                    f"{wallet} for the key's address {self.address}; run python main_bot.py doctor")
+        return text
 
     def api_calls(self) -> dict[str, int]:
         with self._counter[1]:

@@ -42,19 +42,22 @@ def e2e_config(tmp_path: Path, sim: SimExchange, **overrides) -> BotConfig:
 
 
 class Harness:
-    """A bot wired to the sim with a funded throwaway wallet and a simulated bot clock."""
+    """A bot wired to the sim with a funded throwaway wallet and a simulated bot clock.
+    ``signature_type`` 3: the key's deposit wallet holds the funds and makes the orders."""
 
-    def __init__(self, sim: SimExchange, tmp_path: Path, dry_run: bool = False, wallet=None, **overrides):
+    def __init__(self, sim: SimExchange, tmp_path: Path, dry_run: bool = False, wallet=None, signature_type: int = 0,
+                 **overrides):
         self.sim = sim
         self.config = e2e_config(tmp_path, sim, **overrides)
-        self.wallet = wallet or sim.new_wallet(usdc=100)
+        self.wallet = wallet or sim.new_wallet(usdc=100, signature_type=signature_type)
+        signature_type = self.wallet.get("signature_type", signature_type)
         self.clock = SimulatedClock(start=sim.clock.time())
         if dry_run:
             self.venue = PaperVenue(LiveVenue(sim.clob_url, clock=self.clock), Decimal(100),
                                     state_file=tmp_path / "paper.json")
         else:
             self.venue = LiveVenue(sim.clob_url, private_key=self.wallet["private_key"], funder=self.wallet["address"],
-                                   clock=self.clock)
+                                   signature_type=signature_type, clock=self.clock)
         self.store = PositionStore(self.config.bot.positions_file)
         self.bot = Bot(self.config, self.venue, MarketScanner(sim.gamma_url, self.config.strategy), self.store,
                        clock=self.clock)
