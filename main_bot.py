@@ -68,6 +68,8 @@ log = logging.getLogger("bot")
 METRICS_FLUSH_SECONDS = 60
 #: Even when every book shows the TPs intact, the open-orders list is read every this many check intervals.
 FULL_CHECK_EVERY = 10
+#: A position whose book is empty, or that is held to resolution, asks Gamma about its market this often.
+RESOLUTION_CHECK_SECONDS = 60
 #: After this many loops in a row that failed with unexpected errors the bot stops opening positions.
 MAX_CONSECUTIVE_FAILURES = 5
 
@@ -346,13 +348,13 @@ class Bot:
 
     def _market_resolved(self, pos: Position, book: Book | None, now: datetime) -> bool:
         """An empty book may mean the market resolved (a position held to resolution is asked about even
-        with a book): ask Gamma (at most once per scan interval) and, if so, close the position at its
-        payout. Redeeming the winning shares is done on polymarket.com."""
+        with a book): ask Gamma (at most once per RESOLUTION_CHECK_SECONDS) and, if so, close the position
+        at its payout. Redeeming the winning shares is done on polymarket.com."""
         held = pos.status == PositionState.HELD
         if pos.status == PositionState.OPENING or (not held and book is not None and (book.bids or book.asks)):
             return False
         t = self.clock.time()
-        if t - self._resolution_checked.get(pos.id, 0.0) < self.config.strategy.scan_interval_seconds:
+        if t - self._resolution_checked.get(pos.id, 0.0) < RESOLUTION_CHECK_SECONDS:
             return False
         self._resolution_checked[pos.id] = t
         payout = self.scanner.resolution(pos.market_id, pos.outcome) if pos.market_id and pos.outcome else None
@@ -384,8 +386,10 @@ class Bot:
         if out.filled_shares <= 0:
             self._entry_unfilled(pos, now, f"order {order_id[:18]} {out.status}, nothing bought")
             return
-        held = self.trader.shares_after_buy(pos.token_id, out.filled_shares)
-        self._opened(pos, order_id, held, out.usdc / out.filled_shares, out.usdc, out.fee, now)
+        info = self.venue.get_market_info(pos.token_id, pos.condition_id)
+        price = out.usdc / out.filled_shares
+        held = self.trader.shares_after_buy(pos.token_id, out.filled_shares, price, info)
+        self._opened(pos, order_id, held, price, out.usdc, out.fee, now)
 
     def _entry_unfilled(self, pos: Position, now: datetime, why: str) -> None:
         pos.pending = None

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from bot.errors import OrderRejected, VenueError
+from bot.fees import taker_fee_shares
 from bot.money import (
     FEE_SHARE_TOLERANCE,
     MIN_MARKETABLE_NOTIONAL,
@@ -98,7 +99,7 @@ class Trader:
         fill = self.venue.market_buy(token_id, plan.usdc, plan.max_price, info, before_post=before_post)
         if not fill.settled:
             return BuyResult(fill, Decimal(0))
-        held = self.shares_after_buy(token_id, fill.filled_shares)
+        held = self.shares_after_buy(token_id, fill.filled_shares, fill.avg_price or plan.max_price, info)
         return BuyResult(fill, held)
 
     def execute_buy_with_exits(self, token_id: str, plan: EntryPlan, info: MarketInfo,
@@ -118,21 +119,23 @@ class Trader:
             return BuyResult(result.fill, result.shares_held, None, str(exc))
         return BuyResult(result.fill, result.shares_held, tp_fill, None)
 
-    def shares_after_buy(self, token_id: str, filled_shares: Decimal) -> Decimal:
-        """Shares really held after a buy: the venue takes buy fees in shares, so the account holds a
-        little less than the fill says. Read the balance; if it looks stale (lower than the fill by more
-        than fees explain), trust the fill less the tolerance rather than read 'position gone'. Never more
-        than the fill: the account may hold shares of its own that the bot did not buy."""
+    def shares_after_buy(self, token_id: str, filled_shares: Decimal, avg_price: Decimal, info: MarketInfo) -> Decimal:
+        """Shares really held after a buy: the venue takes a taker BUY's fee in shares (the market's fee
+        curve), so the account receives the fill less that fee. Never more than that: the account may hold
+        shares of its own that the bot did not buy. The balance is read to catch a venue that kept more; if
+        it looks stale (lower than fees explain), trust the fill less the tolerance rather than read
+        'position gone'."""
         if filled_shares <= 0:
             return Decimal(0)
+        received = filled_shares - taker_fee_shares(filled_shares, avg_price, info.fee_rate, info.fee_exponent)
         try:
             balance = self.venue.token_balance(token_id, refresh=True)
         except VenueError as exc:
             log.warning("Balance read after buy failed (%s); using the fill size less fees", exc)
             balance = Decimal(-1)
-        floor = filled_shares * (1 - FEE_SHARE_TOLERANCE)
+        floor = received * (1 - FEE_SHARE_TOLERANCE)
         if balance >= floor:
-            return round_shares(min(balance, filled_shares))
+            return round_shares(min(balance, received))
         return round_shares(floor)
 
     def _place_limit_sell(self, token_id: str, price: Decimal, shares: Decimal, info: MarketInfo,

@@ -96,8 +96,10 @@ class SimExchange:
     def resolve(self, condition_id, winner) -> None:
         self.engine.resolve(condition_id, winner)
 
-    def set_faults(self, rate, statuses=(429, 425, 500, 503), paths=None, delay_s=0, seed=None) -> None:
-        self.state.set_faults(rate, statuses, paths, delay_s, seed)
+    def set_faults(self, rate, statuses=(429, 425, 500, 503), paths=None, delay_s=0, seed=None, after=False) -> None:
+        """Answer ``rate`` of the requests (on ``paths``) with one of ``statuses``; ``after``: carry the request
+        out first (the answer is lost, not the request)."""
+        self.state.set_faults(rate, statuses, paths, delay_s, seed, after)
 
     # -- the venue's harder answers (all off by default) -----------------------------------------
 

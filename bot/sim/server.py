@@ -178,10 +178,13 @@ class SimState:
             self.counts.clear()
             self.faulted = 0
 
-    def set_faults(self, rate=0.0, statuses=None, paths=None, delay_s=0.0, seed=None) -> None:
+    def set_faults(self, rate=0.0, statuses=None, paths=None, delay_s=0.0, seed=None, after=False) -> None:
+        """``after``: the request is carried out and THEN answered with the fault (an answer lost on its way
+        back: the order rests or traded although the client saw a 5xx)."""
         with self.lock:
             self.faults = {"rate": float(rate), "statuses": list(statuses or [429, 425, 500, 503]),
-                           "paths": list(paths) if paths else None, "delay_s": float(delay_s or 0)}
+                           "paths": list(paths) if paths else None, "delay_s": float(delay_s or 0),
+                           "after": bool(after)}
             if seed is not None:
                 self.fault_rng = random.Random(seed)
 
@@ -296,9 +299,11 @@ class _Handler(BaseHTTPRequestHandler):
     # -- plumbing ---------------------------------------------------------------------------------
 
     def _send(self, status: int, payload, headers: dict | None = None) -> None:
-        body = json.dumps(payload, separators=(",", ":")).encode()
+        self._send_raw(status, json.dumps(payload, separators=(",", ":")).encode(), "application/json", headers)
+
+    def _send_raw(self, status: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
@@ -322,7 +327,8 @@ class _Handler(BaseHTTPRequestHandler):
             status, delay = self.sim.pick_fault(path)
             if delay:
                 time.sleep(delay)
-            if status is not None:
+            lost_answer = status is not None and self.sim.faults.get("after")
+            if status is not None and not lost_answer:
                 raise HttpError(status, FAULT_BODIES.get(status, "error"))
             if not self.gamma and ((method, path) in ORDER_POSTS or (method, path) in CANCELS):
                 phase, left = self.sim.engine_phase()
@@ -330,6 +336,11 @@ class _Handler(BaseHTTPRequestHandler):
                     raise HttpError(425, FAULT_BODIES[425], headers={"Retry-After": str(left)})
             self.sim.engine.advance()
             result = self._gamma(method, path, query) if self.gamma else self._clob(method, path, query, raw)
+            if lost_answer and status == 200:   # carried out, answered with a body no client can parse
+                self._send_raw(200, b"<html><body>502 Bad Gateway</body></html>", "text/html")
+                return
+            if lost_answer:
+                raise HttpError(status, FAULT_BODIES.get(status, "error"))
             self._send(200, result)
         except HttpError as exc:
             self._send(exc.status, {"error": exc.message, **exc.extra}, exc.headers)

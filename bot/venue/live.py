@@ -342,7 +342,12 @@ class LiveVenue:
         order_id = self._order_hash(signed, info.neg_risk)
         if before_post is not None:
             before_post(order_id)
-        raw = self._call("POST /order", self._client.post_order, signed, order_type, posts_order=True)
+        try:
+            raw = self._call("POST /order", self._client.post_order, signed, order_type, posts_order=True)
+        except OrderRejected as exc:
+            if "tick size" in exc.message.lower():   # the market's tick changed (near 0.04/0.96): read it again
+                self._info.pop(info.token_id, None)
+            raise
         return self._fill(raw, side, "POST /order", order_id, info)
 
     def _fill_and_kill(self, token_id: str, side: str, amount: Decimal, worst_price: Decimal, info: MarketInfo,

@@ -51,7 +51,8 @@ class Harness:
         self.config = e2e_config(tmp_path, sim, **overrides)
         self.wallet = wallet or sim.new_wallet(usdc=100, signature_type=signature_type)
         signature_type = self.wallet.get("signature_type", signature_type)
-        self.clock = SimulatedClock(start=sim.clock.time())
+        # One clock for both when the sim runs on a simulated one (delays, restart windows), else the bot's own.
+        self.clock = sim.clock if isinstance(sim.clock, SimulatedClock) else SimulatedClock(start=sim.clock.time())
         if dry_run:
             self.venue = PaperVenue(LiveVenue(sim.clob_url, clock=self.clock), Decimal(100),
                                     state_file=tmp_path / "paper.json")
