@@ -36,6 +36,7 @@ from py_clob_client_v2.order_utils.exchange_order_builder_v2 import ExchangeOrde
 from py_clob_client_v2.http_helpers import helpers as _sdk_http
 
 from bot.clock import Clock, SystemClock
+from bot.crashpoints import crashpoint
 from bot.errors import MalformedResponse, OrderRejected, TemporaryVenueError, UnknownOutcome, VenueError
 from bot.fees import taker_fee_usdc
 from bot.money import USDC_QUANTUM, to_decimal, to_sdk_float
@@ -342,6 +343,7 @@ class LiveVenue:
         order_id = self._order_hash(signed, info.neg_risk)
         if before_post is not None:
             before_post(order_id)
+        crashpoint("before_send")
         try:
             raw = self._call("POST /order", self._client.post_order, signed, order_type, posts_order=True)
         except OrderRejected as exc:
@@ -448,7 +450,7 @@ class LiveVenue:
 
         raw = self._call("GET /data/trades", self._client.get_trades,
                          TradeParams(asset_id=token_id, after=max(int(since) - 5, 1)), read=True)
-        info = self._info.get(token_id)
+        info = self.get_market_info(token_id)   # its fee curve (cached; a restarted bot reads it once)
         shares = usdc = fee = Decimal(0)
         for t in raw or []:
             try:
@@ -461,8 +463,7 @@ class LiveVenue:
                 continue
             shares += size
             usdc += size * price
-            if info is not None:
-                fee += taker_fee_usdc(size, price, info.fee_rate, info.fee_exponent)
+            fee += taker_fee_usdc(size, price, info.fee_rate, info.fee_exponent)
         return Fill(order_id, "matched" if shares > 0 else "", shares, usdc.quantize(USDC_QUANTUM), fee)
 
     def server_time(self) -> int:
