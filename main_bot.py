@@ -763,12 +763,19 @@ def prepare_sim_dir(state_dir: Path) -> PositionStore:
 
 def run_sim(args, config: BotConfig) -> int:
     """Start the embedded simulated exchange, fund a throwaway wallet, and trade on it for real."""
+    state_dir = Path(args.sim_dir)
+    store = prepare_sim_dir(state_dir)
+    try:
+        return _run_sim(args, config, state_dir, store)
+    finally:
+        store.release_lock()
+
+
+def _run_sim(args, config: BotConfig, state_dir: Path, store: PositionStore) -> int:
     from bot.sim import SimExchange
     from bot.venue.live import LiveVenue
     from bot.venue.paper import PaperVenue
 
-    state_dir = Path(args.sim_dir)
-    store = prepare_sim_dir(state_dir)
     with SimExchange(markets=args.sim_markets, seed=args.seed, default_volatility=Decimal("0.008")) as sim:
         cfg = sim_config(config, sim.clob_url, sim.gamma_url, state_dir)
         get_logger(cfg)
@@ -992,16 +999,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.live_once and not confirm_live_once(args, config):
             return 1
         get_logger(config)
-        if args.command != "convert":
+        if args.command != "convert":   # convert holds it already
             store.acquire_lock()
-        venue = build_venue(config)
-        bot = Bot(config, venue, MarketScanner(config.api.gamma_host, config.strategy), store, once=args.live_once)
-        if args.command == "convert":
-            for line in bot.convert_to_monitor(args.id):
-                print(line)
-            return 0
-        _install_signal_handlers(bot)
-        return bot.run(loops=args.loops)
+        try:
+            venue = build_venue(config)
+            bot = Bot(config, venue, MarketScanner(config.api.gamma_host, config.strategy), store, once=args.live_once)
+            if args.command == "convert":
+                for line in bot.convert_to_monitor(args.id):
+                    print(line)
+                return 0
+            _install_signal_handlers(bot)
+            return bot.run(loops=args.loops)
+        finally:
+            store.release_lock()
     except (ConfigError, StateFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

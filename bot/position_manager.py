@@ -194,7 +194,7 @@ def _implausible(pos: Position) -> tuple[str, str, str] | None:
     if not pos.tick_size.is_finite() or not 0 < pos.tick_size < 1:
         return "tick_size", "must be between 0 and 1", format(pos.tick_size, "f")
     ep = pos.entry_price
-    if not ep.is_finite() or not (0 < ep < 1 or (ep == 0 and pos.entry_shares == 0)):
+    if not ep.is_finite() or not (0 < ep < 1 or (ep == 0 and pos.entry_shares == 0 and pos.shares == 0)):
         return "entry_price", "must be between 0 and 1 (exclusive)", format(ep, "f")
     for name in ("tp_price", "sl_price"):
         v = getattr(pos, name)
