@@ -176,7 +176,7 @@ def test_dry_run_flag_means_paper_orders_without_sim(tmp_path, cli, capsys, sim3
     assert sim.request_counts()["by_endpoint"].get("POST /order", 0) == 0
 
 
-def test_a_live_run_refuses_positions_opened_on_paper(tmp_path, cli, capsys, sim3):
+def test_a_live_run_refuses_positions_opened_on_paper(tmp_path, cli, capsys, sim3, monkeypatch):
     sim = sim3
     # Rule 6: a paper position left in positions.json was managed live (a real sell for shares never bought).
     wallet = sim.new_wallet(usdc=100)
@@ -187,8 +187,8 @@ def test_a_live_run_refuses_positions_opened_on_paper(tmp_path, cli, capsys, sim
     state.add(paper)
     PositionStore(tmp_path / "positions.json").save(state)
     before = (tmp_path / "positions.json").read_text()
-    os.environ["POLY_PRIVATE_KEY"] = wallet["private_key"]   # the cli fixture removes it afterwards
-    os.environ["POLY_FUNDER_ADDRESS"] = wallet["address"]
+    monkeypatch.setenv("POLY_PRIVATE_KEY", wallet["private_key"])
+    monkeypatch.setenv("POLY_FUNDER_ADDRESS", wallet["address"])
     assert cli(["--config", live_config(tmp_path, sim), "--loops", "2"]) == 2
     err = capsys.readouterr().err
     line = [x for x in err.splitlines() if x.startswith("error:")]
@@ -240,10 +240,10 @@ def test_a_sim_run_removes_only_its_own_files_and_sim_subcommands_act_on_its_sta
     ({"POLY_PRIVATE_KEY": "ab" * 32, "POLY_API_KEY": "k", "POLY_API_SECRET": "not base64 at all!",
       "POLY_API_PASSPHRASE": "p"}, "POLY_API_SECRET is not base64"),
 ])
-def test_credentials_that_cannot_work_are_one_error_line_at_start(tmp_path, cli, capsys, env, expected):
+def test_credentials_that_cannot_work_are_one_error_line_at_start(tmp_path, cli, capsys, env, expected, monkeypatch):
     # Rule 11: an all-zero key printed a traceback; a non-base64 secret was a "malformed response" every loop.
     for name, value in env.items():
-        os.environ[name] = value
+        monkeypatch.setenv(name, value)
     assert cli(["--config", live_config(tmp_path, None), "--loops", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and len(err.splitlines()) == 1 and expected in err
