@@ -424,6 +424,16 @@ class PositionStore:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
+        # The bot saves before every order it sends: find out now, before any, that it can.
+        probe = self.path.with_name(self.path.name + ".tmp")
+        try:
+            with open(probe, "w", encoding="utf-8"):
+                pass
+            probe.unlink()
+        except OSError as exc:
+            self.release_lock()
+            raise StateFileError(f"{self.path}: cannot be written ({exc.strerror or exc}); make the file and its "
+                                 "folder writable") from None
 
     def release_lock(self) -> None:
         if self._lock_fd is not None:

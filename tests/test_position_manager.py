@@ -266,3 +266,14 @@ def test_lock_refusal_names_the_pid(tmp_path):
         PositionStore(tmp_path / "positions.json").acquire_lock()
     assert held.value.pid == str(os.getpid())
     a.release_lock()
+
+
+def test_a_state_file_that_cannot_be_written_is_found_before_any_order(tmp_path):
+    (tmp_path / "positions.json.tmp").mkdir()   # as with a read-only folder (the tests may run as root)
+    store = PositionStore(tmp_path / "positions.json")
+    with pytest.raises(StateFileError, match="positions.json: cannot be written"):
+        store.acquire_lock()
+    (tmp_path / "positions.json.tmp").rmdir()
+    other = PositionStore(tmp_path / "positions.json")
+    other.acquire_lock()   # the refused store let go of the lock
+    other.release_lock()
