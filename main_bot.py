@@ -22,10 +22,11 @@ from decimal import Decimal
 from pathlib import Path
 
 from bot.alerts import Alerter
-from bot.clock import Clock, SystemClock
+from bot.clock import Clock, SystemClock, Waker
 from bot.config import (
     BotConfig,
     ConfigError,
+    check_state_paths,
     check_trade_size,
     load_bot_config,
     unexitable_trade_size,
@@ -51,6 +52,7 @@ from bot.position_manager import (
     BotState,
     CloseReason,
     ExitMode,
+    LockHeld,
     Position,
     PositionState,
     PositionStore,
@@ -108,6 +110,8 @@ class Bot:
         self.rng = rng or random.Random(seed)
         self.trader = Trader(venue)
         self.state: BotState = store.load()
+        self.venue_kind, self.wallet = venue_identity(venue)
+        self._refuse_other_venues_positions()
         self.alerter = alerter or Alerter(config.alerts.webhook_url)
         self.exits = ExitProtocol(self.trader, self.save, config.trading.exit_max_slippage_pct,
                                   max_hold_hours=config.strategy.max_hold_hours, alert=self.alerter.send)
@@ -115,6 +119,7 @@ class Bot:
         self.once = once   # --live-once: one position of the smallest valid size, managed to its end
         self.opened_once = False
         self.stop_requested = False
+        self._waker: Waker | None = None
         self.loops_done = 0
         self.consecutive_failures = 0
         self._last_order_check: float | None = None
@@ -135,7 +140,80 @@ class Bot:
         return datetime.fromtimestamp(self.clock.time(), tz=timezone.utc)
 
     def save(self) -> None:
+        if self.venue_kind is not None:
+            for pos in self.state.positions:
+                if pos.venue is None:  # new, or from a file older than the field: it lives where we trade
+                    pos.venue, pos.wallet = self.venue_kind, self.wallet
         self.store.save(self.state)
+
+    def _same_venue(self, pos: Position) -> bool:
+        if pos.venue is None or self.venue_kind is None:
+            return True
+        if pos.venue != self.venue_kind:
+            return False
+        return self.venue_kind != "live" or not pos.wallet or not self.wallet or pos.wallet.lower() == self.wallet.lower()
+
+    def _refuse_other_venues_positions(self) -> None:
+        """Paper and live never mix: positions recorded on another venue (paper vs live, or another wallet)
+        are refused before anything is sent, with what to do. A paper position taken as live would send a
+        real sell for shares never bought."""
+        foreign = [p for p in self.state.positions if not self._same_venue(p)]
+        if not foreign:
+            return
+        path = self.store.path
+
+        def where(kind: str | None, wallet: str | None) -> str:
+            return "paper orders (dry-run)" if kind == "paper" else f"{kind} (wallet {wallet or 'unknown'})"
+
+        first = foreign[0]
+        active = sum(1 for p in foreign if p.is_active)
+        if self.venue_kind == "live" and first.venue == "paper":
+            todo = (f"to trade live with a fresh state, move {path} (and {path}.paper.json) away, e.g. "
+                    f"`mv {path} {path}.dry-run`; to go on paper trading, run with --dry-run or bot.dry_run: true")
+        elif self.venue_kind == "paper":
+            todo = ("to manage them, run live (bot.dry_run: false, without --dry-run); to paper trade, give the "
+                    "dry run its own file (bot.positions_file)")
+        else:
+            todo = (f"run with the wallet that holds them (POLY_PRIVATE_KEY / POLY_FUNDER_ADDRESS), or move {path} "
+                    "away to start afresh with this wallet")
+        raise StateFileError(
+            f"{path}: {len(foreign)} position(s) ({active} active) belong to {where(first.venue, first.wallet)}, "
+            f"e.g. id {first.id}, but this run trades {where(self.venue_kind, self.wallet)}. The bot does not "
+            f"manage another venue's positions: {todo}")
+
+    def request_stop(self) -> None:
+        """Finish the current step, save and stop; a loop's sleep ends at once."""
+        self.stop_requested = True
+        if self._waker is not None:
+            self._waker.wake()
+
+    def _sleep(self, seconds: float) -> None:
+        wait = getattr(self.clock, "wait", None)
+        if wait is not None and self._waker is not None:
+            wait(seconds, self._waker)
+        else:
+            self.clock.sleep(seconds)
+
+    def _take_control(self) -> None:
+        """Commands from the command line while the bot runs (``resume``, ``convert``), left next to the
+        state file by PositionStore.send_control: applied here, within one loop, to the state in memory
+        (which the next save writes), never edited under the bot's feet."""
+        for cmd in self.store.take_control():
+            what = cmd.get("command")
+            if what == "resume":
+                was = self.state.pause_reason if self.state.paused else None
+                self.state.resume()
+                self.consecutive_failures = 0
+                self.save()
+                log.warning("Resumed by the user: new trades allowed again%s", f" (was paused: {was})" if was else "")
+            elif what == "convert":
+                try:
+                    for line in self.convert_to_monitor(cmd.get("id")):
+                        log.warning("convert --to monitor (asked by the user): %s", line)
+                except VenueError as exc:
+                    log.error("convert --to monitor (asked by the user) failed: %s; run it again", exc)
+            else:
+                log.warning("Ignoring an unknown command from %s: %r", self.store.control_path, what)
 
     def _fill_missing_exit_prices(self) -> None:
         """Positions from older files may lack TP/SL prices: derive them from the config."""
@@ -158,6 +236,19 @@ class Bot:
         active = self.state.active_positions()
         log.info("Bot started (%s venue): %d active position(s)%s", self.venue.name, len(active),
                  "; PAUSED: " + (self.state.pause_reason or "") if self.state.paused else "")
+        self._waker = Waker()
+        if self.stop_requested:
+            self._waker.wake()
+        try:
+            self._loop(loops)
+        finally:
+            waker, self._waker = self._waker, None
+            waker.close()
+        self.save()
+        log.info("Bot stopped after %d loop(s)", self.loops_done)
+        return 0
+
+    def _loop(self, loops: int | None) -> None:
         while not self.stop_requested and (loops is None or self.loops_done < loops):
             started = self.clock.time()
             if self._last_loop_at is not None:
@@ -170,10 +261,7 @@ class Bot:
                 break
             if self.stop_requested or (loops is not None and self.loops_done >= loops):
                 break
-            self.clock.sleep(max(0.0, self.config.bot.loop_interval_seconds - (self.clock.time() - started)))
-        self.save()
-        log.info("Bot stopped after %d loop(s)", self.loops_done)
-        return 0
+            self._sleep(max(0.0, self.config.bot.loop_interval_seconds - (self.clock.time() - started)))
 
     def _run_guarded(self) -> None:
         """One loop with every exception classified here, so none escapes the loop."""
@@ -210,6 +298,7 @@ class Bot:
     def run_once(self) -> None:
         """One iteration in fixed phases (reconciliation first, until it has succeeded once)."""
         now = self.now()
+        self._take_control()
         if not self._reconciled:
             try:
                 self._reconcile(now)
@@ -709,6 +798,12 @@ class Bot:
 # Wiring and CLI
 
 
+def venue_identity(venue) -> tuple[str | None, str | None]:
+    """("paper", None) or ("live", the wallet that holds the funds): where positions opened now live."""
+    kind = getattr(venue, "name", None)
+    return kind, (getattr(venue, "funder", None) if kind == "live" else None)
+
+
 def build_venue(config: BotConfig) -> Venue:
     """Dry-run: the paper venue over read-only market data. Live: the CLOB with the env's credentials."""
     from bot.venue.live import LiveVenue
@@ -751,18 +846,58 @@ def sim_config(config: BotConfig, clob_url: str, gamma_url: str, state_dir: Path
     return BotConfig.model_validate(data)
 
 
+#: Written into --sim-dir by a --sim run: only a folder holding it is cleared, and only of the bot's own files.
+SIM_MARKER = ".main_bot-sim-run"
+#: Files a --sim run writes: positions.json and its .prev/.lock/.tmp/.control/.paper.json, and the log.
+SIM_FILE_PREFIXES = ("positions.json", "bot.log")
+
+
+def prepare_sim_dir(state_dir: Path) -> PositionStore:
+    """The --sim state folder, locked for this run and cleared of the previous run's files (a new throwaway
+    wallet each run: old sim positions mean nothing). Nothing else is ever deleted: a non-empty folder that
+    no --sim run created is refused."""
+    where = f"--sim-dir {state_dir}"
+    if state_dir.exists() and not state_dir.is_dir():
+        raise StateFileError(f"{where}: is a file, not a folder")
+    marker = state_dir / SIM_MARKER
+    if state_dir.exists() and not marker.exists():
+        found = sorted(p.name for p in state_dir.iterdir())
+        if found:
+            raise StateFileError(f"{where}: refusing to use a folder that no --sim run created (it holds "
+                                 f"{', '.join(found[:5])}{', ...' if len(found) > 5 else ''}); give a new or "
+                                 "empty folder with --sim-dir")
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text("Written by `python main_bot.py --sim`: the next --sim run on this folder removes the "
+                          f"files it wrote ({', '.join(p + '*' for p in SIM_FILE_PREFIXES)}) and nothing else.\n")
+    except OSError as exc:
+        raise StateFileError(f"{where}: cannot be written ({exc.strerror or exc})") from None
+    store = PositionStore(state_dir / "positions.json")
+    store.acquire_lock()   # another --sim run on this folder refuses, naming its pid
+    try:
+        for path in state_dir.iterdir():
+            if path.name.startswith(SIM_FILE_PREFIXES) and path != store.lock_path and path.is_file():
+                path.unlink()
+    except OSError as exc:
+        raise StateFileError(f"{where}: the previous run's files cannot be removed ({exc.strerror or exc})") from None
+    return store
+
+
 def run_sim(args, config: BotConfig) -> int:
     """Start the embedded simulated exchange, fund a throwaway wallet, and trade on it for real."""
-    import shutil
+    state_dir = Path(args.sim_dir)
+    store = prepare_sim_dir(state_dir)
+    try:
+        return _run_sim(args, config, state_dir, store)
+    finally:
+        store.release_lock()
 
+
+def _run_sim(args, config: BotConfig, state_dir: Path, store: PositionStore) -> int:
     from bot.sim import SimExchange
     from bot.venue.live import LiveVenue
     from bot.venue.paper import PaperVenue
 
-    state_dir = Path(args.sim_dir)
-    if state_dir.exists():
-        shutil.rmtree(state_dir)  # a new throwaway wallet each run: old sim positions mean nothing
-    state_dir.mkdir(parents=True)
     with SimExchange(markets=args.sim_markets, seed=args.seed, default_volatility=Decimal("0.008")) as sim:
         cfg = sim_config(config, sim.clob_url, sim.gamma_url, state_dir)
         get_logger(cfg)
@@ -778,17 +913,29 @@ def run_sim(args, config: BotConfig) -> int:
         else:
             venue = LiveVenue(sim.clob_url, private_key=wallet["private_key"], funder=wallet["address"],
                               signature_type=wallet["signature_type"])
-        bot = Bot(cfg, venue, MarketScanner(sim.gamma_url, cfg.strategy), PositionStore(cfg.bot.positions_file))
+        bot = Bot(cfg, venue, MarketScanner(sim.gamma_url, cfg.strategy), store)
         _install_signal_handlers(bot)
         code = bot.run(loops=args.loops)
         print_status(bot.state, as_json=False)
         return code
 
 
+class Interrupted(BaseException):
+    """A second Ctrl-C (or SIGTERM): stop at once, without finishing the step. A BaseException, so that no
+    ``except Exception`` on the way takes it for an error to recover from."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = 128 + signum
+
+
 def _install_signal_handlers(bot: Bot) -> None:
     def handler(signum, _frame):
-        log.info("Signal %s: finishing this step, saving, exiting", signal.Signals(signum).name)
-        bot.stop_requested = True
+        name = signal.Signals(signum).name
+        if bot.stop_requested:
+            raise Interrupted(signum)
+        log.info("Signal %s: finishing this step, saving, exiting (again to exit at once)", name)
+        bot.request_stop()
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
@@ -859,12 +1006,55 @@ def run_report(state: BotState, args) -> int:
                   file=sys.stderr)
             return 2
         since = since if since.tzinfo else since.replace(tzinfo=timezone.utc)
+    if args.plot:
+        plot = Path(args.plot)
+        if plot.suffix.lower() != ".png":
+            print(f"error: --plot {args.plot}: the plot is a PNG image: give a file name ending in .png",
+                  file=sys.stderr)
+            return 2
+        if not plot.parent.is_dir():
+            print(f"error: --plot {args.plot}: folder {plot.parent} does not exist", file=sys.stderr)
+            return 2
     result = ab.build_report(state, since)
     print(json.dumps(result, indent=2) if args.json else ab.format_text(result))
     if args.plot:
-        ab.plot(state, args.plot, since)
+        try:
+            ab.plot(state, args.plot, since)
+        except OSError as exc:
+            print(f"error: --plot {args.plot}: cannot be written ({exc.strerror or exc})", file=sys.stderr)
+            return 2
         if not args.json:
             print(f"plot written to {args.plot}")
+    return 0
+
+
+def hand_to_running_bot(store: PositionStore, command: dict) -> str | None:
+    """A command for the state at ``store``: when a bot runs on it (it holds the lock) the command is left
+    for it (it applies it within one loop) and its pid is returned; else None, and the caller holds the lock."""
+    try:
+        store.acquire_lock()
+    except LockHeld as held:
+        store.send_control(command)
+        return held.pid
+    return None
+
+
+def run_resume(store: PositionStore) -> int:
+    """python main_bot.py resume: the running bot picks it up within one loop; else the file is edited."""
+    if not store.path.exists() and not store.lock_path.exists():
+        print(f"nothing to resume: {store.path} does not exist")
+        return 0
+    pid = hand_to_running_bot(store, {"command": "resume"})
+    if pid is not None:
+        print(f"resume sent to the running bot (pid {pid}): it allows new trades again within one loop")
+        return 0
+    try:
+        state = store.load()
+        state.resume()
+        store.save(state)
+    finally:
+        store.release_lock()
+    print("resumed: new trades allowed again")
     return 0
 
 
@@ -884,8 +1074,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--yes", action="store_true", help="--live-once: do not ask for confirmation")
     parser.add_argument("--to", default="monitor", choices=["monitor"], help="convert: the target exit mode")
     parser.add_argument("--id", default=None, help="convert: only this position")
-    parser.add_argument("--sim", action="store_true", help="trade on the embedded simulated exchange")
-    parser.add_argument("--dry-run", action="store_true", help="with --sim: paper orders instead of signed ones")
+    parser.add_argument("--sim", action="store_true", help="trade on the embedded simulated exchange (with status, "
+                        "report, resume, convert: act on the --sim run's state in --sim-dir)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="paper orders (overrides bot.dry_run; with --sim: paper orders on the simulated market)")
     parser.add_argument("--seed", type=int, default=7, help="with --sim: the simulated market's seed")
     parser.add_argument("--sim-markets", type=int, default=8, help="with --sim: how many markets")
     parser.add_argument("--sim-dir", default="sim_state", help="with --sim: where the run's state goes")
@@ -899,6 +1091,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         config = load_bot_config(args.config)
+        if args.dry_run:
+            config.bot.dry_run = True   # --dry-run means paper orders wherever it is given
+        if not args.sim:
+            check_state_paths(config)
         state_path = Path(args.sim_dir) / "positions.json" if args.sim else Path(config.bot.positions_file)
         if args.command == "status":
             print_status(PositionStore(state_path).load(), args.json)
@@ -911,33 +1107,52 @@ def main(argv: list[str] | None = None) -> int:
             print(as_json(checks) if args.json else format_checks(checks))
             return 0 if doctor.ok else 1
         if args.command == "resume":
-            store = PositionStore(config.bot.positions_file)
-            state = store.load()
-            state.resume()
-            store.save(state)
-            print("resumed: new trades allowed again")
-            return 0
+            return run_resume(PositionStore(state_path))
+        store = PositionStore(state_path)
+        if args.command == "convert":
+            no_sim = StateFileError(f"{state_path}: no --sim run is running: the simulated exchange and its orders "
+                                    "exist only while `main_bot.py --sim` runs (the next run starts afresh); run "
+                                    "`convert --sim` while it runs")
+            if args.sim and not store.lock_path.exists():
+                raise no_sim
+            pid = hand_to_running_bot(store, {"command": "convert", "to": args.to, "id": args.id})
+            if pid is not None:
+                print(f"convert sent to the running bot (pid {pid}): it converts within one loop and logs what it did")
+                return 0
+            if args.sim:   # never starts trading
+                store.release_lock()
+                raise no_sim
         if args.sim:
             return run_sim(args, config)
         if args.live_once and not confirm_live_once(args, config):
             return 1
         get_logger(config)
-        store = PositionStore(config.bot.positions_file)
-        store.acquire_lock()
-        venue = build_venue(config)
-        bot = Bot(config, venue, MarketScanner(config.api.gamma_host, config.strategy), store, once=args.live_once)
-        if args.command == "convert":
-            for line in bot.convert_to_monitor(args.id):
-                print(line)
-            return 0
-        _install_signal_handlers(bot)
-        return bot.run(loops=args.loops)
+        if args.command != "convert":   # convert holds it already
+            store.acquire_lock()
+        try:
+            venue = build_venue(config)
+            bot = Bot(config, venue, MarketScanner(config.api.gamma_host, config.strategy), store, once=args.live_once)
+            if args.command == "convert":
+                for line in bot.convert_to_monitor(args.id):
+                    print(line)
+                return 0
+            _install_signal_handlers(bot)
+            return bot.run(loops=args.loops)
+        finally:
+            store.release_lock()
     except (ConfigError, StateFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BotError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except Interrupted as exc:
+        print(f"error: {exc} twice: stopped at once, without finishing the step (the state file holds the last "
+              "saved step; the next start reconciles it with the venue)", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -192,6 +192,9 @@ def require_live_secrets(secrets: Secrets) -> None:
         problems.append("POLY_PRIVATE_KEY is not set")
     elif not _KEY_RE.match(secrets.private_key.get_secret_value()):
         problems.append("POLY_PRIVATE_KEY is not a 64-hex-digit private key (value not shown)")
+    elif not _valid_private_key(secrets.private_key.get_secret_value()):
+        problems.append("POLY_PRIVATE_KEY is not a valid private key (it must be between 1 and the secp256k1 "
+                        "curve order; value not shown)")
     if secrets.funder_address and not _ADDR_RE.match(secrets.funder_address):
         problems.append(f"POLY_FUNDER_ADDRESS is not an address (0x + 40 hex digits): {secrets.funder_address!r}")
     api = {"POLY_API_KEY": secrets.api_key, "POLY_API_SECRET": secrets.api_secret,
@@ -201,9 +204,55 @@ def require_live_secrets(secrets: Secrets) -> None:
         missing = [name for name in api if name not in given]
         problems.append(f"API credentials are partial: {', '.join(missing)} missing (set all three, or none "
                         "to derive them from the key)")
+    if secrets.api_secret is not None and not _valid_api_secret(secrets.api_secret.get_secret_value()):
+        problems.append("POLY_API_SECRET is not base64 as the venue issues it (every request would be signed "
+                        "with it and refused; value not shown): copy it again, or unset all three POLY_API_* to "
+                        "derive them from the key")
     if problems:
         raise ConfigError("live trading (bot.dry_run false) needs credentials in the environment or .env: "
                           + "; ".join(problems))
+
+
+def _valid_private_key(key: str) -> bool:
+    """A 64-hex string is a key only between 1 and the curve order (all zeros is not)."""
+    from eth_account import Account
+
+    try:
+        Account.from_key(key)
+    except Exception:  # noqa: BLE001 - any refusal means "not a key"; its text is never shown
+        return False
+    return True
+
+
+def _valid_api_secret(secret: str) -> bool:
+    """The SDK signs every request with urlsafe_b64decode(secret), which skips stray characters: accept only
+    the base64 alphabet (URL-safe or not, padded) that decodes to something."""
+    import base64
+    import binascii
+
+    if not re.fullmatch(r"[A-Za-z0-9_\-+/]+={0,2}", secret):
+        return False
+    try:
+        return len(base64.urlsafe_b64decode(secret)) > 0
+    except (binascii.Error, ValueError):
+        return False
+
+
+def check_state_paths(config: BotConfig) -> None:
+    """ConfigError naming the field when bot.positions_file or bot.log_file cannot be a file: it is a folder,
+    or a folder on its path is a file."""
+    src = config.source_path or "config"
+    for field, value in (("bot.positions_file", config.bot.positions_file), ("bot.log_file", config.bot.log_file)):
+        if not value:
+            continue
+        path = Path(value)
+        if path.is_dir():
+            raise ConfigError(f"{src}: {field}: {value} is a folder, not a file")
+        for parent in path.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise ConfigError(f"{src}: {field}: {value}: {parent} is a file, not a folder")
+                break
 
 
 def check_trade_size(config: BotConfig, min_order_size: Decimal = Decimal(5), price: Decimal | None = None) -> list[str]:

@@ -54,8 +54,15 @@ def get_logger(config=None, name: str = "bot") -> logging.Logger:
     logger.addHandler(console)
     log_file = config.bot.log_file if config is not None else None
     if log_file:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(log_file, encoding="utf-8")
+        try:
+            Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+            fh = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as exc:
+            from bot.errors import ConfigError
+
+            src = getattr(config, "source_path", "") or "config"
+            raise ConfigError(f"{src}: bot.log_file: {log_file} cannot be opened for writing "
+                              f"({exc.strerror or exc})") from None
         fh.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         fh._bot_handler = True
         logger.addHandler(fh)

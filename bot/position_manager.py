@@ -116,6 +116,11 @@ class Position(BaseModel):
     attention_reason: str | None = None
     pending: dict | None = None
     metrics: dict = Field(default_factory=dict)
+    # Where the position lives: "paper" (dry-run orders) or "live", and for live the wallet (funder address)
+    # that holds its shares. Positions from files older than this field have None: the bot treats them as
+    # living on the venue the current config uses and records that at its first save (Bot.save).
+    venue: str | None = None
+    wallet: str | None = None
 
     @field_serializer("shares", "entry_price", "entry_cost", "entry_shares", "tp_price", "sl_price", "tick_size",
                       "min_order_size", "tp_filled_shares", "sold_shares", "exit_proceeds", "exit_price",
@@ -165,6 +170,11 @@ class Position(BaseModel):
             value = getattr(pos, attr)
             if value is not None and value.tzinfo is None:
                 setattr(pos, attr, value.replace(tzinfo=timezone.utc))
+        problem = _implausible(pos)
+        if problem is not None:
+            field, reason, value = problem
+            raise StateFileError(f"{where} (id {pos.id}): {field}: {reason} (got {value!r}); fix or remove "
+                                 "this position by hand")
         return pos
 
     @property
@@ -174,6 +184,38 @@ class Position(BaseModel):
     def age_hours(self, now: datetime) -> float:
         """Real elapsed hours since opening (total seconds, not timedelta.hours, which ignores days)."""
         return (now - self.opened_at).total_seconds() / 3600
+
+
+#: No position of this bot holds more shares or dollars than this: a larger number in a file is a typo.
+MAX_AMOUNT = Decimal(10) ** 9
+_AMOUNTS = ("shares", "entry_shares", "entry_cost", "tp_filled_shares", "sold_shares", "exit_proceeds",
+            "min_order_size")
+
+
+def _implausible(pos: Position) -> tuple[str, str, str] | None:
+    """(field, reason, value) of the first value a hand-edited or damaged file cannot mean, else None.
+    Checked on load only: a negative share count would be "sold" at a fake profit, a price outside (0, 1)
+    or a TP at or below the SL would trade at once."""
+    for name in _AMOUNTS:
+        v = getattr(pos, name)
+        if not v.is_finite() or v < 0:
+            return name, "must be a number >= 0", format(v, "f")
+        if v > MAX_AMOUNT:
+            return name, f"absurdly large (more than {MAX_AMOUNT:,})", format(v, "f")
+    if not pos.tick_size.is_finite() or not 0 < pos.tick_size < 1:
+        return "tick_size", "must be between 0 and 1", format(pos.tick_size, "f")
+    ep = pos.entry_price
+    if not ep.is_finite() or not (0 < ep < 1 or (ep == 0 and pos.entry_shares == 0 and pos.shares == 0)):
+        return "entry_price", "must be between 0 and 1 (exclusive)", format(ep, "f")
+    for name in ("tp_price", "sl_price"):
+        v = getattr(pos, name)
+        if v is not None and (not v.is_finite() or not 0 < v < 1):
+            return name, "must be between 0 and 1 (exclusive)", format(v, "f")
+    if pos.exit_price is not None and (not pos.exit_price.is_finite() or not 0 <= pos.exit_price <= 1):
+        return "exit_price", "must be between 0 and 1", format(pos.exit_price, "f")
+    if pos.tp_price is not None and pos.sl_price is not None and pos.tp_price <= pos.sl_price:
+        return "tp_price", f"must be above sl_price {format(pos.sl_price, 'f')}", format(pos.tp_price, "f")
+    return None
 
 
 def transition(pos: Position, new: PositionState, now: datetime, *, reason: CloseReason | None = None,
@@ -251,7 +293,9 @@ class BotState(BaseModel):
             "blacklist": {cid: until.isoformat() for cid, until in self.blacklist.items()},
             "paused": self.paused,
             "pause_reason": self.pause_reason,
-            "counters": self.counters,
+            # A copy, not the live dict: PositionStore.save compares this snapshot with the last one written,
+            # and a shared reference would compare the counters with themselves (never written on their own).
+            "counters": json.loads(json.dumps(self.counters)),
         }
 
 
@@ -262,6 +306,14 @@ def _render(data: dict) -> str:
     lines = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in head.items())
     positions = ",\n".join(f"    {json.dumps(p)}" for p in data["positions"])
     return "{\n" + lines + ',\n  "positions": [\n' + positions + ("\n" if positions else "") + "  ]\n}\n"
+
+
+class LockHeld(StateFileError):
+    """Another process (``pid``) holds the state file's lock: a bot is running on it."""
+
+    def __init__(self, message: str, pid: str):
+        super().__init__(message)
+        self.pid = pid
 
 
 class PositionStore:
@@ -321,48 +373,126 @@ class PositionStore:
             raise StateFileError(f"{self.path}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
 
     def save(self, state: BotState) -> None:
-        """Atomic write: temp file + fsync, previous version kept as .prev, rename, fsync the folder."""
+        """Atomic write: temp file + fsync, previous version kept as .prev, rename, fsync the folder.
+        A file that cannot be written is a StateFileError naming it; the last good version stays in place
+        and no half-written temp file is left behind."""
         if self._load_failed:
             raise StateFileError(f"{self.path}: refusing to overwrite a file that failed to load")
         data = state.to_dict()
         if data == self._last_saved and self.path.exists():
             return  # nothing changed since the last write: spare the disk (the loop saves every iteration)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         payload = _render(data)
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if self.path.exists():
-            shutil.copyfile(self.path, self.prev_path)
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if self.path.exists():
+                shutil.copyfile(self.path, self.prev_path)
+            os.replace(tmp, self.path)
+            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            _unlink_quietly(tmp)
+            raise StateFileError(f"{self.path}: cannot be written ({exc.strerror or exc}); the last saved version "
+                                 "is unchanged. Make the file and its folder writable, then start the bot again") \
+                from None
+        except BaseException:
+            _unlink_quietly(tmp)   # interrupted (a second Ctrl-C): the state file itself was not touched
+            raise
         self._last_saved = data
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    @property
+    def control_path(self) -> Path:
+        """Commands for the bot that holds the lock (``resume``, ``convert``), picked up once per loop."""
+        return self.path.with_name(self.path.name + ".control")
 
     def acquire_lock(self) -> None:
         """Hold <path>.lock exclusively for the process lifetime: two bots on one file refuse to run."""
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        lock_path = self.lock_path
+        try:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StateFileError(f"{lock_path}: cannot be created ({exc.strerror or exc}); check that "
+                                 f"{self.path.parent} is a writable folder") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise StateFileError(f"{self.path} is in use by another bot (pid {holder})") from None
+                raise LockHeld(f"{self.path} is in use by another bot (pid {holder})", holder) from None
             raise StateFileError(f"{lock_path}: cannot lock ({exc})") from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
+        # The bot saves before every order it sends: find out now, before any, that it can.
+        probe = self.path.with_name(self.path.name + ".tmp")
+        try:
+            with open(probe, "w", encoding="utf-8"):
+                pass
+            probe.unlink()
+        except OSError as exc:
+            self.release_lock()
+            raise StateFileError(f"{self.path}: cannot be written ({exc.strerror or exc}); make the file and its "
+                                 "folder writable") from None
 
     def release_lock(self) -> None:
         if self._lock_fd is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
             self._lock_fd = None
+
+    # -- commands to a running bot ----------------------------------------------------------------
+
+    def send_control(self, command: dict) -> None:
+        """Leave ``command`` for the bot holding the lock (written atomically; a newer command of the
+        same kind replaces an older one that was not picked up yet)."""
+        commands = [c for c in self._read_control(self.control_path) if c.get("command") != command.get("command")]
+        tmp = self.control_path.with_name(self.control_path.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps({"commands": [*commands, command]}), encoding="utf-8")
+            os.replace(tmp, self.control_path)
+        except OSError as exc:
+            _unlink_quietly(tmp)
+            raise StateFileError(f"{self.control_path}: cannot be written ({exc.strerror or exc})") from None
+
+    def take_control(self) -> list[dict]:
+        """Commands left by ``send_control`` since the last call (each is returned once). One stat per
+        call when there are none."""
+        taken = self.control_path.with_name(self.control_path.name + ".taken")
+        try:
+            os.replace(self.control_path, taken)   # a command sent from now on lands in a new file
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StateFileError(f"{self.control_path}: cannot be read ({exc.strerror or exc})") from None
+        commands = self._read_control(taken)
+        _unlink_quietly(taken)
+        return commands
+
+    @staticmethod
+    def _read_control(path: Path) -> list[dict]:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        commands = data.get("commands") if isinstance(data, dict) else None
+        return [c for c in commands if isinstance(c, dict)] if isinstance(commands, list) else []
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass

@@ -84,3 +84,39 @@ def test_live_secrets_are_named_and_never_shown():
     with pytest.raises(ConfigError, match="POLY_API_SECRET, POLY_API_PASSPHRASE missing"):
         require_live_secrets(load_secrets({"POLY_PRIVATE_KEY": KEY, "POLY_API_KEY": "k"}))
     require_live_secrets(load_secrets({"POLY_PRIVATE_KEY": "0x" + KEY}))
+
+
+# -- issue 10, rule 11: credentials that cannot work are a config error at start, never shown -------------
+
+def test_a_key_that_is_64_hex_but_not_a_key_is_refused():
+    for bad in ("0" * 64, "0x" + "f" * 64):   # zero, and above the curve order
+        with pytest.raises(ConfigError) as err:
+            require_live_secrets(load_secrets({"POLY_PRIVATE_KEY": bad}))
+        assert "POLY_PRIVATE_KEY is not a valid private key" in str(err.value)
+        assert bad.removeprefix("0x") not in str(err.value)
+
+
+def test_an_api_secret_that_is_not_base64_is_refused_at_start():
+    # The SDK would sign every request with it and fail: a "malformed venue response" every loop, never a pause.
+    bad = "not base64 at all!"
+    with pytest.raises(ConfigError) as err:
+        require_live_secrets(load_secrets({"POLY_PRIVATE_KEY": KEY, "POLY_API_KEY": "k", "POLY_API_SECRET": bad,
+                                           "POLY_API_PASSPHRASE": "p"}))
+    assert "POLY_API_SECRET is not base64" in str(err.value) and bad not in str(err.value)
+    require_live_secrets(load_secrets({"POLY_PRIVATE_KEY": KEY, "POLY_API_KEY": "k", "POLY_API_PASSPHRASE": "p",
+                                       "POLY_API_SECRET": "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI="}))
+
+
+def test_state_and_log_paths_that_cannot_be_files_name_the_field(tmp_path):
+    from bot.config import check_state_paths
+
+    (tmp_path / "afile").write_text("x")
+    cfg = write(tmp_path, {"bot": {"positions_file": str(tmp_path / "afile" / "positions.json")}})
+    with pytest.raises(ConfigError, match=r"config.json: bot.positions_file: .*afile is a file, not a folder"):
+        check_state_paths(load_bot_config(cfg))
+    cfg = write(tmp_path, {"bot": {"positions_file": str(tmp_path / "p.json"), "log_file": str(tmp_path)}})
+    with pytest.raises(ConfigError, match=r"config.json: bot.log_file: .* is a folder, not a file"):
+        check_state_paths(load_bot_config(cfg))
+    cfg = write(tmp_path, {"bot": {"positions_file": str(tmp_path / "new" / "p.json"),
+                                   "log_file": str(tmp_path / "logs" / "bot.log")}})
+    check_state_paths(load_bot_config(cfg))   # folders that do not exist yet are created later

@@ -31,3 +31,15 @@ def test_get_logger_is_idempotent(tmp_path):
     b = get_logger(cfg, name="bot.test_idem")
     assert a is b and len(b.handlers) == 1
     assert logging.getLogger("py_clob_client_v2").level == logging.CRITICAL
+
+
+def test_a_log_file_that_cannot_be_opened_is_a_config_error(tmp_path):
+    import pytest
+
+    from bot.errors import ConfigError
+
+    (tmp_path / "afile").write_text("x")
+    cfg = default_config()
+    cfg.bot.log_file = str(tmp_path / "afile" / "bot.log")
+    with pytest.raises(ConfigError, match=r"bot.log_file: .*afile/bot.log cannot be opened for writing"):
+        get_logger(cfg, name="bot.test_bad_log")

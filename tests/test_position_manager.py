@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -167,3 +168,112 @@ def test_two_bots_on_one_file_refuse(tmp_path):
     a.release_lock()
     b.acquire_lock()
     b.release_lock()
+
+
+# -- issue 10, rule 11: hand-edited positions are validated on load -------------------------------------
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("shares", "-19.6", ">= 0"),
+    ("shares", "1e12", "absurdly large"),
+    ("entry_cost", "-1", ">= 0"),
+    ("entry_price", "1.5", "between 0 and 1"),
+    ("entry_price", "0", "between 0 and 1"),
+    ("tp_price", "1", "between 0 and 1"),
+    ("sl_price", "0", "between 0 and 1"),
+    ("tp_price", "0.40", "must be above sl_price 0.45"),
+])
+def test_implausible_positions_are_refused_with_id_and_field(tmp_path, field, value, reason):
+    # Negative shares used to load and be "sold" at a fake +$9.99 profit; a TP below the SL traded at once.
+    good = pos(id="p7").to_dict()
+    path = tmp_path / "positions.json"
+    text = json.dumps({"schema_version": 2, "positions": [good, {**good, "id": "bad1", field: value}]})
+    path.write_text(text)
+    with pytest.raises(StateFileError) as err:
+        PositionStore(path).load()
+    msg = str(err.value)
+    assert "positions[1] (id bad1)" in msg and f"{field}: " in msg and reason in msg and "left untouched" in msg
+    assert path.read_text() == text
+
+
+def test_a_closed_unfilled_entry_and_a_resolved_position_load():
+    unfilled = pos(status=PositionState.CLOSED, close_reason=CloseReason.ENTRY_UNFILLED, shares=D(0),
+                   entry_shares=D(0), entry_price=D(0), entry_cost=D(0), tp_price=None, sl_price=None)
+    Position.from_dict(unfilled.to_dict())
+    resolved = pos(status=PositionState.CLOSED, close_reason=CloseReason.MARKET_RESOLVED, shares=D(0),
+                   sold_shares=D("19.6"), exit_price=D(0))
+    Position.from_dict(resolved.to_dict())
+
+
+# -- issue 10, rule 11: a state file that cannot be written ---------------------------------------------
+
+def test_a_state_file_that_cannot_be_written_is_an_error_and_keeps_the_last_version(tmp_path):
+    path = tmp_path / "positions.json"
+    store = PositionStore(path)
+    state = BotState()
+    state.add(pos())
+    store.save(state)
+    before = path.read_text()
+    (tmp_path / "positions.json.tmp").mkdir()   # the write cannot happen (as with a read-only disk)
+    state.pause("changed")
+    with pytest.raises(StateFileError, match=r"positions.json: cannot be written .*last saved version is unchanged"):
+        store.save(state)
+    assert path.read_text() == before
+
+
+def test_a_state_file_under_a_file_is_an_error_not_a_traceback(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    store = PositionStore(tmp_path / "afile" / "positions.json")
+    with pytest.raises(StateFileError, match="cannot be created"):
+        store.acquire_lock()
+    with pytest.raises(StateFileError, match="cannot be written"):
+        store.save(BotState())
+
+
+# -- issue 10, rule 7: counters are saved on their own; commands reach the running bot ------------------
+
+def test_counters_alone_are_written(tmp_path):
+    path = tmp_path / "positions.json"
+    store = PositionStore(path)
+    state = BotState()
+    store.save(state)
+    state.counters["run_seconds"] = 60.0
+    state.counters.setdefault("api_calls_by_hour", {}).setdefault("2026-11-24T10:00", {})["shared"] = {"GET /x": 3}
+    store.save(state)
+    saved = json.loads(path.read_text())["counters"]
+    assert saved["run_seconds"] == 60.0 and saved["api_calls_by_hour"]["2026-11-24T10:00"]["shared"] == {"GET /x": 3}
+    state.counters["run_seconds"] = 120.0   # a change inside the same dict is a change too
+    store.save(state)
+    assert json.loads(path.read_text())["counters"]["run_seconds"] == 120.0
+
+
+def test_control_commands_are_taken_once(tmp_path):
+    store = PositionStore(tmp_path / "positions.json")
+    assert store.take_control() == []
+    store.send_control({"command": "resume"})
+    store.send_control({"command": "convert", "id": "a"})
+    store.send_control({"command": "resume"})   # the same command twice is one
+    assert sorted(c["command"] for c in store.take_control()) == ["convert", "resume"]
+    assert store.take_control() == []
+    assert not store.control_path.exists()
+
+
+def test_lock_refusal_names_the_pid(tmp_path):
+    from bot.position_manager import LockHeld
+
+    a = PositionStore(tmp_path / "positions.json")
+    a.acquire_lock()
+    with pytest.raises(LockHeld) as held:
+        PositionStore(tmp_path / "positions.json").acquire_lock()
+    assert held.value.pid == str(os.getpid())
+    a.release_lock()
+
+
+def test_a_state_file_that_cannot_be_written_is_found_before_any_order(tmp_path):
+    (tmp_path / "positions.json.tmp").mkdir()   # as with a read-only folder (the tests may run as root)
+    store = PositionStore(tmp_path / "positions.json")
+    with pytest.raises(StateFileError, match="positions.json: cannot be written"):
+        store.acquire_lock()
+    (tmp_path / "positions.json.tmp").rmdir()
+    other = PositionStore(tmp_path / "positions.json")
+    other.acquire_lock()   # the refused store let go of the lock
+    other.release_lock()

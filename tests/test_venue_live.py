@@ -180,3 +180,53 @@ def test_self_imposed_rate_limit(venue_with):
     for _ in range(30):   # bursts of one second's worth (20), then spaced at 20 per second
         venue.get_books([TOKEN])
     assert 0.45 <= clock.time() - start <= 0.6
+
+
+# -- issue 10, rule 14: a transient error at start-up is retried, not fatal ------------------------------
+
+def _deriving_venue(monkeypatch, answers):
+    """A LiveVenue built without API credentials (it derives them at start) against scripted answers."""
+    script = Script(answers)
+    monkeypatch.setattr(live, "install_http_client", lambda timeout_s: setattr(
+        sdk_http, "_http_client", httpx.Client(transport=httpx.MockTransport(script),
+                                               event_hooks={"request": [live._count_request]})))
+    clock = SimulatedClock()
+    key = "0x" + Account.create().key.hex().removeprefix("0x")
+    return lambda: LiveVenue("http://venue.test", private_key=key, clock=clock, seed=1), script, clock
+
+
+CREDS = {"apiKey": "k", "secret": "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=", "passphrase": "p"}
+
+
+@pytest.mark.parametrize("status, text", [(503, "trading is currently cancel-only"), (429, "Too Many Requests"),
+                                          (425, "Too Early")])
+def test_deriving_the_api_key_is_retried_when_the_venue_is_busy(monkeypatch, status, text):
+    busy = {"n": 0}
+
+    def derive(_request):
+        busy["n"] += 1
+        return (status, {"error": text}) if busy["n"] <= 5 else CREDS
+
+    make, script, clock = _deriving_venue(monkeypatch, {"POST /auth/api-key": (status, {"error": text}),
+                                                        "GET /auth/derive-api-key": derive})
+    started = clock.time()
+    venue = make()
+    assert venue._client.creds.api_key == "k"
+    assert busy["n"] == 6 and clock.time() > started   # waited (simulated time) between attempts
+
+
+def test_a_definite_refusal_of_the_key_stops_at_once(monkeypatch):
+    make, script, clock = _deriving_venue(monkeypatch, {"POST /auth/api-key": (401, {"error": "Unauthorized"}),
+                                                        "GET /auth/derive-api-key": (401, {"error": "Unauthorized"})})
+    with pytest.raises(OrderRejected, match="refused to create or derive API credentials"):
+        make()
+    assert script.calls.count("GET /auth/derive-api-key") == 1
+
+
+def test_a_venue_busy_for_long_at_start_up_is_reported_not_waited_on_forever(monkeypatch):
+    make, script, clock = _deriving_venue(monkeypatch, {"POST /auth/api-key": (503, {"error": "cancel-only"}),
+                                                        "GET /auth/derive-api-key": (503, {"error": "cancel-only"})})
+    started = clock.time()
+    with pytest.raises(TemporaryVenueError, match="still refused after"):
+        make()
+    assert clock.time() - started >= live.STARTUP_RETRY_S

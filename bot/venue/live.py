@@ -57,6 +57,8 @@ BACKOFF_BASE_S = 0.25
 BACKOFF_CAP_S = 5.0
 #: 425 (engine restart, ~90 s) and 503 (cancel-only) are windows to wait out, not blips to hammer.
 WINDOW_STATUSES = {425, 503}
+#: Start-up calls keep retrying temporary refusals this long (an engine restart answers 425 for about 90 s).
+STARTUP_RETRY_S = 180.0
 
 T = TypeVar("T")
 
@@ -141,8 +143,29 @@ class LiveVenue:
             if api_creds:
                 creds = ApiCreds(api_key=api_creds[0], api_secret=api_creds[1], api_passphrase=api_creds[2])
             else:
-                creds = self._call("POST /auth/api-key", self._client.create_or_derive_api_key)
+                creds = self._call_at_startup("POST /auth/api-key", self._client.create_or_derive_api_key)
             self._client.set_api_creds(creds)
+
+    def _call_at_startup(self, endpoint: str, fn: Callable[[], T]) -> T:
+        """A start-up call (deriving the API key): temporary refusals (429, 425 engine restart, 503
+        cancel-only, 5xx, transport errors) are retried with the reads' backoff for up to STARTUP_RETRY_S,
+        so a venue that is busy for a while does not stop the bot; a definite refusal (a bad key) does."""
+        deadline = self.clock.time() + STARTUP_RETRY_S
+        while True:
+            try:
+                return self._call(endpoint, fn, read=True)
+            except TemporaryVenueError as exc:
+                if self.clock.time() >= deadline:
+                    raise TemporaryVenueError(f"{exc.message}; still refused after {STARTUP_RETRY_S:.0f} s of "
+                                              "retries at start-up: try again later",
+                                              endpoint=exc.endpoint, status=exc.status) from None
+                log.warning("Venue busy at start-up (%s): retrying in %.0f s", exc, BACKOFF_CAP_S)
+                self.retries += 1
+                self.clock.sleep(BACKOFF_CAP_S)
+            except OrderRejected as exc:
+                raise OrderRejected(f"the venue refused to create or derive API credentials for this key: "
+                                    f"{exc.message} (check POLY_PRIVATE_KEY, POLY_FUNDER_ADDRESS and "
+                                    "api.signature_type)", endpoint=exc.endpoint, status=exc.status) from None
 
     # -- plumbing ---------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ SIGTERM finishes the step and saves."""
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 import signal
 import subprocess
 import sys
@@ -117,3 +118,133 @@ def test_live_run_never_writes_a_secret(tmp_path):
     for text in written:
         for needle in needles:
             assert needle not in text
+
+
+# -- issue 10: flags never surprise, bad input is one error line (in-process: main_bot.main) -------------
+
+import os  # noqa: E402
+
+import pytest  # noqa: E402
+
+import main_bot  # noqa: E402
+from bot.position_manager import BotState, Position, PositionStore  # noqa: E402
+
+SECRET_ENV = ("POLY_PRIVATE_KEY", "POLY_FUNDER_ADDRESS", "POLY_API_KEY", "POLY_API_SECRET", "POLY_API_PASSPHRASE")
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    """main_bot.main in-process, from an empty folder (no .env), without credentials, signals restored."""
+    monkeypatch.chdir(tmp_path)
+    for name in SECRET_ENV:
+        monkeypatch.delenv(name, raising=False)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield main_bot.main
+    for s, h in saved.items():
+        signal.signal(s, h)
+
+
+@pytest.fixture
+def sim3():
+    from bot.sim import SimExchange
+
+    with SimExchange(seed=9, markets=3) as exchange:
+        yield exchange
+
+
+def live_config(tmp_path, sim, **bot):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({
+        "bot": {"dry_run": False, "loop_interval_seconds": 0.05, "positions_file": str(tmp_path / "positions.json"),
+                "log_file": None, **bot},
+        "strategy": {"min_liquidity": 0, "min_hours_to_end": 0, "scan_interval_seconds": 0.05, "max_spread": "0.1"},
+        "api": {"clob_host": sim.clob_url if sim else "http://127.0.0.1:9", "gamma_host":
+                sim.gamma_url if sim else "http://127.0.0.1:9"},
+    }))
+    return str(cfg)
+
+
+def test_dry_run_flag_means_paper_orders_without_sim(tmp_path, cli, capsys, sim3):
+    sim = sim3
+    # Rule 6: `--dry-run` without --sim was ignored and the bot traded live (here: it asked for live keys).
+    cfg = live_config(tmp_path, sim)
+    assert cli(["--config", cfg, "--dry-run", "--loops", "3"]) == 0, capsys.readouterr().err[-2000:]
+    err = capsys.readouterr().err
+    assert "Bot started (paper venue)" in err and "LIVE TRADING" not in err
+    positions = json.loads((tmp_path / "positions.json").read_text())["positions"]
+    assert positions and all(p["venue"] == "paper" and p["wallet"] is None for p in positions)
+    assert sim.request_counts()["by_endpoint"].get("POST /order", 0) == 0
+
+
+def test_a_live_run_refuses_positions_opened_on_paper(tmp_path, cli, capsys, sim3, monkeypatch):
+    sim = sim3
+    # Rule 6: a paper position left in positions.json was managed live (a real sell for shares never bought).
+    wallet = sim.new_wallet(usdc=100)
+    paper = Position(id="paper42", token_id="1", condition_id="0xc", shares=Decimal("19.6"),
+                     entry_shares=Decimal("19.6"), entry_price=Decimal("0.51"), entry_cost=Decimal("9.996"),
+                     tp_price=Decimal("0.57"), sl_price=Decimal("0.45"), venue="paper")
+    state = BotState()
+    state.add(paper)
+    PositionStore(tmp_path / "positions.json").save(state)
+    before = (tmp_path / "positions.json").read_text()
+    monkeypatch.setenv("POLY_PRIVATE_KEY", wallet["private_key"])
+    monkeypatch.setenv("POLY_FUNDER_ADDRESS", wallet["address"])
+    assert cli(["--config", live_config(tmp_path, sim), "--loops", "2"]) == 2
+    err = capsys.readouterr().err
+    line = [x for x in err.splitlines() if x.startswith("error:")]
+    assert len(line) == 1 and "id paper42" in line[0] and "paper orders (dry-run)" in line[0]
+    assert "Traceback" not in err and wallet["private_key"].removeprefix("0x") not in err
+    assert (tmp_path / "positions.json").read_text() == before
+    assert sim.request_counts()["by_endpoint"].get("POST /order", 0) == 0
+
+
+def test_sim_dir_that_no_sim_run_created_is_refused_and_kept(tmp_path, cli, capsys):
+    (tmp_path / "config.json").write_text("{}")
+    # Rule 6: --sim --sim-dir DIR did shutil.rmtree(DIR).
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("years of work")
+    assert cli(["--sim", "--sim-dir", str(mine), "--loops", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --sim-dir {mine}: refusing") and "thesis.txt" in err
+    assert (mine / "thesis.txt").read_text() == "years of work" and sorted(os.listdir(mine)) == ["thesis.txt"]
+
+
+def test_a_sim_run_removes_only_its_own_files_and_sim_subcommands_act_on_its_state(tmp_path, cli, capsys):
+    sim_dir = tmp_path / "simrun"
+    (tmp_path / "config.json").write_text(json.dumps({"bot": {"positions_file": str(tmp_path / "real.json"),
+                                                              "log_file": None}}))
+    assert cli(["--sim", "--sim-dir", str(sim_dir), "--loops", "2", "--seed", "3"]) == 0
+    (sim_dir / "notes.txt").write_text("mine")
+    (sim_dir / "plots").mkdir()
+    assert cli(["--sim", "--sim-dir", str(sim_dir), "--loops", "1", "--seed", "3"]) == 0
+    assert (sim_dir / "notes.txt").read_text() == "mine" and (sim_dir / "plots").is_dir()
+    capsys.readouterr()
+    # resume --sim edits the sim run's state, not bot.positions_file
+    store = PositionStore(sim_dir / "positions.json")
+    state = store.load()
+    state.pause("left paused by the run")
+    store.save(state)
+    assert cli(["resume", "--sim", "--sim-dir", str(sim_dir)]) == 0
+    assert store.load().paused is False and not (tmp_path / "real.json").exists()
+    # convert --sim never starts trading: the simulated exchange of that run is gone
+    before = (sim_dir / "positions.json").read_text()
+    assert cli(["convert", "--sim", "--sim-dir", str(sim_dir), "--loops", "1"]) == 2
+    out, err = capsys.readouterr()
+    assert "no --sim run is running" in err and "Placing BUY" not in err + out and "Loop 1" not in err
+    assert (sim_dir / "positions.json").read_text() == before
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"POLY_PRIVATE_KEY": "0" * 64}, "POLY_PRIVATE_KEY is not a valid private key"),
+    ({"POLY_PRIVATE_KEY": "ab" * 32, "POLY_API_KEY": "k", "POLY_API_SECRET": "not base64 at all!",
+      "POLY_API_PASSPHRASE": "p"}, "POLY_API_SECRET is not base64"),
+])
+def test_credentials_that_cannot_work_are_one_error_line_at_start(tmp_path, cli, capsys, env, expected, monkeypatch):
+    # Rule 11: an all-zero key printed a traceback; a non-base64 secret was a "malformed response" every loop.
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert cli(["--config", live_config(tmp_path, None), "--loops", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and expected in err
+    assert all(v not in err for v in env.values() if len(v) > 2)
