@@ -152,9 +152,9 @@ class ExitProtocol:
 
     def _keep_protecting(self, pos: Position, bid: Decimal | None, now: datetime) -> None:
         """While an exit is held below its floor, the stop-loss and the time exit still apply: crossing
-        the SL, passing the holding time, or a further slippage step below the floor re-anchors the floor
-        at the current bid and retries at once (with a warning and an alert). Nothing is held below its
-        SL without a fresh attempt."""
+        the SL, passing the holding time (once), or a further slippage step below the floor re-anchors the
+        floor at the current bid and retries at once (with a warning and an alert). Nothing is held below
+        its SL without a fresh attempt, nor held past its holding time."""
         anchor = pos.metrics.get("trigger_bid")
         if bid is None or not anchor:
             return
@@ -162,10 +162,12 @@ class ExitProtocol:
         if bid >= floor:
             return
         reason = pos.close_reason
+        time_over = pos.age_hours(now) >= self.max_hold_hours and not pos.metrics.get("time_reanchored")
         if pos.sl_price is not None and bid <= pos.sl_price and reason != CloseReason.STOP_LOSS:
             reason = CloseReason.STOP_LOSS
-        elif pos.age_hours(now) >= self.max_hold_hours and reason not in (CloseReason.STOP_LOSS, CloseReason.TIME_EXIT):
-            reason = CloseReason.TIME_EXIT
+        elif time_over:   # the holding time is over: get out at the market once, whatever triggered the exit
+            pos.metrics = {**pos.metrics, "time_reanchored": True}
+            reason = reason if reason in (CloseReason.STOP_LOSS, CloseReason.TIME_EXIT) else CloseReason.TIME_EXIT
         elif bid >= floor * (1 - self.max_slippage_pct):
             return   # within one slippage step below the floor: hold and retry with backoff
         note = (f"exit of {pos.id} ({pos.close_reason.value if pos.close_reason else '-'}) was held below its "

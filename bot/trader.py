@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from bot.errors import OrderRejected, VenueError
 from bot.fees import taker_fee_shares
 from bot.money import (
     FEE_SHARE_TOLERANCE,
     MIN_MARKETABLE_NOTIONAL,
+    USDC_QUANTUM,
     fmt,
     price_ceiling,
     price_floor,
@@ -134,9 +135,10 @@ class Trader:
             log.warning("Balance read after buy failed (%s); using the fill size less fees", exc)
             balance = Decimal(-1)
         floor = received * (1 - FEE_SHARE_TOLERANCE)
-        if balance >= floor:
-            return round_shares(min(balance, received))
-        return round_shares(floor)
+        # Kept to the venue's 6 decimals, not cut to the 0.01 an order can carry: what an exit cannot sell
+        # stays visible as the position's remainder instead of vanishing from the books.
+        held = min(balance, received) if balance >= floor else floor
+        return held.quantize(USDC_QUANTUM, rounding=ROUND_DOWN)
 
     def _place_limit_sell(self, token_id: str, price: Decimal, shares: Decimal, info: MarketInfo,
                           before_post=None) -> Fill:

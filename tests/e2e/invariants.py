@@ -30,11 +30,11 @@ def check(state: BotState, balances: dict, view: dict) -> dict:
     for token, qty in balances["tokens"].items():
         qty = D(qty)
         holders = by_token.get(token, [])
-        if qty >= D("0.01") and not holders:
-            # shares left by a closed position below every venue minimum are held to resolution, and said so
-            closed = [p for p in state.positions if p.token_id == token and "held_to_resolution" in p.metrics]
-            if not closed:
-                orphan_shares.append((token[:10], str(qty)))
+        # what closed positions on the token could not sell (under the venue's 0.01 unit) is theirs, on the books
+        remainders = sum((max(p.entry_shares - p.sold_shares, D(0)) for p in state.positions
+                          if p.token_id == token and not p.is_active), D(0))
+        if qty - remainders >= D("0.01") and not holders:
+            orphan_shares.append((token[:10], str(qty)))
     for p in active:
         if p.status == PositionState.OPENING:
             continue
