@@ -557,13 +557,13 @@ class Bot:
         listed = open_orders.get(order_id)
         pos.last_tp_check_at = now
         if listed is not None:
-            if book_tp_fill(pos, order_id, listed.filled_size, listed.price or pos.tp_price):
+            if book_tp_fill(pos, self.venue, order_id, listed.filled_size, listed.price or pos.tp_price):
                 log.info("TP %s of %s partly filled: %s shares left", order_id, pos.id, fmt(pos.shares))
                 self.save()
             return False
         state = self.venue.get_order(order_id)
         if state is not None:
-            book_tp_fill(pos, order_id, state.filled_size, state.price or pos.tp_price)
+            book_tp_fill(pos, self.venue, order_id, state.filled_size, state.price or pos.tp_price)
             if state.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING):
                 return False
         if is_dust(pos.shares):
@@ -605,7 +605,7 @@ class Bot:
         crashpoint("after_tp")
         pos.tp_order_id, pos.pending = fill.order_id, None
         # A TP that crossed at once filled as a taker (fee); a resting one fills later as a maker (no fee).
-        book_tp_fill(pos, fill.order_id, fill.filled_shares, fill.avg_price or pos.tp_price, fill.fee)
+        book_tp_fill(pos, self.venue, fill.order_id, fill.filled_shares, pos.tp_price, known=fill)
         self.save()
 
     def _resolve_pending_tp(self, pos: Position, now: datetime) -> bool:
@@ -623,7 +623,7 @@ class Bot:
                 return False
             if out.exists:
                 pos.tp_order_id, pos.pending = order_id, None
-                book_tp_fill(pos, order_id, out.filled_shares, pos.tp_price or Decimal(0))
+                book_tp_fill(pos, self.venue, order_id, out.filled_shares, pos.tp_price or Decimal(0))
                 self.save()
                 log.warning("TP %s of %s was placed although its answer was lost: adopted", order_id[:18], pos.id)
                 return True

@@ -20,11 +20,20 @@ from typing import Callable
 
 from bot.crashpoints import crashpoint
 from bot.errors import OrderRejected, TemporaryVenueError, UnknownOutcome
-from bot.money import FEE_SHARE_TOLERANCE, MIN_MARKETABLE_NOTIONAL, fmt, is_dust, price_floor, round_shares, to_decimal
+from bot.money import (
+    FEE_SHARE_TOLERANCE,
+    MIN_MARKETABLE_NOTIONAL,
+    SHARE_EPSILON,
+    fmt,
+    is_dust,
+    price_floor,
+    round_shares,
+    to_decimal,
+)
 from bot.outcomes import look_up
-from bot.position_manager import CloseReason, Position, PositionState, transition
+from bot.position_manager import CloseReason, Position, PositionState, TpFill, transition
 from bot.trader import Trader
-from bot.venue.base import Book, MarketInfo, OrderStatus, Venue
+from bot.venue.base import Book, Fill, MarketInfo, OrderStatus, Venue
 
 log = logging.getLogger("bot.exits")
 
@@ -34,21 +43,33 @@ RETRY_CAP_S = 60.0
 BALANCE_SHORTFALL_RETRIES = 3
 
 
-def book_tp_fill(pos: Position, order_id: str, filled_total: Decimal, price: Decimal,
-                 fee: Decimal = Decimal(0)) -> Decimal:
-    """Record TP ``order_id``'s cumulative filled size; returns the newly booked shares (0 if nothing new).
-    Fills are kept per TP, so a re-armed TP's fills are never measured against an earlier TP's."""
-    new = filled_total - pos.tp_fills.get(order_id, Decimal(0))
+def book_tp_fill(pos: Position, venue: Venue | None, order_id: str, filled_total: Decimal, limit_price: Decimal,
+                 known: Fill | None = None) -> Decimal:
+    """Record what TP ``order_id`` has filled in all (``filled_total`` shares); returns the newly booked
+    shares (0 if nothing new). The USDC comes from the order's own trades (a TP that crossed the book when
+    placed filled above its limit, as a taker, and paid the fee), or from ``known`` (the placement's
+    answer); a maker fill not in the trades yet is booked at the limit price. Fills are kept per TP, so a
+    re-armed TP's fills are never measured against an earlier TP's."""
+    prev = pos.tp_fills.get(order_id) or TpFill()
+    new = filled_total - prev.shares
     if new <= 0:
         if order_id not in pos.tp_fills:
-            pos.tp_fills = {**pos.tp_fills, order_id: Decimal(0)}
+            pos.tp_fills = {**pos.tp_fills, order_id: prev}
         return Decimal(0)
-    pos.tp_fills = {**pos.tp_fills, order_id: filled_total}
+    if known is not None and known.filled_shares + SHARE_EPSILON >= filled_total:
+        usdc, fee = known.usdc, known.fee
+    else:
+        trades = venue.order_trades(order_id, pos.token_id, pos.opened_at.timestamp()) if venue else None
+        if trades is not None and trades.filled_shares + SHARE_EPSILON >= filled_total:
+            usdc, fee = trades.usdc, trades.fee
+        else:
+            usdc, fee = prev.usdc + new * limit_price, prev.fee
+    pos.tp_fills = {**pos.tp_fills, order_id: TpFill(shares=filled_total, usdc=usdc, fee=fee)}
     pos.tp_filled_shares += new
     pos.shares = max(pos.shares - new, Decimal(0))
     pos.sold_shares += new
-    pos.exit_proceeds += new * price - fee
-    pos.fees_paid += fee
+    pos.exit_proceeds += (usdc - prev.usdc) - (fee - prev.fee)
+    pos.fees_paid += fee - prev.fee
     return new
 
 
@@ -96,7 +117,7 @@ def book_own_orders(pos: Position, venue: Venue, now: datetime) -> list[str]:
         if state is None:
             checked.append(f"TP {order_id[:12]}: unknown to the venue")
             continue
-        book_tp_fill(pos, order_id, state.filled_size, state.price or pos.tp_price or Decimal(0))
+        book_tp_fill(pos, venue, order_id, state.filled_size, state.price or pos.tp_price or Decimal(0))
         checked.append(f"TP {order_id[:12]}: {state.status.value}, {fmt(state.filled_size)} filled")
         if order_id == pos.tp_order_id and state.status not in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED):
             pos.tp_order_id = None
@@ -196,7 +217,8 @@ class ExitProtocol:
             log.warning("TP %s of %s is still open after a cancel; retrying next loop", order_id, pos.id)
             return False
         else:
-            booked = book_tp_fill(pos, order_id, state.filled_size, state.price or pos.tp_price or Decimal(0))
+            booked = book_tp_fill(pos, self.trader.venue, order_id, state.filled_size,
+                                  state.price or pos.tp_price or Decimal(0))
             if booked:
                 log.info("TP %s filled %s shares @ %s before the exit", order_id, fmt(booked), fmt(state.price))
                 if is_dust(pos.shares):

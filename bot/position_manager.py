@@ -74,6 +74,19 @@ def _new_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+class TpFill(BaseModel):
+    """What one take-profit order filled so far: shares, the USDC they brought (the trades' prices: a TP
+    that crossed the book when placed filled above its limit) and the taker fee of that part."""
+
+    shares: Decimal = Decimal(0)
+    usdc: Decimal = Decimal(0)
+    fee: Decimal = Decimal(0)
+
+    @field_serializer("shares", "usdc", "fee")
+    def _decimal_as_string(self, value: Decimal) -> str:
+        return format(value, "f")
+
+
 class Position(BaseModel):
     """One position: what was bought, how it exits, and where it stands."""
 
@@ -101,7 +114,7 @@ class Position(BaseModel):
     tp_order_id: str | None = None
     sl_order_id: str | None = None  # the seed's field; always None: the SL is watched, never resting
     tp_filled_shares: Decimal = Decimal(0)   # total over every TP this position had (the sum of tp_fills)
-    tp_fills: dict[str, Decimal] = Field(default_factory=dict)   # each TP's id -> its cumulative filled size
+    tp_fills: dict[str, TpFill] = Field(default_factory=dict)   # each TP's id -> what it filled so far
     fees_paid: Decimal = Decimal(0)   # USDC value of the taker fees paid (already inside realized_pnl)
     exit_order_ids: list[str] = Field(default_factory=list)
     sold_shares: Decimal = Decimal(0)
@@ -128,9 +141,6 @@ class Position(BaseModel):
     def _decimal_as_string(self, value: Decimal | None) -> str | None:
         return None if value is None else format(value, "f")
 
-    @field_serializer("tp_fills")
-    def _fills_as_strings(self, value: dict[str, Decimal]) -> dict[str, str]:
-        return {k: format(v, "f") for k, v in value.items()}
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict: Decimals as strings, datetimes ISO-8601, enums as their values."""
@@ -158,7 +168,13 @@ class Position(BaseModel):
             except ArithmeticError:
                 pass  # validation below names the bad field
         if not d.get("tp_fills") and d.get("tp_order_id") and str(d.get("tp_filled_shares") or "0").strip("0.") != "":
-            d["tp_fills"] = {d["tp_order_id"]: d["tp_filled_shares"]}   # schema 2 kept one TP's fills only
+            # schema 2 kept one TP's fills only, booked at the TP's price
+            try:
+                filled = Decimal(str(d["tp_filled_shares"]))
+                d["tp_fills"] = {d["tp_order_id"]: {"shares": str(filled),
+                                                    "usdc": str(filled * Decimal(str(d.get("tp_price") or 0)))}}
+            except ArithmeticError:
+                pass  # validation below names the bad field
         try:
             pos = cls.model_validate(d)
         except ValidationError as exc:

@@ -168,11 +168,11 @@ def _check_tp(pos: Position, venue: Venue, open_orders: dict[str, OrderState], n
               report: ReconcileReport) -> None:
     listed = open_orders.get(pos.tp_order_id)
     if listed is not None:
-        book_tp_fill(pos, listed.order_id, listed.filled_size, listed.price or pos.tp_price)
+        book_tp_fill(pos, venue, listed.order_id, listed.filled_size, listed.price or pos.tp_price)
         return
     state = venue.get_order(pos.tp_order_id)
     if state is not None:
-        if book_tp_fill(pos, state.order_id, state.filled_size, state.price or pos.tp_price):
+        if book_tp_fill(pos, venue, state.order_id, state.filled_size, state.price or pos.tp_price):
             report.tp_filled += 1
         if state.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED):
             return

@@ -467,8 +467,10 @@ class LiveVenue:
         self._call("GET /ok", self._client.get_ok, read=False)
 
     def order_trades(self, order_id: str, token_id: str, since: float) -> Fill:
-        """What order ``order_id`` traded as taker, from the trade history (which, unlike the balance cache,
-        does not lag a fresh fill); failed trades are left out. Fees from the market's fee curve."""
+        """What order ``order_id`` traded, from the trade history (which, unlike the balance cache, does not
+        lag a fresh fill): as taker (the order's id is the trade's taker_order_id; it pays the market's fee)
+        and as maker (its fill sits in the trade's maker_orders, at its own price, no fee). Failed trades
+        are left out."""
         from py_clob_client_v2 import TradeParams
 
         raw = self._call("GET /data/trades", self._client.get_trades,
@@ -477,16 +479,23 @@ class LiveVenue:
         shares = usdc = fee = Decimal(0)
         for t in raw or []:
             try:
-                if (str(t.get("taker_order_id", "")) != order_id or str(t.get("trader_side", "TAKER")).upper() != "TAKER"
-                        or str(t.get("status", "")).upper() == "FAILED"):
+                if str(t.get("status", "")).upper() == "FAILED":
                     continue
-                size, price = to_decimal(t["size"], "trade size"), to_decimal(t["price"], "trade price")
-            except (KeyError, ValueError, AttributeError) as exc:
+                if str(t.get("trader_side", "TAKER")).upper() == "TAKER":
+                    if str(t.get("taker_order_id", "")) != order_id:
+                        continue
+                    size, price = to_decimal(t["size"], "trade size"), to_decimal(t["price"], "trade price")
+                    fee += taker_fee_usdc(size, price, info.fee_rate, info.fee_exponent)
+                    shares += size
+                    usdc += size * price
+                    continue
+                for mo in t.get("maker_orders") or []:
+                    if str(mo.get("order_id", "")) == order_id:
+                        size = to_decimal(mo["matched_amount"], "maker matched_amount")
+                        shares += size
+                        usdc += size * to_decimal(mo["price"], "maker price")
+            except (KeyError, ValueError, AttributeError, TypeError) as exc:
                 log.warning("Skipping malformed trade from GET /data/trades: %s", exc)
-                continue
-            shares += size
-            usdc += size * price
-            fee += taker_fee_usdc(size, price, info.fee_rate, info.fee_exponent)
         return Fill(order_id, "matched" if shares > 0 else "", shares, usdc.quantize(USDC_QUANTUM), fee)
 
     def server_time(self) -> int:

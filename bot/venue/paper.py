@@ -37,7 +37,8 @@ class _PaperOrder:
     filled: Decimal = Decimal(0)
     canceled: bool = False
     created: float = 0.0
-    usdc: Decimal = Decimal(0)
+    usdc: Decimal = Decimal(0)   # what its fills brought or cost, at the fills' prices
+    fee: Decimal = Decimal(0)    # the taker fee (USDC value) of what it took from the book
 
     @property
     def remaining(self) -> Decimal:
@@ -83,7 +84,8 @@ class PaperVenue:
             self._orders = {
                 o["order_id"]: _PaperOrder(o["order_id"], o["token_id"], o["side"], Decimal(o["price"]),
                                            Decimal(o["size"]), Decimal(o["filled"]), bool(o["canceled"]),
-                                           float(o.get("created", 0)), Decimal(o.get("usdc", "0")))
+                                           float(o.get("created", 0)), Decimal(o.get("usdc", "0")),
+                                           Decimal(o.get("fee", "0")))
                 for o in data["orders"]
             }
         except (OSError, ValueError, KeyError, TypeError, ArithmeticError) as exc:
@@ -100,7 +102,7 @@ class PaperVenue:
             "orders": [
                 {"order_id": o.order_id, "token_id": o.token_id, "side": o.side, "price": str(o.price),
                  "size": str(o.size), "filled": str(o.filled), "canceled": o.canceled, "created": o.created,
-                 "usdc": str(o.usdc)}
+                 "usdc": str(o.usdc), "fee": str(o.fee)}
                 for o in self._orders.values()
             ],
         }
@@ -131,6 +133,7 @@ class PaperVenue:
             qty = min(order.remaining, depth)
             if qty > 0:
                 order.filled += qty
+                order.usdc += (qty * order.price).quantize(USDC_QUANTUM)
                 self._tokens[order.token_id] = self._tokens.get(order.token_id, Decimal(0)) - qty
                 self._usdc += (qty * order.price).quantize(USDC_QUANTUM)
                 log.info("DRY RUN limit SELL %s filled %s @ %s (bid %s)", order.order_id, fmt(qty),
@@ -185,7 +188,8 @@ class PaperVenue:
                                     "filled or killed if no match is found.", endpoint="POST /order (dry run)")
             # The venue takes a taker BUY's fee in shares: the account receives fewer than it bought.
             fee_shares = taker_fee_shares(got, paid / got, info.fee_rate, info.fee_exponent)
-            self._orders[oid] = _PaperOrder(oid, token_id, "BUY", max_price, got, got, created=time.time(), usdc=paid)
+            self._orders[oid] = _PaperOrder(oid, token_id, "BUY", max_price, got, got, created=time.time(), usdc=paid,
+                                            fee=(fee_shares * paid / got).quantize(USDC_QUANTUM))
             self._usdc -= paid
             self._tokens[token_id] = self._tokens.get(token_id, Decimal(0)) + got - fee_shares
             self._save()
@@ -209,6 +213,7 @@ class PaperVenue:
             got, proceeds = self._walk(book.bids, lambda p: p >= price, shares=shares)
             order.filled = got
             fee = taker_fee_usdc(got, proceeds / got, info.fee_rate, info.fee_exponent) if got > 0 else Decimal(0)
+            order.usdc, order.fee = proceeds, fee
             self._orders[oid] = order
             self._tokens[token_id] = self._tokens.get(token_id, Decimal(0)) - got
             self._usdc += proceeds - fee   # what crosses at once is a taker fill and pays the taker fee
@@ -234,7 +239,7 @@ class PaperVenue:
             # A taker SELL's fee is taken in USDC: the account receives less than the answer's amount.
             fee = taker_fee_usdc(got, proceeds / got, info.fee_rate, info.fee_exponent)
             self._orders[oid] = _PaperOrder(oid, token_id, "SELL", min_price, got, got, created=time.time(),
-                                            usdc=proceeds)
+                                            usdc=proceeds, fee=fee)
             self._tokens[token_id] -= got
             self._usdc += proceeds - fee
             self._save()
@@ -272,15 +277,12 @@ class PaperVenue:
             return self._usdc
 
     def order_trades(self, order_id: str, token_id: str, since: float) -> Fill:
-        """What a paper order traded at once as taker (market orders; a TP's fills are its own record)."""
+        """What a paper order traded: its fills at their prices, and the taker fee of what it took."""
         with self._lock:
             o = self._orders.get(order_id)
-            if o is None or o.token_id != token_id or o.usdc <= 0:
+            if o is None or o.token_id != token_id or o.filled <= 0:
                 return Fill(order_id, "", Decimal(0), Decimal(0))
-            info = self._reader.get_market_info(token_id) if hasattr(self._reader, "get_market_info") else None
-            fee = taker_fee_usdc(o.filled, o.usdc / o.filled, info.fee_rate, info.fee_exponent) \
-                if info is not None and o.side == "SELL" else Decimal(0)
-            return Fill(o.order_id, "matched", o.filled, o.usdc, fee)
+            return Fill(o.order_id, "matched", o.filled, o.usdc, o.fee)
 
     def api_calls(self) -> dict[str, int]:
         return self._reader.api_calls()

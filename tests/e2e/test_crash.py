@@ -10,6 +10,7 @@ import random
 import signal
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from tests.e2e import invariants
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = int(os.environ.get("CRASH_TEST_KILLS", "24"))
-CRASH_POINTS = ["after_buy", "after_tp", "after_cancel", "before_sell", "after_sell"]
+CRASH_POINTS = ["before_send", "after_buy", "after_tp", "after_cancel", "before_sell", "after_sell"]
 
 
 def write_config(path: Path, tmp: Path, urls: dict, scan_seconds: float) -> None:
@@ -47,6 +48,11 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
         acct = Account.create()
         key = "0x" + acct.key.hex().removeprefix("0x")
         requests.post(f"{urls['clob_url']}/_sim/fund", json={"address": acct.address, "usdc": 200})
+        start_usdc = requests.get(f"{urls['clob_url']}/_sim/balances", params={"address": acct.address}).json()["usdc"]
+        # While the bot is killed again and again, the venue also refuses some orders and cancels (429/425/503:
+        # refused TP cancels, refused exit sells) and loses the answers of others after carrying them out.
+        requests.post(f"{urls['clob_url']}/_sim/faults", json={"rate": 0.15, "statuses": [429, 425, 503],
+                                                                "paths": ["/order"], "seed": 5})
         config = tmp_path / "config.json"
         write_config(config, tmp_path, urls, scan_seconds=0.25)
         env = {**os.environ, "POLY_PRIVATE_KEY": key, "POLY_FUNDER_ADDRESS": acct.address}
@@ -64,7 +70,8 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
                 bot.send_signal(signal.SIGKILL)
                 bot.wait()
             kills += 1
-        # Wind down: no new entries; the bot reconciles and lets every exit finish.
+        # Wind down: a calm venue, no new entries; the bot reconciles and lets every exit finish.
+        requests.post(f"{urls['clob_url']}/_sim/faults", json={"rate": 0})
         write_config(config, tmp_path, urls, scan_seconds=10**9)
         done = subprocess.run([sys.executable, "main_bot.py", "--config", str(config), "--loops", "60"], cwd=ROOT,
                               env=env, capture_output=True, text=True, timeout=120)
@@ -78,6 +85,15 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path):
         assert lifecycles >= 10
         assert (result["orphan_orders"], result["orphan_shares"], result["duplicates"], result["mismatches"]) == \
             (0, 0, 0, 0), result["details"]
+        # Nothing here is a reason for a person: no position needs attention, the bot never paused itself.
+        assert not [p.id for p in state.positions if p.status.value == "needs_attention"], \
+            [(p.id, p.attention_reason) for p in state.positions if p.attention_reason]
+        assert not state.paused, state.pause_reason
+        # The books are the wallet's: what the positions booked (proceeds net of fees, less costs) is the
+        # account's cash change, within $0.001 a position.
+        cash = Decimal(str(balances["usdc"])) - Decimal(str(start_usdc))
+        booked = sum((p.exit_proceeds - p.entry_cost for p in state.positions), Decimal(0))
+        assert abs(cash - booked) <= Decimal("0.001") * max(1, len(state.positions)), (str(cash), str(booked))
         log = (tmp_path / "bot.log").read_text()
         assert key[2:] not in log and "Traceback" not in log
     finally:

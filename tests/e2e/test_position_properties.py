@@ -152,7 +152,7 @@ class World:
                 unread = D(0)
                 if p.tp_order_id:
                     view = sim.engine.order_view(p.tp_order_id) or {}
-                    unread = D(view.get("size_matched", "0")) - p.tp_fills.get(p.tp_order_id, D(0))
+                    unread = D(view.get("size_matched", "0")) - (p.tp_fills[p.tp_order_id].shares if p.tp_order_id in p.tp_fills else D(0))
                 expected += p.shares - unread
             held = D(str(balances["tokens"].get(token, 0)))
             assert held >= 0
