@@ -414,7 +414,11 @@ class Bot:
         if pos.status == PositionState.OPENING:
             self._finish_opening(pos, now)
         elif pos.status == PositionState.HELD:
-            return   # held to resolution: only the market's resolution (checked above) moves it
+            # held to resolution: only the market's resolution (checked above) moves it; its value is watched
+            bid = book.best_bid if book else None
+            if bid is not None and pos.metrics.get("last_bid") != str(bid):
+                pos.metrics = {**pos.metrics, "last_bid": str(bid)}
+                self.save()
         elif not self._resolve_pending_tp(pos, now):
             return
         elif pos.exit_mode == ExitMode.LIMIT_ORDERS:
@@ -958,14 +962,22 @@ def print_status(state: BotState, as_json: bool) -> None:
         }
         print(json.dumps(payload, indent=2))
         return
-    print(f"{'id':12} {'mode':12} {'status':15} {'reason':15} {'shares':>9} {'entry':>7} {'tp':>6} {'sl':>6} "
-          f"{'exit':>7} {'pnl':>8}  question")
+    print(f"{'id':12} {'mode':12} {'status':18} {'reason':15} {'shares':>9} {'entry':>7} {'tp':>6} {'sl':>6} "
+          f"{'exit':>7} {'fees':>6} {'pnl':>8}  question")
     for p in state.positions:
-        print(f"{p.id:12} {p.exit_mode.value:12} {p.status.value:15} {(p.close_reason.value if p.close_reason else '-'):15} "
+        print(f"{p.id:12} {p.exit_mode.value:12} {p.status.value:18} "
+              f"{(p.close_reason.value if p.close_reason else '-'):15} "
               f"{fmt(p.shares if p.is_active else p.sold_shares):>9} {fmt(p.entry_price, 3):>7} {fmt(p.tp_price):>6} "
-              f"{fmt(p.sl_price):>6} {fmt(p.exit_price, 3):>7} {fmt(p.realized_pnl, 2):>8}  {p.question[:40]}")
+              f"{fmt(p.sl_price):>6} {fmt(p.exit_price, 3):>7} {fmt(p.fees_paid, 3):>6} {fmt(p.realized_pnl, 2):>8}  "
+              f"{p.question[:40]}")
     if not state.positions:
         print("(no positions)")
+    for p in state.positions:
+        if p.status == PositionState.HELD:
+            bid = p.metrics.get("last_bid")
+            worth = f", worth about ${fmt(p.shares * Decimal(bid), 2)} at the last bid {bid}" if bid else ""
+            print(f"held to resolution: {p.id} {fmt(p.shares)} shares{worth}: below every order minimum (5 shares "
+                  "or $1); its payout is booked when the market resolves")
     now = datetime.now(timezone.utc)
     for cid, until in state.blacklist.items():
         if until > now:

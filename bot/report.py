@@ -90,6 +90,7 @@ def build_report(state: BotState, since: datetime | None = None) -> dict:
             "win_rate": round(sum(1 for x in pnl if x > 0) / len(pnl), 4) if pnl else None,
             "total_pnl": round(sum(pnl), 4),
             "avg_pnl": round(statistics.mean(pnl), 4) if pnl else None,
+            "fees_paid": round(float(sum((p.fees_paid for p in ps), Decimal(0))), 4),
             "close_reasons": {r.value: sum(1 for p in closed if p.close_reason == r) for r in CloseReason
                               if any(p.close_reason == r for p in closed)},
             "tp_fill_rate": round(sum(1 for p in closed if p.close_reason == CloseReason.TAKE_PROFIT) / len(closed), 4)
@@ -142,6 +143,7 @@ def format_text(report: dict) -> str:
         ("win rate", lambda m: _pct(m["win_rate"])),
         ("total P&L", lambda m: _usd(m["total_pnl"])),
         ("average P&L", lambda m: _usd(m["avg_pnl"])),
+        ("fees paid (inside the P&L)", lambda m: _usd(m["fees_paid"])),
         ("TP fill rate", lambda m: _pct(m["tp_fill_rate"])),
         ("TP filled as maker", lambda m: str(m["tp_filled_as_maker"])),
         ("exit slippage avg / worst (ticks)", lambda m: f"{_num(m['avg_slippage_ticks'])} / "
