@@ -56,9 +56,9 @@ from bot.position_manager import (
     transition,
 )
 from bot.reconcile import reconcile, resolve_opening
-from bot.scanner import MarketScanner
-from bot.trader import Trader, exit_prices
-from bot.venue.base import Book, OrderState, OrderStatus, Venue
+from bot.scanner import Candidate, MarketScanner
+from bot.trader import EntryPlan, EntrySkipped, Trader, exit_prices
+from bot.venue.base import Book, MarketInfo, OrderState, OrderStatus, Venue
 
 log = logging.getLogger("bot")
 
@@ -68,6 +68,8 @@ METRICS_FLUSH_SECONDS = 60
 FULL_CHECK_EVERY = 10
 #: After this many loops in a row that failed with unexpected errors the bot stops opening positions.
 MAX_CONSECUTIVE_FAILURES = 5
+#: A scan tries at most this many candidates (best first) before giving up until the next scan.
+MAX_CANDIDATES_PER_SCAN = 5
 
 
 @dataclass
@@ -465,34 +467,49 @@ class Bot:
             return ExitMode.LIMIT_ORDERS if self.rng.random() < ratio else ExitMode.MONITOR
         return ExitMode.LIMIT_ORDERS if self.config.trading.use_concurrent_orders else ExitMode.MONITOR
 
+    def _pick_entry(self, now: datetime) -> tuple[Candidate, MarketInfo, Book, EntryPlan, ExitMode] | None:
+        """The first of the scan's best candidates (at most MAX_CANDIDATES_PER_SCAN, their books read in one
+        batch) whose entry passes every filter; each one skipped is logged with its reason. Nothing is sent
+        and nothing is recorded for a skipped market."""
+        cfg = self.config
+        s = cfg.strategy
+        cands = self.scanner.candidates(
+            now, skip=lambda cid: self.state.holds_market(cid) or self.state.is_blacklisted(cid, now))
+        cands = cands[:MAX_CANDIDATES_PER_SCAN]
+        if not cands:
+            log.debug("No market passes the filters")
+            return None
+        books = self.venue.get_books([c.token_id for c in cands])
+        mode: ExitMode | None = None
+        available: Decimal | None = None
+        for cand in cands:
+            book = books.get(cand.token_id) or Book(cand.token_id)
+            info = self.venue.get_market_info(cand.token_id, cand.condition_id)
+            if mode is None:
+                mode = self._choose_exit_mode()   # one draw per scan: a skipped market does not skew the A/B split
+            if available is None:
+                available = min(cfg.capital.total - self._deployed(), self.venue.collateral_balance())
+            size = cfg.capital.max_trade_size
+            if self.once and book.best_ask is not None:
+                size = smallest_trade(book.best_ask, info.min_order_size, mode == ExitMode.LIMIT_ORDERS)
+            try:
+                plan = self.trader.plan_entry(book, info, min(size, available), s.take_profit_pct, s.stop_loss_pct,
+                                              needs_resting_tp=mode == ExitMode.LIMIT_ORDERS, min_price=s.min_price,
+                                              max_price=s.max_price, max_spread=s.max_spread,
+                                              max_spread_share=s.max_spread_share_of_tp)
+            except EntrySkipped as exc:
+                log.info("Skipping %s: %s", cand.question[:50] or cand.token_id, exc.message)
+                continue
+            return cand, info, book, plan, mode
+        return None
+
     def _place_new_trade(self, now: datetime) -> bool:
         """Scan, pick one market, buy, and arm its exits. Returns True when a position was opened."""
         cfg = self.config
-        cand = self.scanner.best_candidate(
-            now, skip=lambda cid: self.state.holds_market(cid) or self.state.is_blacklisted(cid, now))
-        if cand is None:
-            log.debug("No market passes the filters")
+        picked = self._pick_entry(now)
+        if picked is None:
             return False
-        info = self.venue.get_market_info(cand.token_id, cand.condition_id)
-        book = self.venue.get_books([cand.token_id]).get(cand.token_id)
-        if book is None or book.best_ask is None or book.best_bid is None:
-            log.info("Skipping %s: empty book", cand.question[:50])
-            return False
-        if book.spread > cfg.strategy.max_spread or not (cfg.strategy.min_price <= book.best_ask <= cfg.strategy.max_price):
-            log.info("Skipping %s: book ask %s / spread %s outside the filters", cand.question[:50],
-                     fmt(book.best_ask), fmt(book.spread))
-            return False
-        mode = self._choose_exit_mode()
-        size = cfg.capital.max_trade_size
-        if self.once:
-            size = smallest_trade(book.best_ask, info.min_order_size, mode == ExitMode.LIMIT_ORDERS)
-        usdc = min(size, cfg.capital.total - self._deployed(), self.venue.collateral_balance())
-        try:
-            plan = self.trader.plan_entry(book, info, usdc, cfg.strategy.take_profit_pct, cfg.strategy.stop_loss_pct,
-                                          needs_resting_tp=mode == ExitMode.LIMIT_ORDERS)
-        except OrderRejected as exc:
-            log.warning("Not trading %s: %s", cand.question[:50], exc.message)
-            return False
+        cand, info, book, plan, mode = picked
         pos = Position(token_id=cand.token_id, condition_id=cand.condition_id, market_id=cand.market_id,
                        question=cand.question, outcome=cand.outcome, exit_mode=mode, status=PositionState.OPENING,
                        tp_price=plan.tp_price, sl_price=plan.sl_price, tick_size=info.tick_size,

@@ -40,11 +40,11 @@ class OneMarket:
     def api_calls(self):
         return {}
 
-    def best_candidate(self, now, skip=lambda cid: False):
+    def candidates(self, now, skip=lambda cid: False):
         if skip("0xcond"):
-            return None
-        return Candidate("1", "0xcond", "Will it rain?", "rain", TOKEN, "Yes", D("0.5"), D("0.02"), D(5000),
-                         D(100), D("0.01"), D(5), False, None)
+            return []
+        return [Candidate("1", "0xcond", "Will it rain?", "rain", TOKEN, "Yes", D("0.5"), D("0.02"), D(5000),
+                          D(100), D("0.01"), D(5), False, None)]
 
 
 def make_bot(tmp_path, **trading):
@@ -146,7 +146,7 @@ def test_loop_survives_venue_errors_and_pauses_after_repeated_failures(tmp_path)
     def broken(*a, **k):
         raise RuntimeError("boom")
 
-    bot.scanner.best_candidate = broken
+    bot.scanner.candidates = broken
     for _ in range(5):
         bot._last_scan = None   # scan every time
         bot._run_guarded()
