@@ -84,3 +84,16 @@ def test_live_secrets_are_named_and_never_shown():
     with pytest.raises(ConfigError, match="POLY_API_SECRET, POLY_API_PASSPHRASE missing"):
         require_live_secrets(load_secrets({"POLY_PRIVATE_KEY": KEY, "POLY_API_KEY": "k"}))
     require_live_secrets(load_secrets({"POLY_PRIVATE_KEY": "0x" + KEY}))
+
+
+@pytest.mark.parametrize("value,expected", [
+    (0, "strategy.max_spread_share_of_tp: Input should be greater than 0"),
+    (1.5, "strategy.max_spread_share_of_tp: Input should be less than or equal to 1"),
+    ("half", "strategy.max_spread_share_of_tp: Input should be a valid decimal"),
+])
+def test_the_spread_share_of_the_take_profit_is_validated(tmp_path, value, expected):
+    path = write(tmp_path, {"strategy": {"max_spread_share_of_tp": value}})
+    with pytest.raises(ConfigError) as err:
+        load_bot_config(path)
+    assert expected in str(err.value)
+    assert load_bot_config("config.json").strategy.max_spread_share_of_tp == D("0.5")
