@@ -632,13 +632,16 @@ def build_venue(config: BotConfig) -> Venue:
 def sim_config(config: BotConfig, clob_url: str, gamma_url: str, state_dir: Path) -> BotConfig:
     """The config for --sim: the sim's hosts, short intervals (20 s holds, 30 s blacklist) and a lively
     market so that a short run shows positions opening and closing; an unset A/B ratio becomes 0.5 so
-    both exit modes show."""
+    both exit modes show. The SL (14%) is wider than the TP (8%) because the entry pays the ask and the
+    SL watches the bid: with the sim's 2-tick spread both then sit about as far from the mid, so a short
+    run shows take-profits as well as stop-losses (a 6% SL sat one or two ticks under the bid), and an
+    8% TP keeps the spread within strategy.max_spread_share_of_tp of it for most of the sim's prices."""
     data = config.model_dump(mode="json")
     data["bot"].update(positions_file=str(state_dir / "positions.json"), log_file=str(state_dir / "bot.log"),
                        loop_interval_seconds=1)
     data["trading"].update(order_check_interval_seconds=2)
     data["strategy"].update(scan_interval_seconds=1, max_hold_hours=20 / 3600, min_liquidity="0", min_volume="0",
-                            min_hours_to_end=0, max_hours_to_end=None, take_profit_pct="0.06", stop_loss_pct="0.06",
+                            min_hours_to_end=0, max_hours_to_end=None, take_profit_pct="0.08", stop_loss_pct="0.14",
                             blacklist_hours=30 / 3600)
     if data["trading"]["ab_test_ratio"] is None:
         data["trading"]["ab_test_ratio"] = 0.5  # show both exit modes side by side
@@ -658,7 +661,7 @@ def run_sim(args, config: BotConfig) -> int:
     if state_dir.exists():
         shutil.rmtree(state_dir)  # a new throwaway wallet each run: old sim positions mean nothing
     state_dir.mkdir(parents=True)
-    with SimExchange(markets=args.sim_markets, seed=args.seed, default_volatility=Decimal("0.008")) as sim:
+    with SimExchange(markets=args.sim_markets, seed=args.seed, default_volatility=Decimal("0.015")) as sim:
         cfg = sim_config(config, sim.clob_url, sim.gamma_url, state_dir)
         get_logger(cfg)
         wallet = sim.new_wallet(usdc=cfg.capital.total)
