@@ -60,9 +60,9 @@ from bot.position_manager import (
 )
 from bot.outcomes import look_up
 from bot.reconcile import reconcile
-from bot.scanner import MarketScanner
-from bot.trader import Trader, exit_prices
-from bot.venue.base import Book, OrderState, OrderStatus, Venue
+from bot.scanner import Candidate, MarketScanner
+from bot.trader import EntryPlan, EntrySkipped, Trader, exit_prices
+from bot.venue.base import Book, MarketInfo, OrderState, OrderStatus, Venue
 
 log = logging.getLogger("bot")
 
@@ -74,6 +74,8 @@ FULL_CHECK_EVERY = 10
 RESOLUTION_CHECK_SECONDS = 60
 #: After this many loops in a row that failed with unexpected errors the bot stops opening positions.
 MAX_CONSECUTIVE_FAILURES = 5
+#: A scan tries at most this many candidates (best first) before giving up until the next scan.
+MAX_CANDIDATES_PER_SCAN = 5
 
 
 @dataclass
@@ -690,34 +692,48 @@ class Bot:
             return ExitMode.LIMIT_ORDERS if self.rng.random() < ratio else ExitMode.MONITOR
         return ExitMode.LIMIT_ORDERS if self.config.trading.use_concurrent_orders else ExitMode.MONITOR
 
+    def _pick_entry(self, now: datetime) -> tuple[Candidate, MarketInfo, Book, EntryPlan, ExitMode] | None:
+        """The first of the scan's best candidates (at most MAX_CANDIDATES_PER_SCAN, their books read in one
+        batch) whose entry passes every filter; each one skipped is logged with its reason. Nothing is sent
+        and nothing is recorded for a skipped market."""
+        cfg = self.config
+        s = cfg.strategy
+        cands = self.scanner.candidates(
+            now, skip=lambda cid: self.state.holds_market(cid) or self.state.is_blacklisted(cid, now))
+        cands = cands[:MAX_CANDIDATES_PER_SCAN]
+        if not cands:
+            log.debug("No market passes the filters")
+            return None
+        books = self.venue.get_books([c.token_id for c in cands])
+        mode: ExitMode | None = None
+        available: Decimal | None = None
+        for cand in cands:
+            book = books.get(cand.token_id) or Book(cand.token_id)
+            info = self.venue.get_market_info(cand.token_id, cand.condition_id)
+            if mode is None:
+                mode = self._choose_exit_mode()   # one draw per scan: a skipped market does not skew the A/B split
+            if available is None:
+                available = min(cfg.capital.total - self._deployed(), self.venue.collateral_balance())
+            size = cfg.capital.max_trade_size
+            if self.once and book.best_ask is not None:
+                size = smallest_trade(book.best_ask, info.min_order_size, mode == ExitMode.LIMIT_ORDERS)
+            try:
+                plan = self.trader.plan_entry(book, info, min(size, available), s.take_profit_pct, s.stop_loss_pct,
+                                              needs_resting_tp=mode == ExitMode.LIMIT_ORDERS, min_price=s.min_price,
+                                              max_price=s.max_price, max_spread=s.max_spread,
+                                              max_spread_share=s.max_spread_share_of_tp)
+            except EntrySkipped as exc:
+                log.info("Skipping %s: %s", cand.question[:50] or cand.token_id, exc.message)
+                continue
+            return cand, info, book, plan, mode
+        return None
+
     def _place_new_trade(self, now: datetime) -> bool:
         """Scan, pick one market, buy, and arm its exits. Returns True when a position was opened."""
-        cfg = self.config
-        cand = self.scanner.best_candidate(
-            now, skip=lambda cid: self.state.holds_market(cid) or self.state.is_blacklisted(cid, now))
-        if cand is None:
-            log.debug("No market passes the filters")
+        picked = self._pick_entry(now)
+        if picked is None:
             return False
-        info = self.venue.get_market_info(cand.token_id, cand.condition_id)
-        book = self.venue.get_books([cand.token_id]).get(cand.token_id)
-        if book is None or book.best_ask is None or book.best_bid is None:
-            log.info("Skipping %s: empty book", cand.question[:50])
-            return False
-        if book.spread > cfg.strategy.max_spread or not (cfg.strategy.min_price <= book.best_ask <= cfg.strategy.max_price):
-            log.info("Skipping %s: book ask %s / spread %s outside the filters", cand.question[:50],
-                     fmt(book.best_ask), fmt(book.spread))
-            return False
-        mode = self._choose_exit_mode()
-        size = cfg.capital.max_trade_size
-        if self.once:
-            size = smallest_trade(book.best_ask, info.min_order_size, mode == ExitMode.LIMIT_ORDERS)
-        usdc = min(size, cfg.capital.total - self._deployed(), self.venue.collateral_balance())
-        try:
-            plan = self.trader.plan_entry(book, info, usdc, cfg.strategy.take_profit_pct, cfg.strategy.stop_loss_pct,
-                                          needs_resting_tp=mode == ExitMode.LIMIT_ORDERS)
-        except OrderRejected as exc:
-            log.warning("Not trading %s: %s", cand.question[:50], exc.message)
-            return False
+        cand, info, book, plan, mode = picked
         pos = Position(token_id=cand.token_id, condition_id=cand.condition_id, market_id=cand.market_id,
                        question=cand.question, outcome=cand.outcome, exit_mode=mode, status=PositionState.OPENING,
                        tp_price=plan.tp_price, sl_price=plan.sl_price, tick_size=info.tick_size,
@@ -733,6 +749,7 @@ class Bot:
         else:
             log.info("Placing BUY %s @ %s TP=%s SL=%s (%s)", fmt(plan.expected_shares), fmt(book.best_ask),
                      fmt(plan.tp_price), fmt(plan.sl_price), cand.question[:60])
+
         def record(order_id: str) -> None:   # signed first: the order's id is on disk before it leaves
             pos.pending = {**pos.pending, "order_id": order_id, "sent_at": self.clock.time()}
             pos.entry_order_id = order_id
@@ -836,13 +853,16 @@ def build_venue(config: BotConfig) -> Venue:
 def sim_config(config: BotConfig, clob_url: str, gamma_url: str, state_dir: Path) -> BotConfig:
     """The config for --sim: the sim's hosts, short intervals (20 s holds, 30 s blacklist) and a lively
     market so that a short run shows positions opening and closing; an unset A/B ratio becomes 0.5 so
-    both exit modes show."""
+    both exit modes show. The SL (14%) is wider than the TP (8%) because the entry pays the ask and the
+    SL watches the bid: with the sim's 2-tick spread both then sit about as far from the mid, so a short
+    run shows take-profits as well as stop-losses (a 6% SL sat one or two ticks under the bid), and an
+    8% TP keeps the spread within strategy.max_spread_share_of_tp of it for most of the sim's prices."""
     data = config.model_dump(mode="json")
     data["bot"].update(positions_file=str(state_dir / "positions.json"), log_file=str(state_dir / "bot.log"),
                        loop_interval_seconds=1)
     data["trading"].update(order_check_interval_seconds=2)
     data["strategy"].update(scan_interval_seconds=1, max_hold_hours=20 / 3600, min_liquidity="0", min_volume="0",
-                            min_hours_to_end=0, max_hours_to_end=None, take_profit_pct="0.06", stop_loss_pct="0.06",
+                            min_hours_to_end=0, max_hours_to_end=None, take_profit_pct="0.08", stop_loss_pct="0.14",
                             blacklist_hours=30 / 3600)
     if data["trading"]["ab_test_ratio"] is None:
         data["trading"]["ab_test_ratio"] = 0.5  # show both exit modes side by side
@@ -902,7 +922,7 @@ def _run_sim(args, config: BotConfig, state_dir: Path, store: PositionStore) -> 
     from bot.venue.live import LiveVenue
     from bot.venue.paper import PaperVenue
 
-    with SimExchange(markets=args.sim_markets, seed=args.seed, default_volatility=Decimal("0.008")) as sim:
+    with SimExchange(markets=args.sim_markets, seed=args.seed, default_volatility=Decimal("0.015")) as sim:
         cfg = sim_config(config, sim.clob_url, sim.gamma_url, state_dir)
         get_logger(cfg)
         deposit = getattr(args, "sim_wallet", "eoa") == "deposit"

@@ -63,6 +63,8 @@ class StrategySection(BaseModel):
     min_liquidity: Decimal = Field(Decimal(1000), ge=0)
     min_volume: Decimal = Field(Decimal(0), ge=0)
     max_spread: Decimal = Field(Decimal("0.05"), gt=0)
+    #: Skip a market whose spread (ask - bid) is more than this share of the TP distance (tp - ask).
+    max_spread_share_of_tp: Decimal = Field(Decimal("0.5"), gt=0, le=1)
     min_hours_to_end: float = Field(24, ge=0)
     max_hours_to_end: float | None = Field(None, gt=0)
     scan_interval_seconds: float = Field(60, gt=0)

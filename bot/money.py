@@ -1,10 +1,13 @@
 """Prices, sizes and money: Decimal arithmetic, rounding at the venue boundary, named tolerances.
 
 The venue wants prices on the market's tick inside [tick, 1 - tick] and share sizes with two decimals.
-Everything inside the bot is ``Decimal``; floats appear only at the SDK boundary (``to_sdk_float``).
+Everything inside the bot is ``Decimal``; floats appear only at the SDK boundary (``to_sdk_float``), and
+amounts coming back from the venue are rounded to its precision once, where they become a ``Fill``
+(``round_fill_shares``, ``round_fill_usdc``, ``round_price``).
 """
 from __future__ import annotations
 
+import math
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -20,9 +23,12 @@ SHARE_EPSILON = Decimal("0.000001")
 MIN_MARKETABLE_NOTIONAL = Decimal("1")
 #: Fees are taken in shares on buys; a balance this much below the expected shares is still "ours".
 FEE_SHARE_TOLERANCE = Decimal("0.02")
-#: The SDK's round_down works on binary floats and loses a unit for ~5% of values (FACTS §4.4);
-#: nudging values already on the grid by this much upward before handing them over fixes every case.
-SDK_FLOAT_NUDGE = 1e-9
+#: Shares in a fill: the venue's base units (6 decimals); order sizes have 2 (SIZE_QUANTUM).
+FILL_SHARE_QUANTUM = Decimal("0.000001")
+#: Prices the bot stores (average fill prices): at most 6 decimals; order prices are on the tick.
+PRICE_QUANTUM = Decimal("0.000001")
+#: The SDK rounds prices, sizes and amounts to at most this many decimals (ROUNDING_CONFIG, FACTS §4.1).
+SDK_MAX_DECIMALS = 6
 
 
 def to_decimal(value: Any, what: str = "value") -> Decimal:
@@ -72,9 +78,63 @@ def round_usdc(amount: Decimal) -> Decimal:
     return amount.quantize(Decimal("0.01"), rounding=ROUND_DOWN)
 
 
-def to_sdk_float(value: Decimal) -> float:
-    """Hand a grid-aligned Decimal to the SDK so that its float truncation keeps the same value."""
-    return float(value) + SDK_FLOAT_NUDGE
+def round_price(price: Decimal) -> Decimal:
+    """A price the bot stores (e.g. an average fill price, USDC / shares): at most 6 decimals, no
+    trailing zeros. The one place where venue amounts become a stored price."""
+    q = price.quantize(PRICE_QUANTUM, rounding=ROUND_HALF_UP)
+    return q.normalize() if q and abs(q) < 1 else q
+
+
+def round_fill_shares(shares: Decimal) -> Decimal:
+    """Shares of a fill in the venue's base units (6 decimals), rounded down (never more than bought)."""
+    return shares.quantize(FILL_SHARE_QUANTUM, rounding=ROUND_DOWN)
+
+
+def round_fill_usdc(amount: Decimal) -> Decimal:
+    """USDC of a fill in the venue's base units (6 decimals)."""
+    return amount.quantize(USDC_QUANTUM, rounding=ROUND_HALF_UP)
+
+
+def _decimals_of(value: Decimal) -> int:
+    exponent = value.normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def _sdk_keeps(x: float, units: list[int], places: range) -> bool:
+    """True when the SDK's float roundings of ``x`` (floor, nearest) give back the intended value at every
+    number of decimals in ``places`` (``units[i]`` is the value in units of 10**-places[i])."""
+    for d, n in zip(places, units):
+        scale = 10 ** d
+        if math.floor(x * scale) != n or round(x * scale) != n:
+            return False
+    return True
+
+
+def to_sdk_float(value: Decimal, decimals: int | None = None) -> float:
+    """Hand a grid-aligned Decimal to the SDK so that every rounding it applies keeps the same value.
+
+    The SDK rounds on binary floats: ``round_down`` (floor(x * 10**d) / 10**d) loses a unit for ~5% of
+    values (float(4.35) * 100 == 434.99999999999994, FACTS §4.4) and ``round_normal`` rounds to nearest.
+    The float returned is the smallest one at or above ``float(value)`` that both roundings map back to
+    exactly ``value`` at ``decimals`` (default: the value's own decimals) and every finer precision up to
+    6 decimals. It is never further from ``value`` than a few float ulps, so a price at the venue's
+    bounds (0.99 on a 0.01 tick) stays inside ``[tick, 1 - tick]`` as the SDK checks it (a blind upward
+    nudge made 0.99 into 0.990000001, which the SDK and the venue refuse).
+    """
+    if not value.is_finite() or value < 0:
+        raise ValueError(f"cannot hand {value!r} to the SDK")
+    own = _decimals_of(value)
+    if own > SDK_MAX_DECIMALS:
+        raise ValueError(f"{fmt(value)} has more than {SDK_MAX_DECIMALS} decimals: round it first")
+    first = own if decimals is None else max(decimals, own)
+    places = range(first, SDK_MAX_DECIMALS + 1)
+    units = [int(value.scaleb(d)) for d in places]
+    x = float(value)
+    for _ in range(64):
+        if _sdk_keeps(x, units, places):
+            return x
+        x = math.nextafter(x, math.inf)
+    raise ValueError(f"no float keeps {fmt(value)} through the SDK's rounding")  # pragma: no cover
 
 
 def same_price(a: Decimal, b: Decimal) -> bool:

@@ -53,10 +53,38 @@ class BuyResult:
 
 def exit_prices(entry_price: Decimal, tp_pct: Decimal, sl_pct: Decimal, tick: Decimal) -> tuple[Decimal, Decimal]:
     """TP and SL prices on the tick: TP rounded up (never take less than asked), SL rounded down
-    (a stop never fires earlier than asked); both kept in [tick, 1 - tick]."""
+    (a stop never fires earlier than asked); both kept in [tick, 1 - tick], the venue's valid range.
+    Near the edges the TP may be clamped down to the entry or below it: ``entry_problem`` says so."""
     tp = price_ceiling(entry_price * (1 + tp_pct), tick)
     sl = price_floor(entry_price * (1 - sl_pct), tick)
     return tp, sl
+
+
+def entry_problem(entry: Decimal, bid: Decimal, tp: Decimal, sl: Decimal,
+                  max_spread_share: Decimal | None) -> str | None:
+    """Why buying at ``entry`` with the book's best bid at ``bid`` and these exit prices would lose money
+    by construction (None when it would not):
+
+    - the TP is not above the entry (clamped to 1 - tick): it can never take a profit;
+    - the SL is at or above the best bid: it would fire in the next loop and sell at the bid;
+    - the spread (entry - bid, what the position is worth less than it cost the moment it is bought) eats
+      more than ``max_spread_share`` of the TP distance (tp - entry).
+    """
+    if tp <= entry:
+        return (f"its take-profit {fmt(tp)} cannot be above the entry {fmt(entry)} (the highest valid price "
+                "is 1 - tick)")
+    if sl >= bid:
+        return (f"its stop-loss {fmt(sl)} is at or above the best bid {fmt(bid)}: it would sell at once, "
+                f"at a loss of at least {fmt(entry - bid)} per share")
+    if max_spread_share is not None and entry - bid > max_spread_share * (tp - entry):
+        return (f"the spread {fmt(entry - bid)} (entry {fmt(entry)}, bid {fmt(bid)}) is more than "
+                f"{fmt(max_spread_share * 100)}% of the take-profit distance {fmt(tp - entry)} "
+                "(strategy.max_spread_share_of_tp)")
+    return None
+
+
+class EntrySkipped(OrderRejected):
+    """The market is not bought: nothing was sent, and nothing is recorded. The message says why."""
 
 
 class Trader:
@@ -68,28 +96,53 @@ class Trader:
     # -- planning ---------------------------------------------------------------------------------
 
     def plan_entry(self, book: Book, info: MarketInfo, usdc: Decimal, tp_pct: Decimal, sl_pct: Decimal,
-                   needs_resting_tp: bool) -> EntryPlan:
-        """Check an entry against the venue's minimums before anything is sent.
+                   needs_resting_tp: bool, *, min_price: Decimal | None = None, max_price: Decimal | None = None,
+                   max_spread: Decimal | None = None, max_spread_share: Decimal | None = None) -> EntryPlan:
+        """Check an entry against the strategy's filters and the venue's rules before anything is sent.
 
-        Raises OrderRejected naming the numbers when the trade cannot be done as configured.
+        Raises EntrySkipped (an OrderRejected) naming the numbers when the market must not be bought.
+        The buy cap (worst price) is the highest price on the tick, at most ENTRY_SLIPPAGE_TICKS above the
+        ask and at most ``max_price``, at which the entry would still pass every filter, so whatever the
+        buy pays, its TP is above it and its SL below the bid.
         """
-        ask = book.best_ask
+        tick = info.tick_size
+        ask, bid = book.best_ask, book.best_bid
         if ask is None:
-            raise OrderRejected(f"no asks on token {book.token_id}: nothing to buy", endpoint="plan")
+            raise EntrySkipped(f"no asks on token {book.token_id}: nothing to buy", endpoint="plan")
+        if bid is None:
+            raise EntrySkipped(f"no bids on token {book.token_id}: a stop-loss could never sell", endpoint="plan")
         usdc = round_usdc(usdc)
         if usdc < MIN_MARKETABLE_NOTIONAL:
-            raise OrderRejected(f"trade size ${fmt(usdc)} is below the venue's $1 minimum for a market BUY",
-                                endpoint="plan")
-        max_price = snap_price(ask + ENTRY_SLIPPAGE_TICKS * info.tick_size, info.tick_size)
+            raise EntrySkipped(f"trade size ${fmt(usdc)} is below the venue's $1 minimum for a market BUY",
+                               endpoint="plan")
+        if (min_price is not None and ask < min_price) or (max_price is not None and ask > max_price):
+            raise EntrySkipped(f"the ask {fmt(ask)} is outside strategy.min_price..max_price "
+                               f"({fmt(min_price)}..{fmt(max_price)})", endpoint="plan")
+        if max_spread is not None and ask - bid > max_spread:
+            raise EntrySkipped(f"the spread {fmt(ask - bid)} (bid {fmt(bid)} / ask {fmt(ask)}) is above "
+                               f"strategy.max_spread {fmt(max_spread)}", endpoint="plan")
+        tp, sl = exit_prices(ask, tp_pct, sl_pct, tick)
+        problem = entry_problem(ask, bid, tp, sl, max_spread_share)
+        if problem:
+            raise EntrySkipped(problem, endpoint="plan")
+        highest = snap_price(ask + ENTRY_SLIPPAGE_TICKS * tick, tick)
+        if max_price is not None:
+            highest = min(highest, price_floor(max_price, tick))
+        cap = ask
+        candidate = highest
+        while candidate > ask:
+            if entry_problem(candidate, bid, *exit_prices(candidate, tp_pct, sl_pct, tick), max_spread_share) is None:
+                cap = candidate
+                break
+            candidate -= tick
         expected = round_shares(usdc / ask)
         if needs_resting_tp and expected < info.min_order_size:
             smallest = (info.min_order_size * ask).quantize(Decimal("0.01"))
-            raise OrderRejected(
+            raise EntrySkipped(
                 f"${fmt(usdc)} buys about {fmt(expected)} shares at {fmt(ask)}, below the market's minimum of "
                 f"{fmt(info.min_order_size)} shares for a resting take-profit; the smallest valid trade here is "
                 f"about ${fmt(smallest)}", endpoint="plan")
-        tp, sl = exit_prices(ask, tp_pct, sl_pct, info.tick_size)
-        return EntryPlan(usdc, max_price, expected, tp, sl)
+        return EntryPlan(usdc, cap, expected, tp, sl)
 
     # -- the seed's methods -----------------------------------------------------------------------
 

@@ -120,3 +120,16 @@ def test_state_and_log_paths_that_cannot_be_files_name_the_field(tmp_path):
     cfg = write(tmp_path, {"bot": {"positions_file": str(tmp_path / "new" / "p.json"),
                                    "log_file": str(tmp_path / "logs" / "bot.log")}})
     check_state_paths(load_bot_config(cfg))   # folders that do not exist yet are created later
+
+
+@pytest.mark.parametrize("value,expected", [
+    (0, "strategy.max_spread_share_of_tp: Input should be greater than 0"),
+    (1.5, "strategy.max_spread_share_of_tp: Input should be less than or equal to 1"),
+    ("half", "strategy.max_spread_share_of_tp: Input should be a valid decimal"),
+])
+def test_the_spread_share_of_the_take_profit_is_validated(tmp_path, value, expected):
+    path = write(tmp_path, {"strategy": {"max_spread_share_of_tp": value}})
+    with pytest.raises(ConfigError) as err:
+        load_bot_config(path)
+    assert expected in str(err.value)
+    assert load_bot_config("config.json").strategy.max_spread_share_of_tp == D("0.5")

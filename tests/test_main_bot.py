@@ -40,11 +40,11 @@ class OneMarket:
     def api_calls(self):
         return {}
 
-    def best_candidate(self, now, skip=lambda cid: False):
+    def candidates(self, now, skip=lambda cid: False):
         if skip("0xcond"):
-            return None
-        return Candidate("1", "0xcond", "Will it rain?", "rain", TOKEN, "Yes", D("0.5"), D("0.02"), D(5000),
-                         D(100), D("0.01"), D(5), False, None)
+            return []
+        return [Candidate("1", "0xcond", "Will it rain?", "rain", TOKEN, "Yes", D("0.5"), D("0.02"), D(5000),
+                          D(100), D("0.01"), D(5), False, None)]
 
 
 def make_bot(tmp_path, **trading):
@@ -146,7 +146,7 @@ def test_loop_survives_venue_errors_and_pauses_after_repeated_failures(tmp_path)
     def broken(*a, **k):
         raise RuntimeError("boom")
 
-    bot.scanner.best_candidate = broken
+    bot.scanner.candidates = broken
     for _ in range(5):
         bot._last_scan = None   # scan every time
         bot._run_guarded()
@@ -176,9 +176,9 @@ class NoMarket:
     def api_calls(self):
         return {"GET /markets": self.calls}
 
-    def best_candidate(self, now, skip=lambda cid: False):
+    def candidates(self, now, skip=lambda cid: False):
         self.calls += 1
-        return None
+        return []
 
 
 class LiveLike(Books):
@@ -379,3 +379,68 @@ def test_convert_while_the_bot_runs_reaches_it(tmp_path, capsys):
     bot.run_once()
     assert pos.exit_mode == ExitMode.MONITOR and pos.tp_order_id is None and bot.venue.open_orders() == []
     bot.store.release_lock()
+
+
+class ManyMarkets:
+    """A scanner offering several markets, best first, each with its own scripted book."""
+
+    def __init__(self, books: dict[str, Book]):
+        self.books = books
+        self.info_reads: list[str] = []
+
+    def api_calls(self):
+        return {}
+
+    def candidates(self, now, skip=lambda cid: False):
+        return [Candidate(str(i), f"0xcond{t}", f"Market {t}", f"m{t}", t, "Yes", D("0.5"), D("0.02"), D(5000),
+                          D(100), D("0.01"), D(5), False, None)
+                for i, t in enumerate(self.books) if not skip(f"0xcond{t}")]
+
+    def get_books(self, token_ids):
+        return {t: self.books[t] for t in token_ids if t in self.books}
+
+    def get_market_info(self, token_id, condition_id=""):
+        self.info_reads.append(token_id)
+        return MarketInfo(token_id, condition_id, D("0.01"), D("5"), False)
+
+
+def book(bid: str, ask: str) -> Book:
+    return Book("x", bids=((D(bid), D("500")),), asks=((D(ask), D("500")),))
+
+
+def bot_over(tmp_path, markets: ManyMarkets, **strategy):
+    config = BotConfig.model_validate({
+        "bot": {"positions_file": str(tmp_path / "positions.json"), "log_file": None},
+        "capital": {"total": "100", "max_trade_size": "10", "max_positions": 3},
+        "strategy": {"scan_interval_seconds": 0.001, "min_price": "0.01", "max_price": "0.99", **strategy},
+    })
+    venue = PaperVenue(markets, D(100), state_file=tmp_path / "paper.json")
+    return Bot(config, venue, markets, PositionStore(config.bot.positions_file))
+
+
+def test_a_market_skipped_before_any_order_writes_nothing_and_the_next_candidate_is_bought(tmp_path, caplog):
+    # best first: a book whose SL (0.19) is above its bid, a 0.98 ask whose TP can only be 0.99, then a good one
+    markets = ManyMarkets({"A": book("0.18", "0.22"), "B": book("0.97", "0.98"), "C": book("0.50", "0.51")})
+    bot = bot_over(tmp_path, markets)
+    with caplog.at_level("INFO", logger="bot"):
+        assert bot._place_new_trade(bot.now())
+    pos = only_position(bot)
+    assert pos.token_id == "C" and pos.status == PositionState.OPEN
+    assert [p.token_id for p in PositionStore(bot.config.bot.positions_file).load().positions] == ["C"]
+    assert "Skipping Market A: its stop-loss 0.19 is at or above the best bid 0.18" in caplog.text
+    assert "Skipping Market B:" in caplog.text
+    assert bot.venue.open_orders() == [] and bot.venue.token_balance("A") == 0 == bot.venue.token_balance("B")
+
+
+def test_a_scan_tries_a_bounded_number_of_candidates(tmp_path):
+    from main_bot import MAX_CANDIDATES_PER_SCAN
+    markets = ManyMarkets({f"T{i}": book("0.18", "0.22") for i in range(MAX_CANDIDATES_PER_SCAN + 3)})
+    bot = bot_over(tmp_path, markets)
+    assert not bot._place_new_trade(bot.now())
+    assert bot.state.positions == [] and len(markets.info_reads) == MAX_CANDIDATES_PER_SCAN
+    assert not PositionStore(bot.config.bot.positions_file).load().positions
+
+
+def only_position(bot):
+    assert len(bot.state.positions) == 1, bot.state.positions
+    return bot.state.positions[0]

@@ -2,7 +2,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from bot.venue.base import Book, OrderState, OrderStatus
+from bot.venue.base import Book, Fill, OrderState, OrderStatus
 
 
 def test_book_puts_best_levels_first_whatever_the_wire_order():
@@ -41,3 +41,15 @@ def test_order_status_normalisation(status, matched, expected):
 def test_order_without_id_is_malformed():
     with pytest.raises(ValueError):
         OrderState.from_venue({"status": "LIVE"})
+
+
+def test_a_fill_keeps_the_venues_precision_and_a_six_decimal_average_price():
+    # $10 FAK buy at 0.51: the venue answers 9.999999 USDC for 19.607845 shares (base units); the average
+    # price used to be stored as 0.5099999525699996679899976759.
+    fill = Fill("0xabc", "matched", D("19.607845"), D("9.999999"))
+    assert fill.avg_price == D("0.51") and format(fill.avg_price, "f") == "0.51"
+    # amounts computed by the paper venue (or any venue) are brought to base units (6 decimals) here
+    odd = Fill("0xabc", "matched", D("19.60784313725490196"), D("9.99999999999"))
+    assert odd.filled_shares == D("19.607843") and odd.usdc == D("10.000000")
+    assert -odd.avg_price.as_tuple().exponent <= 6
+    assert Fill("0xabc", "live").avg_price is None

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Callable, Iterable, Protocol
 
-from bot.money import to_decimal
+from bot.money import round_fill_shares, round_fill_usdc, round_price, to_decimal
 
 
 class OrderStatus(str, enum.Enum):
@@ -114,7 +114,11 @@ class Fill:
 
     ``settled`` is False when the answer does not say what matched (status ``delayed``, or a success
     without amounts): the outcome is not known yet and must be looked up by the order's id, never
-    read as "nothing matched"."""
+    read as "nothing matched".
+
+    This is where venue amounts become the bot's numbers: shares and USDC are kept in the venue's base
+    units (6 decimals) and the average price has at most 6 decimals, whatever the venue (or the paper
+    venue's arithmetic) handed over, so nothing stored downstream carries float noise."""
 
     order_id: str
     status: str  # venue insert status: live / matched / delayed / unmatched
@@ -123,9 +127,13 @@ class Fill:
     fee: Decimal = Decimal(0)   # the taker fee's USDC value (taken in shares on a BUY, in USDC on a SELL)
     settled: bool = True
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "filled_shares", round_fill_shares(Decimal(self.filled_shares)))
+        object.__setattr__(self, "usdc", round_fill_usdc(Decimal(self.usdc)))
+
     @property
     def avg_price(self) -> Decimal | None:
-        return (self.usdc / self.filled_shares) if self.filled_shares > 0 else None
+        return round_price(self.usdc / self.filled_shares) if self.filled_shares > 0 else None
 
 
 @dataclass(frozen=True)

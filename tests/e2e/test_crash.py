@@ -31,7 +31,9 @@ def write_config(path: Path, tmp: Path, urls: dict, scan_seconds: float) -> None
                 "log_file": str(tmp / "bot.log")},
         "capital": {"total": 60, "max_trade_size": 10, "max_positions": 3},
         "trading": {"ab_test_ratio": 0.5, "order_check_interval_seconds": 0.5},
-        "strategy": {"take_profit_pct": 0.03, "stop_loss_pct": 0.03, "max_hold_hours": 3 / 3600,
+        # close exits (a 3% SL sat on the bid: such entries are skipped now), still allowed by the entry checks
+        "strategy": {"take_profit_pct": 0.06, "stop_loss_pct": 0.08, "max_spread_share_of_tp": 1,
+                     "max_hold_hours": 3 / 3600,
                      "blacklist_hours": 2 / 3600, "min_liquidity": 0, "min_hours_to_end": 0, "max_spread": 0.1,
                      "scan_interval_seconds": scan_seconds},
         "api": {"clob_host": urls["clob_url"], "gamma_host": urls["gamma_url"], "max_requests_per_second": 200},
