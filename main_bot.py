@@ -6,6 +6,7 @@ after a maximum holding time. See README.md.
     python main_bot.py --sim [--loops N]                      run against the embedded simulated exchange
     python main_bot.py status [--json]                        show positions, blacklist and pause
     python main_bot.py report | doctor | convert | resume     A/B report, pre-flight checks, rollback, unpause
+    python main_bot.py close --id ID                          close by hand a position needing attention
     python main_bot.py --live-once [--yes]                    one smallest valid position, to its end
 """
 from __future__ import annotations
@@ -208,12 +209,13 @@ class Bot:
                 self.consecutive_failures = 0
                 self.save()
                 log.warning("Resumed by the user: new trades allowed again%s", f" (was paused: {was})" if was else "")
-            elif what == "convert":
+            elif what in ("convert", "close"):
                 try:
-                    for line in self.convert_to_monitor(cmd.get("id")):
-                        log.warning("convert --to monitor (asked by the user): %s", line)
+                    lines = self.convert_to_monitor(cmd.get("id")) if what == "convert" else self.close_by_hand(cmd.get("id"))
+                    for line in lines:
+                        log.warning("%s (asked by the user): %s", what, line)
                 except VenueError as exc:
-                    log.error("convert --to monitor (asked by the user) failed: %s; run it again", exc)
+                    log.error("%s (asked by the user) failed: %s; run it again", what, exc)
             else:
                 log.warning("Ignoring an unknown command from %s: %r", self.store.control_path, what)
 
@@ -802,6 +804,21 @@ class Bot:
             self.save()
         return out or ["no open limit_orders positions"]
 
+    def close_by_hand(self, position_id: str | None) -> list[str]:
+        """A person closes a position that needs attention (its shares were sold or moved by hand): its TP is
+        cancelled by the exit protocol's rules, and it closes as ``manual`` with what the bot booked. Only
+        for positions the bot cannot manage any more; the others it manages itself."""
+        pos = self.state.get(position_id or "")
+        if pos is None or pos.status != PositionState.NEEDS_ATTENTION:
+            return [f"no position needing attention with id {position_id}: `status` lists them"]
+        now = self.now()
+        if pos.tp_order_id and not self.exits.retire_tp(pos, now):
+            return [f"{pos.id}: its TP is still open after the cancel; try again"]
+        transition(pos, PositionState.CLOSED, now, reason=CloseReason.MANUAL)
+        self.save()
+        return [f"{pos.id}: closed by hand ({fmt(pos.shares)} shares the bot no longer manages; booked pnl "
+                f"${fmt(pos.realized_pnl, 2)}); `resume` allows new trades again"]
+
     # -- reporting --------------------------------------------------------------------------------
 
     def _log_loop_summary(self) -> None:
@@ -1093,9 +1110,10 @@ def run_resume(store: PositionStore) -> int:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="main_bot.py", description="Polymarket TP/SL bot")
     parser.add_argument("command", nargs="?", default="run",
-                        choices=["run", "status", "resume", "report", "doctor", "convert"],
+                        choices=["run", "status", "resume", "report", "doctor", "convert", "close"],
                         help="run the bot (default), status, resume after a pause, the A/B report, doctor "
-                             "(read-only checks before going live), convert (limit_orders -> monitor)")
+                             "(read-only checks before going live), convert (limit_orders -> monitor), close --id "
+                             "(a position needing attention whose shares are gone, closed by hand)")
     parser.add_argument("--config", default="config.json", help="path of config.json")
     parser.add_argument("--loops", type=int, default=None, help="run N iterations of the loop and exit")
     parser.add_argument("--json", action="store_true", help="status/report: print JSON")
@@ -1105,7 +1123,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="open exactly one position of the smallest valid size, manage it to its end, stop")
     parser.add_argument("--yes", action="store_true", help="--live-once: do not ask for confirmation")
     parser.add_argument("--to", default="monitor", choices=["monitor"], help="convert: the target exit mode")
-    parser.add_argument("--id", default=None, help="convert: only this position")
+    parser.add_argument("--id", default=None, help="convert: only this position; close: the position to close")
     parser.add_argument("--sim", action="store_true", help="trade on the embedded simulated exchange (with status, "
                         "report, resume, convert: act on the --sim run's state in --sim-dir)")
     parser.add_argument("--dry-run", action="store_true",
@@ -1141,15 +1159,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "resume":
             return run_resume(PositionStore(state_path))
         store = PositionStore(state_path)
-        if args.command == "convert":
+        if args.command == "close" and not args.id:
+            raise ConfigError("close needs --id ID: the position needing attention to close (see `status`)")
+        if args.command in ("convert", "close"):
             no_sim = StateFileError(f"{state_path}: no --sim run is running: the simulated exchange and its orders "
                                     "exist only while `main_bot.py --sim` runs (the next run starts afresh); run "
-                                    "`convert --sim` while it runs")
+                                    f"`{args.command} --sim` while it runs")
             if args.sim and not store.lock_path.exists():
                 raise no_sim
-            pid = hand_to_running_bot(store, {"command": "convert", "to": args.to, "id": args.id})
+            pid = hand_to_running_bot(store, {"command": args.command, "to": args.to, "id": args.id})
             if pid is not None:
-                print(f"convert sent to the running bot (pid {pid}): it converts within one loop and logs what it did")
+                print(f"{args.command} sent to the running bot (pid {pid}): it acts within one loop and logs what "
+                      "it did")
                 return 0
             if args.sim:   # never starts trading
                 store.release_lock()
@@ -1159,13 +1180,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.live_once and not confirm_live_once(args, config):
             return 1
         get_logger(config)
-        if args.command != "convert":   # convert holds it already
+        if args.command not in ("convert", "close"):   # they hold it already
             store.acquire_lock()
         try:
             venue = build_venue(config)
             bot = Bot(config, venue, MarketScanner(config.api.gamma_host, config.strategy), store, once=args.live_once)
-            if args.command == "convert":
-                for line in bot.convert_to_monitor(args.id):
+            if args.command in ("convert", "close"):
+                lines = bot.convert_to_monitor(args.id) if args.command == "convert" else bot.close_by_hand(args.id)
+                for line in lines:
                     print(line)
                 return 0
             _install_signal_handlers(bot)

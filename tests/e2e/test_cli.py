@@ -248,3 +248,25 @@ def test_credentials_that_cannot_work_are_one_error_line_at_start(tmp_path, cli,
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and len(err.splitlines()) == 1 and expected in err
     assert all(v not in err for v in env.values() if len(v) > 2)
+
+
+def test_close_needs_an_id_and_closes_only_a_position_needing_attention(tmp_path, cli, capsys, sim3, monkeypatch):
+    sim = sim3
+    wallet = sim.new_wallet(usdc=100)
+    monkeypatch.setenv("POLY_PRIVATE_KEY", wallet["private_key"])
+    monkeypatch.setenv("POLY_FUNDER_ADDRESS", wallet["address"])
+    cfg = live_config(tmp_path, sim)
+    assert cli(["close", "--config", cfg]) == 2 and "close needs --id" in capsys.readouterr().err
+    stuck = Position(id="gone42", token_id="1", condition_id="0xc", shares=Decimal("19.6"),
+                     entry_shares=Decimal("19.6"), entry_price=Decimal("0.51"), entry_cost=Decimal("9.996"),
+                     tp_price=Decimal("0.57"), sl_price=Decimal("0.45"), venue="live", wallet=wallet["address"],
+                     status="needs_attention", attention_reason="account holds 0 shares")
+    state = BotState()
+    state.add(stuck)
+    PositionStore(tmp_path / "positions.json").save(state)
+    assert cli(["close", "--config", cfg, "--id", "other"]) == 0
+    assert "no position needing attention with id other" in capsys.readouterr().out
+    assert cli(["close", "--config", cfg, "--id", "gone42"]) == 0
+    assert "gone42: closed by hand" in capsys.readouterr().out
+    saved = PositionStore(tmp_path / "positions.json").load().positions[0]
+    assert saved.status.value == "closed" and saved.close_reason.value == "manual"
