@@ -161,9 +161,12 @@ def test_a_position_the_venue_cannot_check_never_blocks_another_stop_loss(sim, t
     h.loop()
     h.no_new_trades()
     good = only(h.positions)
-    ghost = Position(token_id="99999999999999999999", condition_id="0x" + "ab" * 32, exit_mode=ExitMode.MONITOR,
-                     shares=D(10), entry_shares=D(10), entry_price=D("0.5"), entry_cost=D(5), tp_price=D("0.55"),
-                     sl_price=D("0.45"), opened_at=h.bot.now(), updated_at=h.bot.now())
+    # a concurrent position on a market the venue does not know (404 on its market info): its TP is gone,
+    # so start-up would place it again and fail there
+    ghost = Position(token_id="99999999999999999999", condition_id="0x" + "ab" * 32,
+                     exit_mode=ExitMode.LIMIT_ORDERS, tp_order_id="0x" + "12" * 32, shares=D(10), entry_shares=D(10),
+                     entry_price=D("0.5"), entry_cost=D(5), tp_price=D("0.55"), sl_price=D("0.45"),
+                     opened_at=h.bot.now(), updated_at=h.bot.now())
     h.bot.state.add(ghost)
     h.bot.save()
     sim.set_price(m["token_ids"][0], 0.40)
