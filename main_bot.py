@@ -30,9 +30,9 @@ from bot.config import (
     check_state_paths,
     check_trade_size,
     load_bot_config,
-    unexitable_trade_size,
     load_secrets,
     require_live_secrets,
+    unexitable_trade_size,
 )
 from bot.crashpoints import crashpoint
 from bot.doctor import Doctor, as_json, format_checks, smallest_trade
