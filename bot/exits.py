@@ -1,6 +1,6 @@
 """The exit protocol: how a position gets out, one persisted step at a time.
 
-1. mark the position ``exiting`` (save) so a crash resumes the exit instead of forgetting it;
+1. the position turns ``exiting`` (saved) so a crash resumes the exit instead of forgetting it;
 2. cancel the resting TP and read the answer: ``not_canceled`` means it may have filled;
 3. book any TP fill; only the remainder is still to be sold;
 4. sell the remainder fill-and-kill, floored at a worst price, sized from what the account holds; the
@@ -9,7 +9,7 @@
 A position is never marked closed on an HTTP success alone, and never left without an exit armed: while
 an exit waits (refused sell, bid below the floor) the stop-loss and the time exit still apply, and
 crossing them re-anchors the floor at the new trigger. A remainder no order can carry is held to the
-market's resolution, still a position.
+market's resolution, still a position. Every change goes through ``bot.lifecycle.apply``.
 """
 from __future__ import annotations
 
@@ -20,18 +20,25 @@ from typing import Callable
 
 from bot.crashpoints import crashpoint
 from bot.errors import OrderRejected, TemporaryVenueError, UnknownOutcome
-from bot.money import (
-    FEE_SHARE_TOLERANCE,
-    MIN_MARKETABLE_NOTIONAL,
-    SHARE_EPSILON,
-    fmt,
-    is_dust,
-    price_floor,
-    round_shares,
-    to_decimal,
+from bot.lifecycle import (
+    AttentionNeeded,
+    BalanceShort,
+    DustHeld,
+    ExitBackoff,
+    ExitReanchored,
+    ExitStarted,
+    NothingLeft,
+    OrderIntent,
+    OrderNotPlaced,
+    OrderSigned,
+    SellFilled,
+    TpFilled,
+    apply,
 )
+from bot.money import FEE_SHARE_TOLERANCE, MIN_MARKETABLE_NOTIONAL, SHARE_EPSILON, fmt, is_dust, price_floor, round_shares
+from bot.orders import RecordState, Role
 from bot.outcomes import look_up
-from bot.position_manager import CloseReason, Position, PositionState, TpFill, transition
+from bot.position_manager import CloseReason, Position
 from bot.trader import Trader
 from bot.venue.base import Book, Fill, MarketInfo, OrderStatus, Venue
 
@@ -43,67 +50,55 @@ RETRY_CAP_S = 60.0
 BALANCE_SHORTFALL_RETRIES = 3
 
 
-def book_tp_fill(pos: Position, venue: Venue | None, order_id: str, filled_total: Decimal, limit_price: Decimal,
-                 known: Fill | None = None) -> Decimal:
-    """Record what TP ``order_id`` has filled in all (``filled_total`` shares); returns the newly booked
-    shares (0 if nothing new). The USDC comes from the order's own trades (a TP that crossed the book when
-    placed filled above its limit, as a taker, and paid the fee), or from ``known`` (the placement's
-    answer); a maker fill not in the trades yet is booked at the limit price. Fills are kept per TP, so a
-    re-armed TP's fills are never measured against an earlier TP's."""
-    prev = pos.tp_fills.get(order_id) or TpFill()
-    new = filled_total - prev.shares
+def tp_fill(pos: Position, venue: Venue | None, order_id: str, filled_total: Decimal, limit_price: Decimal,
+            final: bool = False, known: Fill | None = None) -> TpFilled | None:
+    """The TpFilled event for TP ``order_id`` having filled ``filled_total`` shares in all, or None when
+    nothing is new. Its USDC comes from the order's own trades (a TP that crossed the book when placed
+    filled above its limit, as a taker, and paid the fee) or from ``known`` (the placement's answer); a
+    maker fill not in the trades yet counts at the limit price."""
+    rec = pos.record(order_id)
+    booked = rec.filled if rec else Decimal(0)
+    new = filled_total - booked
     if new <= 0:
-        if order_id not in pos.tp_fills:
-            pos.tp_fills = {**pos.tp_fills, order_id: prev}
-        return Decimal(0)
+        return TpFilled(order_id, booked, rec.usdc, rec.fee, final) if final and rec else None
     if known is not None and known.filled_shares + SHARE_EPSILON >= filled_total:
-        usdc, fee = known.usdc, known.fee
-    else:
-        trades = venue.order_trades(order_id, pos.token_id, pos.opened_at.timestamp()) if venue else None
-        if trades is not None and trades.filled_shares + SHARE_EPSILON >= filled_total:
-            usdc, fee = trades.usdc, trades.fee
-        else:
-            usdc, fee = prev.usdc + new * limit_price, prev.fee
-    pos.tp_fills = {**pos.tp_fills, order_id: TpFill(shares=filled_total, usdc=usdc, fee=fee)}
-    pos.tp_filled_shares += new
-    pos.shares = max(pos.shares - new, Decimal(0))
-    pos.sold_shares += new
-    pos.exit_proceeds += (usdc - prev.usdc) - (fee - prev.fee)
-    pos.fees_paid += fee - prev.fee
-    return new
+        return TpFilled(order_id, filled_total, known.usdc, known.fee, final)
+    trades = venue.order_trades(order_id, pos.token_id, pos.opened_at.timestamp()) if venue else None
+    if trades is not None and trades.filled_shares + SHARE_EPSILON >= filled_total:
+        return TpFilled(order_id, filled_total, trades.usdc, trades.fee, final)
+    usdc = (rec.usdc if rec else Decimal(0)) + new * limit_price
+    return TpFilled(order_id, filled_total, usdc, rec.fee if rec else Decimal(0), final)
 
 
-def book_sale(pos: Position, shares: Decimal, usdc: Decimal, order_id: str, fee: Decimal = Decimal(0)) -> None:
-    """Record a marketable exit sale: ``usdc`` is what the venue's answer says (before its taker fee),
-    ``fee`` what the venue keeps of it, so the proceeds are what the wallet received."""
-    pos.shares = max(pos.shares - shares, Decimal(0))
-    pos.sold_shares += shares
-    pos.exit_proceeds += usdc - fee
-    pos.fees_paid += fee
-    if order_id and order_id not in pos.exit_order_ids:
-        pos.exit_order_ids = [*pos.exit_order_ids, order_id]
+def book_tp(pos: Position, venue: Venue | None, order_id: str, filled_total: Decimal, limit_price: Decimal,
+            now: datetime, final: bool = False, known: Fill | None = None) -> Decimal:
+    """Apply what TP ``order_id`` filled; returns the newly booked shares (0 if nothing new)."""
+    before = pos.tp_filled_shares
+    event = tp_fill(pos, venue, order_id, filled_total, limit_price, final, known)
+    if event is not None:
+        apply(pos, event, now)
+    return pos.tp_filled_shares - before
 
 
 def resolve_exit_sell(pos: Position, venue: Venue, now: datetime) -> bool:
     """An exit sell whose outcome was not recorded (crash, lost or delayed answer): book what the venue
     says that very order sold. False while the venue does not know yet (ask again next loop)."""
-    pending = pos.pending or {}
-    if pending.get("kind") != "exit_sell":
+    rec = pos.pending
+    if rec is None or rec.role != Role.EXIT:
         return True
-    order_id = pending.get("order_id")
-    if not order_id:   # its id is saved before it is sent: without one, nothing was sent
-        pos.pending = None
+    if rec.state == RecordState.INTENT or not rec.order_id:   # its id is saved before it is sent: none, not sent
+        apply(pos, OrderNotPlaced("never sent"), now)
         return True
-    sent_at = float(pending.get("sent_at") or pending.get("since") or 0)
-    out = look_up(venue, order_id, pos.token_id, sent_at, now.timestamp(), marketable=True)
+    out = look_up(venue, rec.order_id, pos.token_id, rec.sent_at or 0.0, now.timestamp(), marketable=True)
     if not out.known:
-        log.info("Exit sell %s of %s: outcome not known yet (%s)", order_id[:18], pos.id, out.status)
+        log.info("Exit sell %s of %s: outcome not known yet (%s)", rec.order_id[:18], pos.id, out.status)
         return False
-    if out.filled_shares > 0 and order_id not in pos.exit_order_ids:
-        book_sale(pos, out.filled_shares, out.usdc, order_id, out.fee)
-        log.warning("Exit sell %s of %s looked up: sold %s shares for $%s", order_id[:18], pos.id,
+    if out.filled_shares > 0:
+        apply(pos, SellFilled(rec.order_id, out.filled_shares, out.usdc, out.fee), now)
+        log.warning("Exit sell %s of %s looked up: sold %s shares for $%s", rec.order_id[:18], pos.id,
                     fmt(out.filled_shares), fmt(out.usdc - out.fee, 2))
-    pos.pending = None
+    else:
+        apply(pos, OrderNotPlaced(out.status), now)
     return True
 
 
@@ -112,19 +107,22 @@ def book_own_orders(pos: Position, venue: Venue, now: datetime) -> list[str]:
     TP it ever had, a pending exit sell) and book what they filled. Returns what was checked, for the
     verdict's note."""
     checked = []
-    for order_id in list(pos.tp_fills) or ([pos.tp_order_id] if pos.tp_order_id else []):
-        state = venue.get_order(order_id)
+    for rec in [r for r in pos.orders if r.role == Role.TP and r.order_id]:
+        state = venue.get_order(rec.order_id)
         if state is None:
-            checked.append(f"TP {order_id[:12]}: unknown to the venue")
+            checked.append(f"TP {rec.order_id[:12]}: unknown to the venue")
             continue
-        book_tp_fill(pos, venue, order_id, state.filled_size, state.price or pos.tp_price or Decimal(0))
-        checked.append(f"TP {order_id[:12]}: {state.status.value}, {fmt(state.filled_size)} filled")
-        if order_id == pos.tp_order_id and state.status not in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED):
-            pos.tp_order_id = None
-    if (pos.pending or {}).get("kind") == "exit_sell":
+        final = state.status not in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING)
+        book_tp(pos, venue, rec.order_id, state.filled_size, state.price or pos.tp_price or Decimal(0), now,
+                final=final and rec.state == RecordState.LIVE)
+        checked.append(f"TP {rec.order_id[:12]}: {state.status.value}, {fmt(state.filled_size)} filled")
+        if not pos.is_active:
+            return checked
+    if pos.pending is not None and pos.pending.role == Role.EXIT:
         resolve_exit_sell(pos, venue, now)
-    if pos.exit_order_ids:
-        checked.append(f"{len(pos.exit_order_ids)} exit sale(s) booked")
+    exits = [r for r in pos.orders if r.role == Role.EXIT and r.filled > 0]
+    if exits:
+        checked.append(f"{len(exits)} exit sale(s) booked")
     return checked
 
 
@@ -143,9 +141,7 @@ class ExitProtocol:
     def start(self, pos: Position, reason: CloseReason, book: Book | None, now: datetime) -> None:
         """Begin an exit (SL trigger, time exit, monitored TP) and run it as far as it goes now."""
         bid = book.best_bid if book else None
-        pos.metrics = {**pos.metrics, "trigger_bid": str(bid) if bid is not None else None,
-                       "trigger_at": now.isoformat(), "trigger_reason": reason.value}
-        transition(pos, PositionState.EXITING, now, reason=reason)
+        apply(pos, ExitStarted(reason, bid, now), now)
         self.save()
         log.info("Exit %s for %s (%s): bid=%s tp=%s sl=%s", reason.value, pos.id, pos.question[:40] or pos.token_id[:12],
                  fmt(bid), fmt(pos.tp_price), fmt(pos.sl_price))
@@ -157,13 +153,16 @@ class ExitProtocol:
         if not resolve_exit_sell(pos, venue, now):
             return   # the last sell's outcome is not known yet: never send another before it is
         self.save()
+        if not pos.is_active:
+            return
         self._keep_protecting(pos, book.best_bid if book else None, now)
-        retry_at = pos.metrics.get("exit_retry_at")
-        if retry_at is not None and now.timestamp() < float(retry_at):
+        if pos.retry_at is not None and now.timestamp() < pos.retry_at:
             return  # backing off after a sell that did not fill
         info = venue.get_market_info(pos.token_id, pos.condition_id)
         if pos.tp_order_id and not self.retire_tp(pos, now):
             return
+        if not pos.is_active:
+            return   # the TP won the race: it closed as a take-profit
         if is_dust(pos.shares):
             self._close(pos, now)
             return
@@ -176,34 +175,31 @@ class ExitProtocol:
         the SL, passing the holding time (once), or a further slippage step below the floor re-anchors the
         floor at the current bid and retries at once (with a warning and an alert). Nothing is held below
         its SL without a fresh attempt, nor held past its holding time."""
-        anchor = pos.metrics.get("trigger_bid")
-        if bid is None or not anchor:
+        if bid is None or pos.trigger_bid is None:
             return
-        floor = price_floor(to_decimal(anchor) * (1 - self.max_slippage_pct), pos.tick_size)
+        floor = price_floor(pos.trigger_bid * (1 - self.max_slippage_pct), pos.tick_size)
         if bid >= floor:
             return
-        reason = pos.close_reason
-        time_over = pos.age_hours(now) >= self.max_hold_hours and not pos.metrics.get("time_reanchored")
+        reason = pos.close_reason or CloseReason.STOP_LOSS
+        time_over = pos.age_hours(now) >= self.max_hold_hours and not pos.time_reanchored
         if pos.sl_price is not None and bid <= pos.sl_price and reason != CloseReason.STOP_LOSS:
             reason = CloseReason.STOP_LOSS
         elif time_over:   # the holding time is over: get out at the market once, whatever triggered the exit
-            pos.metrics = {**pos.metrics, "time_reanchored": True}
             reason = reason if reason in (CloseReason.STOP_LOSS, CloseReason.TIME_EXIT) else CloseReason.TIME_EXIT
         elif bid >= floor * (1 - self.max_slippage_pct):
             return   # within one slippage step below the floor: hold and retry with backoff
         note = (f"exit of {pos.id} ({pos.close_reason.value if pos.close_reason else '-'}) was held below its "
-                f"floor {fmt(floor)}; bid {fmt(bid)} ({reason.value if reason else '-'}): floor re-anchored at "
-                f"{fmt(bid)}, selling again now")
+                f"floor {fmt(floor)}; bid {fmt(bid)} ({reason.value}): floor re-anchored at {fmt(bid)}, selling "
+                "again now")
         log.warning("%s", note)
-        transition(pos, PositionState.EXITING, now, reason=reason)
-        pos.metrics = {**pos.metrics, "trigger_bid": str(bid), "exit_retry_at": None,
-                       "exit_reanchored": int(pos.metrics.get("exit_reanchored", 0)) + 1}
+        apply(pos, ExitReanchored(reason, bid, time_over), now)
         self.save()
         self.alert("exit_reanchored", note)
 
     def retire_tp(self, pos: Position, now: datetime) -> bool:
         """Cancel the TP and book whatever it filled. False when the answer is unclear (try next loop)."""
         order_id = pos.tp_order_id
+        assert order_id is not None
         result = self.trader.cancel_order(order_id)
         if not result.was_canceled(order_id):
             log.info("TP %s not cancelled (%s): checking whether it filled", order_id,
@@ -211,19 +207,17 @@ class ExitProtocol:
             pos.metrics = {**pos.metrics, "cancel_race": True}
         # Either way the order's own record says how much of it filled (a cancelled TP may have filled partly).
         state = self.trader.venue.get_order(order_id)
-        if state is None:
-            log.warning("TP %s of %s is unknown to the venue; selling from the account balance", order_id, pos.id)
-        elif state.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED):
+        if state is not None and state.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED):
             log.warning("TP %s of %s is still open after a cancel; retrying next loop", order_id, pos.id)
             return False
-        else:
-            booked = book_tp_fill(pos, self.trader.venue, order_id, state.filled_size,
-                                  state.price or pos.tp_price or Decimal(0))
-            if booked:
-                log.info("TP %s filled %s shares @ %s before the exit", order_id, fmt(booked), fmt(state.price))
-                if is_dust(pos.shares):
-                    transition(pos, pos.status, now, reason=CloseReason.TAKE_PROFIT)  # the TP won the race
-        pos.tp_order_id = None
+        if state is None:
+            log.warning("TP %s of %s is unknown to the venue; selling from the account balance", order_id, pos.id)
+        rec = pos.record(order_id)
+        filled = state.filled_size if state is not None else (rec.filled if rec else Decimal(0))
+        booked = book_tp(pos, self.trader.venue, order_id, filled, (state.price if state else None) or
+                         pos.tp_price or Decimal(0), now, final=True)
+        if booked:
+            log.info("TP %s filled %s shares before the exit", order_id, fmt(booked))
         self.save()
         crashpoint("after_cancel")
         return True
@@ -237,15 +231,15 @@ class ExitProtocol:
             return held
         checked = book_own_orders(pos, venue, now)
         self.save()
-        if is_dust(pos.shares) or held + pos.shares * FEE_SHARE_TOLERANCE >= pos.shares:
+        if not pos.is_active or is_dust(pos.shares) or held + pos.shares * FEE_SHARE_TOLERANCE >= pos.shares:
             return held
         # Right after a buy the venue's balance cache lags: a shortfall is retried (with a refreshed
         # balance and backoff) before it is taken to mean the shares are really gone.
-        seen = int(pos.metrics.get("balance_shortfalls", 0))
+        seen = pos.balance_shortfalls
         if seen < BALANCE_SHORTFALL_RETRIES:
             log.warning("Account shows %s of %s's %s shares; refreshing and retrying before raising the alarm",
                         fmt(held), pos.id, fmt(pos.shares))
-            pos.metrics = {**pos.metrics, "balance_shortfalls": seen + 1}
+            apply(pos, BalanceShort(), now)
             self._back_off(pos, now, "balance_shortfall")
             return None
         note = f"account holds {fmt(held)} shares but the position expects {fmt(pos.shares)}"
@@ -257,7 +251,7 @@ class ExitProtocol:
 
     def _sell_remainder(self, pos: Position, info: MarketInfo, book: Book | None, now: datetime) -> None:
         held = self._shortfall(pos, now)
-        if held is None:
+        if held is None or not pos.is_active:
             return
         if is_dust(pos.shares):
             self._close(pos, now)
@@ -271,23 +265,23 @@ class ExitProtocol:
             # Too small for any order the venue takes: still a position, held to resolution and watched.
             log.warning("Position %s: %s shares worth $%s are below the venue's minimums (5 shares or $1); held "
                         "to resolution, its payout booked then", pos.id, fmt(size), fmt(size * bid, 2))
-            transition(pos, PositionState.HELD, now)
+            apply(pos, DustHeld(), now)
             self.save()
             return
         # The worst price is anchored at the bid that triggered the exit, so a collapsing book is not
         # chased down: below it the position is held (still exiting, still protected) and reported.
-        anchor = pos.metrics.get("trigger_bid")
-        floor = price_floor((to_decimal(anchor) if anchor else bid) * (1 - self.max_slippage_pct), info.tick_size)
+        floor = price_floor((pos.trigger_bid if pos.trigger_bid is not None else bid) * (1 - self.max_slippage_pct),
+                            info.tick_size)
         if bid < floor:
             log.warning("Exit of %s held: bid %s is below the worst acceptable price %s; retrying", pos.id,
                         fmt(bid), fmt(floor))
             self._back_off(pos, now, "below_floor")
             return
-        pos.pending = {"kind": "exit_sell", "sent_at": now.timestamp(), "size": str(size)}
+        apply(pos, OrderIntent(Role.EXIT, floor, size), now)
         self.save()
 
         def record(order_id: str) -> None:   # the id is on disk before the order leaves
-            pos.pending = {**pos.pending, "order_id": order_id}
+            apply(pos, OrderSigned(order_id, now.timestamp()), now)
             self.save()
 
         crashpoint("before_sell")
@@ -301,7 +295,7 @@ class ExitProtocol:
             # 'not enough balance' right after a buy is the venue's balance cache lagging, not the
             # position being gone: refresh and retry with backoff.
             log.warning("Exit sell for %s not filled (%s); retrying with backoff", pos.id, exc)
-            pos.pending = None
+            apply(pos, OrderNotPlaced(str(exc)), now)
             self._back_off(pos, now, "rejected")
             return
         if not fill.settled:
@@ -309,32 +303,37 @@ class ExitProtocol:
                      pos.id, fill.status)
             self.save()
             return
-        book_sale(pos, fill.filled_shares, fill.usdc, fill.order_id, fill.fee)
-        pos.pending = None
+        apply(pos, SellFilled(fill.order_id, fill.filled_shares, fill.usdc, fill.fee), now)
         crashpoint("after_sell")
         log.info("SOLD %s shares of %s @ %s (floor %s)%s", fmt(fill.filled_shares), pos.id, fmt(fill.avg_price, 4),
                  fmt(floor), "" if is_dust(pos.shares) else f"; {fmt(pos.shares)} left to sell")
-        if is_dust(pos.shares):
-            self._close(pos, now)
-        else:
+        if pos.is_active:
             self._back_off(pos, now, "partial")
+        else:
+            self.save()
+            self._log_closed(pos)
 
     def _back_off(self, pos: Position, now: datetime, why: str) -> None:
         """Count a failed or partial exit attempt and schedule the next one (capped exponential)."""
         tries = int(pos.metrics.get("exit_retries", 0)) + 1
-        delay = min(RETRY_CAP_S, 2.0 ** tries)
-        pos.metrics = {**pos.metrics, "exit_retries": tries, f"exit_{why}": int(pos.metrics.get(f"exit_{why}", 0)) + 1,
-                       "exit_retry_at": now.timestamp() + delay}
+        apply(pos, ExitBackoff(why, now.timestamp() + min(RETRY_CAP_S, 2.0 ** tries)), now)
         self.save()
 
     def _close(self, pos: Position, now: datetime) -> None:
-        transition(pos, PositionState.CLOSED, now, reason=pos.close_reason)
+        apply(pos, NothingLeft(), now)
         self.save()
+        self._log_closed(pos)
+
+    @staticmethod
+    def _log_closed(pos: Position) -> None:
         log.info("CLOSED %s %s: pnl=$%s exit=%s", pos.id, pos.close_reason.value if pos.close_reason else "",
                  fmt(pos.realized_pnl, 2), fmt(pos.exit_price, 4))
 
     def needs_attention(self, pos: Position, note: str, now: datetime) -> None:
         """Hand a position to a person: keep it, log loudly, and let the bot pause new trades."""
         log.error("Position %s needs attention: %s", pos.id, note)
-        transition(pos, PositionState.NEEDS_ATTENTION, now, note=note)
+        apply(pos, AttentionNeeded(note), now)
         self.save()
+
+
+

@@ -19,11 +19,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, field_serializer, model_validator
 
-from bot.errors import BotError, StateFileError
+from bot.errors import StateFileError
+from bot.orders import OPEN_STATES, OrderRecord, Quantities, RecordState, Role, quantities
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3   # 3: order records (2: one TP's fills and quantities as fields; 1: the seed's)
 
 
 class PositionState(str, enum.Enum):
@@ -50,22 +51,6 @@ class ExitMode(str, enum.Enum):
     LIMIT_ORDERS = "limit_orders"
 
 
-S = PositionState
-#: The only moves a position's state can make. EXITING -> OPEN is for an exit abandoned with the TP re-armed.
-ALLOWED_TRANSITIONS: dict[PositionState, frozenset[PositionState]] = {
-    S.OPENING: frozenset({S.OPEN, S.CLOSED, S.NEEDS_ATTENTION}),
-    S.OPEN: frozenset({S.EXITING, S.HELD, S.CLOSED, S.NEEDS_ATTENTION}),
-    S.EXITING: frozenset({S.CLOSED, S.OPEN, S.HELD, S.NEEDS_ATTENTION}),
-    S.HELD: frozenset({S.CLOSED, S.NEEDS_ATTENTION}),
-    S.NEEDS_ATTENTION: frozenset({S.OPEN, S.EXITING, S.HELD, S.CLOSED}),
-    S.CLOSED: frozenset(),
-}
-
-
-class IllegalTransition(BotError):
-    """A state change the table does not allow."""
-
-
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -74,21 +59,12 @@ def _new_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-class TpFill(BaseModel):
-    """What one take-profit order filled so far: shares, the USDC they brought (the trades' prices: a TP
-    that crossed the book when placed filled above its limit) and the taker fee of that part."""
-
-    shares: Decimal = Decimal(0)
-    usdc: Decimal = Decimal(0)
-    fee: Decimal = Decimal(0)
-
-    @field_serializer("shares", "usdc", "fee")
-    def _decimal_as_string(self, value: Decimal) -> str:
-        return format(value, "f")
-
-
 class Position(BaseModel):
-    """One position: what was bought, how it exits, and where it stands."""
+    """One position: what it bought and sold (its order records), how it exits, and where it stands.
+
+    Quantities (shares held, sold, cost, proceeds, fees) are derived from ``orders`` (bot/orders.py) and
+    written to the file next to them for people to read; the state changes only through
+    ``bot.lifecycle.apply``."""
 
     model_config = ConfigDict(validate_assignment=True, extra="ignore", use_enum_values=False)
 
@@ -101,24 +77,14 @@ class Position(BaseModel):
     exit_mode: ExitMode = ExitMode.MONITOR
     status: PositionState = PositionState.OPEN
     close_reason: CloseReason | None = None
-    shares: Decimal = Decimal(0)
     entry_price: Decimal = Decimal(0)
-    entry_cost: Decimal = Decimal(0)
-    entry_shares: Decimal = Decimal(0)
     tp_price: Decimal | None = None
     sl_price: Decimal | None = None
     tick_size: Decimal = Decimal("0.01")
     min_order_size: Decimal = Decimal("5")
     neg_risk: bool = False
-    entry_order_id: str | None = None
-    tp_order_id: str | None = None
     sl_order_id: str | None = None  # the seed's field; always None: the SL is watched, never resting
-    tp_filled_shares: Decimal = Decimal(0)   # total over every TP this position had (the sum of tp_fills)
-    tp_fills: dict[str, TpFill] = Field(default_factory=dict)   # each TP's id -> what it filled so far
-    fees_paid: Decimal = Decimal(0)   # USDC value of the taker fees paid (already inside realized_pnl)
-    exit_order_ids: list[str] = Field(default_factory=list)
-    sold_shares: Decimal = Decimal(0)
-    exit_proceeds: Decimal = Decimal(0)
+    orders: list[OrderRecord] = Field(default_factory=list)
     exit_price: Decimal | None = None
     realized_pnl: Decimal | None = None
     opened_at: datetime = Field(default_factory=utcnow)
@@ -127,20 +93,120 @@ class Position(BaseModel):
     last_tp_check_at: datetime | None = None
     fallback_reason: str | None = None
     attention_reason: str | None = None
-    pending: dict | None = None
-    metrics: dict = Field(default_factory=dict)
+    # The exit in progress: the bid that triggered it (its sell floor is anchored there), when to try the
+    # next sell after one that did not fill, how often the balance looked short, whether the holding time
+    # already re-anchored it once.
+    trigger_bid: Decimal | None = None
+    retry_at: float | None = None
+    balance_shortfalls: int = 0
+    time_reanchored: bool = False
+    metrics: dict = Field(default_factory=dict)   # measurements only (the A/B report), never control data
     # Where the position lives: "paper" (dry-run orders) or "live", and for live the wallet (funder address)
     # that holds its shares. Positions from files older than this field have None: the bot treats them as
     # living on the venue the current config uses and records that at its first save (Bot.save).
     venue: str | None = None
     wallet: str | None = None
 
-    @field_serializer("shares", "entry_price", "entry_cost", "entry_shares", "tp_price", "sl_price", "tick_size",
-                      "min_order_size", "tp_filled_shares", "sold_shares", "exit_proceeds", "exit_price",
-                      "realized_pnl", "fees_paid")
+    @field_serializer("entry_price", "tp_price", "sl_price", "tick_size", "min_order_size", "exit_price",
+                      "realized_pnl", "trigger_bid")
     def _decimal_as_string(self, value: Decimal | None) -> str | None:
         return None if value is None else format(value, "f")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _records_from_older_fields(cls, data: Any) -> Any:
+        """Files (and callers) from before order records give quantities as fields: turn them into records."""
+        if isinstance(data, dict) and "orders" not in data:
+            data = {**data, "orders": _legacy_records(data)}
+        if isinstance(data, dict) and isinstance(data.get("metrics"), dict):
+            # schema 2 kept the exit's control data among the metrics
+            metrics = dict(data["metrics"])
+            moved = {"trigger_bid": "trigger_bid", "exit_retry_at": "retry_at",
+                     "balance_shortfalls": "balance_shortfalls"}
+            for old, new in moved.items():
+                if old in metrics and new not in data:
+                    value = metrics[old] if old != "trigger_bid" else metrics.get(old)
+                    data = {**data, new: value}
+            if old_keys := [k for k in ("exit_retry_at", "balance_shortfalls") if k in metrics]:
+                data["metrics"] = {k: v for k, v in metrics.items() if k not in old_keys}
+        return data
+
+    # -- derived from the order records (bot/orders.py), the one source of quantities ---------------
+
+    @property
+    def _q(self) -> Quantities:
+        return quantities(self.orders)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def shares(self) -> Decimal:
+        """Shares the position holds now."""
+        return self._q.shares
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def entry_shares(self) -> Decimal:
+        return self._q.entry_shares
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def entry_cost(self) -> Decimal:
+        return self._q.entry_cost
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def sold_shares(self) -> Decimal:
+        return self._q.sold_shares
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def tp_filled_shares(self) -> Decimal:
+        return self._q.tp_filled_shares
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def exit_proceeds(self) -> Decimal:
+        return self._q.exit_proceeds
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def fees_paid(self) -> Decimal:
+        """USDC value of the taker fees paid (already inside the P&L)."""
+        return self._q.fees
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def entry_order_id(self) -> str | None:
+        return next((r.order_id for r in reversed(self.orders) if r.role == Role.ENTRY and r.order_id), None)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def tp_order_id(self) -> str | None:
+        """The TP resting on the book, if any."""
+        rec = self.live_tp
+        return rec.order_id if rec else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def exit_order_ids(self) -> list[str]:
+        return [r.order_id for r in self.orders if r.role == Role.EXIT and r.order_id and r.filled > 0]
+
+    @field_serializer("shares", "entry_shares", "entry_cost", "sold_shares", "tp_filled_shares", "exit_proceeds",
+                      "fees_paid")
+    def _derived_as_string(self, value: Decimal) -> str:
+        return format(value, "f")
+
+    @property
+    def live_tp(self) -> OrderRecord | None:
+        return next((r for r in reversed(self.orders) if r.role == Role.TP and r.state == RecordState.LIVE), None)
+
+    @property
+    def pending(self) -> OrderRecord | None:
+        """The order whose outcome is not recorded yet (saved before it was signed or sent), if any."""
+        return next((r for r in reversed(self.orders) if r.state in OPEN_STATES), None)
+
+    def record(self, order_id: str) -> OrderRecord | None:
+        return next((r for r in self.orders if r.order_id == order_id), None)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict: Decimals as strings, datetimes ISO-8601, enums as their values."""
@@ -160,21 +226,7 @@ class Position(BaseModel):
         d.setdefault("status", PositionState.OPEN.value)
         if d.get("exit_mode") is None:
             d["exit_mode"] = ExitMode.MONITOR.value
-        if "entry_shares" not in d and "shares" in d:
-            d["entry_shares"] = d["shares"]
-        if "entry_cost" not in d and "shares" in d and "entry_price" in d:
-            try:
-                d["entry_cost"] = str(Decimal(str(d["shares"])) * Decimal(str(d["entry_price"])))
-            except ArithmeticError:
-                pass  # validation below names the bad field
-        if not d.get("tp_fills") and d.get("tp_order_id") and str(d.get("tp_filled_shares") or "0").strip("0.") != "":
-            # schema 2 kept one TP's fills only, booked at the TP's price
-            try:
-                filled = Decimal(str(d["tp_filled_shares"]))
-                d["tp_fills"] = {d["tp_order_id"]: {"shares": str(filled),
-                                                    "usdc": str(filled * Decimal(str(d.get("tp_price") or 0)))}}
-            except ArithmeticError:
-                pass  # validation below names the bad field
+        _check_legacy_amounts(d, where)
         try:
             pos = cls.model_validate(d)
         except ValidationError as exc:
@@ -186,6 +238,15 @@ class Position(BaseModel):
             value = getattr(pos, attr)
             if value is not None and value.tzinfo is None:
                 setattr(pos, attr, value.replace(tzinfo=timezone.utc))
+        if "orders" in data:
+            # Quantities are derived from the order records; a hand edit of one of them would be silently
+            # ignored, so a file whose written quantities disagree with its records is refused.
+            for name in _AMOUNTS[:-1]:
+                if d.get(name) not in (None, "") and Decimal(str(d[name])) != getattr(pos, name):
+                    raise StateFileError(
+                        f"{where} (id {pos.id}): {name}: {d[name]} in the file, but its order records (`orders`) add "
+                        f"up to {format(getattr(pos, name), 'f')}; quantities are derived from the records: edit "
+                        "those, or remove the field")
         problem = _implausible(pos)
         if problem is not None:
             field, reason, value = problem
@@ -208,10 +269,35 @@ _AMOUNTS = ("shares", "entry_shares", "entry_cost", "tp_filled_shares", "sold_sh
             "min_order_size")
 
 
+def _check_legacy_amounts(d: dict, where: str) -> None:
+    """Quantities given as fields (files before order records): each a number, >= 0, not absurd."""
+    for name in _AMOUNTS:
+        if d.get(name) in (None, ""):
+            continue
+        try:
+            v = Decimal(str(d[name]).strip())
+        except ArithmeticError:
+            v = Decimal("NaN")
+        pid = d.get("id", "?")
+        if not v.is_finite():
+            raise StateFileError(f"{where} (id {pid}): {name}: expected a number (got {d[name]!r})")
+        if v < 0:
+            raise StateFileError(f"{where} (id {pid}): {name}: must be a number >= 0 (got {d[name]!r}); fix or "
+                                 "remove this position by hand")
+        if v > MAX_AMOUNT:
+            raise StateFileError(f"{where} (id {pid}): {name}: absurdly large (more than {MAX_AMOUNT:,}) (got "
+                                 f"{d[name]!r}); fix or remove this position by hand")
+
+
 def _implausible(pos: Position) -> tuple[str, str, str] | None:
     """(field, reason, value) of the first value a hand-edited or damaged file cannot mean, else None.
     Checked on load only: a negative share count would be "sold" at a fake profit, a price outside (0, 1)
     or a TP at or below the SL would trade at once."""
+    for i, rec in enumerate(pos.orders):
+        for attr in ("filled", "usdc", "fee"):
+            v = getattr(rec, attr)
+            if not v.is_finite() or v < 0 or v > MAX_AMOUNT:
+                return f"orders[{i}].{attr}", "must be a number >= 0 and not absurd", format(v, "f")
     for name in _AMOUNTS:
         v = getattr(pos, name)
         if not v.is_finite() or v < 0:
@@ -234,24 +320,69 @@ def _implausible(pos: Position) -> tuple[str, str, str] | None:
     return None
 
 
-def transition(pos: Position, new: PositionState, now: datetime, *, reason: CloseReason | None = None,
-               note: str | None = None) -> Position:
-    """The one function that changes a position's state; refuses what ALLOWED_TRANSITIONS does not list."""
-    old = pos.status
-    if new != old and new not in ALLOWED_TRANSITIONS[old]:
-        raise IllegalTransition(f"position {pos.id}: {old.value} -> {new.value} is not allowed")
-    if reason is not None:
-        pos.close_reason = reason
-    if new == PositionState.NEEDS_ATTENTION and note:
-        pos.attention_reason = note
-    if new == PositionState.CLOSED and old != PositionState.CLOSED:
-        pos.closed_at = now
-        if pos.sold_shares > 0:
-            pos.exit_price = (pos.exit_proceeds / pos.sold_shares).quantize(Decimal("0.000001"))
-        pos.realized_pnl = (pos.exit_proceeds - pos.entry_cost).quantize(Decimal("0.000001"))
-    pos.status = new
-    pos.updated_at = now
-    return pos
+def _dec(value: Any, default: str = "0") -> Decimal:
+    try:
+        d = Decimal(str(value if value not in (None, "") else default))
+    except ArithmeticError:
+        return Decimal(default)
+    return d if d.is_finite() else Decimal(default)
+
+
+def _legacy_records(d: dict) -> list[dict]:
+    """Order records for a position given the older way (schema 1 and 2, or keyword arguments): one entry
+    record for what it bought, its TPs' fills, one exit record for what else it sold, and the record of a
+    pending order (the ``pending`` dict of schema 2). Quantities come out the same as the fields said."""
+    shares = _dec(d.get("shares", d.get("size")))
+    sold = _dec(d.get("sold_shares"))
+    entry_shares = _dec(d.get("entry_shares")) if d.get("entry_shares") not in (None, "") else shares + sold
+    if entry_shares < shares + sold:   # a file whose shares say more than its entry: the shares win
+        entry_shares = shares + sold
+    entry_cost = _dec(d.get("entry_cost")) if d.get("entry_cost") not in (None, "") else \
+        entry_shares * _dec(d.get("entry_price"))
+    records: list[dict] = []
+    pending = d.get("pending") if isinstance(d.get("pending"), dict) else {}
+    entry_pending = pending.get("kind") == "entry"
+    if entry_shares > 0 or d.get("entry_order_id") or entry_pending:
+        state = RecordState.DONE
+        if entry_pending and entry_shares == 0:
+            state = RecordState.SENT if pending.get("order_id") else RecordState.INTENT
+        records.append({"role": Role.ENTRY, "order_id": d.get("entry_order_id") or pending.get("order_id"),
+                        "state": state, "filled": entry_shares, "usdc": entry_cost,
+                        "size": pending.get("usdc") if entry_pending else None,
+                        "price": pending.get("max_price") if entry_pending else None,
+                        "sent_at": pending.get("sent_at") if entry_pending else None})
+    tp_price = _dec(d.get("tp_price"))
+    tp_total = Decimal(0)
+    fills = d.get("tp_fills") if isinstance(d.get("tp_fills"), dict) else {}
+    live_id = d.get("tp_order_id")
+    for oid, f in fills.items():
+        f = f if isinstance(f, dict) else {"shares": f, "usdc": _dec(f) * tp_price}
+        tp_total += _dec(f.get("shares"))
+        records.append({"role": Role.TP, "order_id": oid, "filled": _dec(f.get("shares")),
+                        "usdc": _dec(f.get("usdc")), "fee": _dec(f.get("fee")),
+                        "state": RecordState.LIVE if oid == live_id else RecordState.DONE, "price": tp_price})
+    legacy_tp = _dec(d.get("tp_filled_shares")) - tp_total
+    if live_id and live_id not in fills:
+        records.append({"role": Role.TP, "order_id": live_id, "state": RecordState.LIVE, "price": tp_price,
+                        "filled": max(legacy_tp, Decimal(0)), "usdc": max(legacy_tp, Decimal(0)) * tp_price})
+        tp_total += max(legacy_tp, Decimal(0))
+    elif legacy_tp > 0:
+        records.append({"role": Role.TP, "state": RecordState.DONE, "price": tp_price, "filled": legacy_tp,
+                        "usdc": legacy_tp * tp_price})
+        tp_total += legacy_tp
+    tp_usdc = sum((_dec(r["usdc"]) for r in records if r["role"] == Role.TP), Decimal(0))
+    exit_sold = sold - tp_total
+    if exit_sold > 0:
+        ids = [x for x in (d.get("exit_order_ids") or []) if x]
+        records.append({"role": Role.EXIT, "order_id": ids[-1] if ids else None, "state": RecordState.DONE,
+                        "filled": exit_sold, "usdc": max(_dec(d.get("exit_proceeds")) - tp_usdc, Decimal(0))})
+    if pending.get("kind") in ("tp", "exit_sell"):
+        records.append({"role": Role.TP if pending["kind"] == "tp" else Role.EXIT,
+                        "order_id": pending.get("order_id"),
+                        "state": RecordState.SENT if pending.get("order_id") else RecordState.INTENT,
+                        "price": pending.get("price"), "size": pending.get("size"),
+                        "sent_at": pending.get("sent_at") or pending.get("since")})
+    return records
 
 
 class BotState(BaseModel):
@@ -295,8 +426,7 @@ class BotState(BaseModel):
         """Every order id some position already accounts for (entries, TPs, exit sales)."""
         ids: set[str] = set()
         for p in self.positions:
-            pending_id = (p.pending or {}).get("order_id")   # sent (or about to be) but its outcome not recorded
-            ids.update(x for x in (p.entry_order_id, p.tp_order_id, pending_id, *p.tp_fills, *p.exit_order_ids) if x)
+            ids.update(r.order_id for r in p.orders if r.order_id)
         return ids
 
     def holds_market(self, condition_id: str) -> bool:

@@ -21,9 +21,11 @@ from decimal import Decimal
 from typing import Callable
 
 from bot.errors import MalformedResponse, OrderRejected, TemporaryVenueError
-from bot.exits import book_own_orders, book_tp_fill, resolve_exit_sell
+from bot.exits import book_own_orders, book_tp, resolve_exit_sell
+from bot.lifecycle import AgreesAgain, AttentionNeeded, NothingLeft, OrderNotPlaced, TpResting, apply
 from bot.money import FEE_SHARE_TOLERANCE, SIZE_QUANTUM, fmt, is_dust
-from bot.position_manager import BotState, CloseReason, ExitMode, Position, PositionState, transition
+from bot.orders import RecordState, Role
+from bot.position_manager import BotState, ExitMode, Position, PositionState
 from bot.venue.base import OrderState, OrderStatus, Venue
 
 log = logging.getLogger("bot.reconcile")
@@ -87,7 +89,7 @@ def reconcile(state: BotState, venue: Venue, now: datetime, arm_tp: Callable[[Po
         except (OrderRejected, MalformedResponse) as exc:
             note = f"could not be checked against the venue at start-up: {exc}"
             log.error("Position %s needs attention: %s", pos.id, note)
-            transition(pos, PositionState.NEEDS_ATTENTION, now, note=note)
+            apply(pos, AttentionNeeded(note), now)
             report.needs_attention += 1
     if only is None:
         _report_unknown_orders(state, venue, open_orders, report, cancel_unknown)
@@ -106,14 +108,17 @@ def _reconcile_position(pos: Position, venue: Venue, open_orders: dict[str, Orde
         return
     if pos.status == PositionState.HELD:
         return
-    pending = pos.pending or {}
-    if pending.get("kind") == "exit_sell" and resolve_exit_sell(pos, venue, now):
-        report.sales_recovered += 1
-    if pending.get("kind") == "tp" and not pos.tp_order_id:
+    pending = pos.pending
+    if pending is not None and pending.role == Role.EXIT and pending.state == RecordState.SENT:
+        if resolve_exit_sell(pos, venue, now):
+            report.sales_recovered += 1
+    elif pending is not None and pending.role == Role.EXIT:
+        resolve_exit_sell(pos, venue, now)
+    if pending is not None and pending.role == Role.TP:
         _adopt_pending_tp(pos, venue, now, report)
     if pos.tp_order_id:
         _check_tp(pos, venue, open_orders, now, report)
-    if pos.status == PositionState.CLOSED:
+    if not pos.is_active:
         return
     if not is_dust(pos.shares):
         held = venue.token_balance(pos.token_id, refresh=True)
@@ -121,29 +126,28 @@ def _reconcile_position(pos: Position, venue: Venue, open_orders: dict[str, Orde
             # The open-orders snapshot is seconds old: a TP may have filled since. Ask about every order of
             # the position by id before any verdict.
             checked = book_own_orders(pos, venue, now)
-            if not is_dust(pos.shares) and held + pos.shares * FEE_SHARE_TOLERANCE < pos.shares:
+            if pos.is_active and not is_dust(pos.shares) and held + pos.shares * FEE_SHARE_TOLERANCE < pos.shares:
                 note = (f"account holds {fmt(held)} shares but the position expects {fmt(pos.shares)} (found at "
                         f"start-up; checked: {'; '.join(checked) or 'no orders of its own'})")
                 if pos.status != PositionState.NEEDS_ATTENTION:
                     log.error("Position %s needs attention: %s", pos.id, note)
-                    transition(pos, PositionState.NEEDS_ATTENTION, now, note=note)
                     report.needs_attention += 1
-                else:
-                    pos.attention_reason = note
+                apply(pos, AttentionNeeded(note), now)
                 return
         elif held > pos.shares + SIZE_QUANTUM:
             report.unaccounted.append(f"{fmt(held - pos.shares)} shares of {pos.token_id[:12]} beyond position {pos.id}")
-    if is_dust(pos.shares) and pos.status != PositionState.EXITING:
-        _close_by_tp(pos, now)
+    if not pos.is_active:
         return
     if pos.status == PositionState.NEEDS_ATTENTION:
-        back = PositionState.EXITING if pos.close_reason else PositionState.OPEN
-        transition(pos, back, now)
-        pos.attention_reason = None
+        apply(pos, AgreesAgain(), now)
         report.restored += 1
-        log.warning("Position %s agrees with the venue again: back to %s", pos.id, back.value)
+        log.warning("Position %s agrees with the venue again: back to %s", pos.id, pos.status.value)
+    if is_dust(pos.shares) and pos.status == PositionState.OPEN:
+        apply(pos, NothingLeft(), now)
+        log.info("TP of %s filled while the bot was down: closed, pnl=$%s", pos.id, fmt(pos.realized_pnl, 2))
+        return
     if (pos.status == PositionState.OPEN and pos.exit_mode == ExitMode.LIMIT_ORDERS and not pos.tp_order_id
-            and not (pos.pending or {}).get("kind")):
+            and pos.pending is None):
         report.tp_rearmed += 1
         arm_tp(pos)
 
@@ -151,40 +155,34 @@ def _reconcile_position(pos: Position, venue: Venue, open_orders: dict[str, Orde
 def _adopt_pending_tp(pos: Position, venue: Venue, now: datetime, report: ReconcileReport) -> None:
     """A crash between sending the TP and recording its answer: its id was saved before it was sent, so
     the venue says whether it exists (resting, or filled while the bot was down); never place a second."""
-    order_id = (pos.pending or {}).get("order_id")
-    if not order_id:
-        pos.pending = None   # nothing was sent
-        return
-    if venue.get_order(order_id) is not None:
-        pos.tp_order_id, pos.pending = order_id, None
+    rec = pos.pending
+    assert rec is not None
+    if rec.order_id and rec.state == RecordState.SENT and venue.get_order(rec.order_id) is not None:
+        apply(pos, TpResting(rec.order_id), now)
         report.tp_adopted += 1
-        log.warning("TP %s of %s was sent before a crash: adopted", order_id[:18], pos.id)
+        log.warning("TP %s of %s was sent before a crash: adopted", rec.order_id[:18], pos.id)
     else:
-        pos.pending = None
-        log.info("TP %s of %s was never placed", order_id[:18], pos.id)
+        apply(pos, OrderNotPlaced("never placed"), now)
+        log.info("TP of %s was never placed", pos.id)
 
 
 def _check_tp(pos: Position, venue: Venue, open_orders: dict[str, OrderState], now: datetime,
               report: ReconcileReport) -> None:
-    listed = open_orders.get(pos.tp_order_id)
+    order_id = pos.tp_order_id
+    assert order_id is not None
+    listed = open_orders.get(order_id)
     if listed is not None:
-        book_tp_fill(pos, venue, listed.order_id, listed.filled_size, listed.price or pos.tp_price)
+        book_tp(pos, venue, order_id, listed.filled_size, listed.price or pos.tp_price or Decimal(0), now)
         return
-    state = venue.get_order(pos.tp_order_id)
-    if state is not None:
-        if book_tp_fill(pos, venue, state.order_id, state.filled_size, state.price or pos.tp_price):
-            report.tp_filled += 1
-        if state.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED):
-            return
-    pos.tp_order_id = None
-    if is_dust(pos.shares) and pos.status == PositionState.EXITING:
-        transition(pos, pos.status, now, reason=CloseReason.TAKE_PROFIT)   # the TP filled before the exit sold
-
-
-def _close_by_tp(pos: Position, now: datetime) -> None:
-    pos.tp_order_id = None
-    transition(pos, PositionState.CLOSED, now, reason=pos.close_reason or CloseReason.TAKE_PROFIT)
-    log.info("TP of %s filled while the bot was down: closed, pnl=$%s", pos.id, fmt(pos.realized_pnl, 2))
+    state = venue.get_order(order_id)
+    resting = state is not None and state.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
+    rec = pos.record(order_id)
+    filled = state.filled_size if state is not None else (rec.filled if rec else Decimal(0))
+    if book_tp(pos, venue, order_id, filled, (state.price if state else None) or pos.tp_price or Decimal(0), now,
+               final=not resting):
+        report.tp_filled += 1
+    if not pos.is_active:
+        log.info("TP of %s filled while the bot was down: closed, pnl=$%s", pos.id, fmt(pos.realized_pnl, 2))
 
 
 def _report_unknown_orders(state: BotState, venue: Venue, open_orders: dict[str, OrderState],

@@ -195,6 +195,11 @@ class Trader:
 
     def _place_limit_sell(self, token_id: str, price: Decimal, shares: Decimal, info: MarketInfo,
                           before_post=None) -> Fill:
+        """The seed's name for ``place_limit_sell``."""
+        return self.place_limit_sell(token_id, price, shares, info, before_post)
+
+    def place_limit_sell(self, token_id: str, price: Decimal, shares: Decimal, info: MarketInfo,
+                         before_post=None) -> Fill:
         """A GTC limit SELL of ``shares`` (rounded down to 0.01) at ``price`` (on the tick); ``before_post``
         gets the order id before the order leaves (to save it)."""
         size = round_shares(shares)

@@ -9,16 +9,14 @@ import pytest
 from freezegun import freeze_time
 
 from bot.errors import StateFileError
+from bot.lifecycle import NothingLeft, apply
 from bot.position_manager import (
-    ALLOWED_TRANSITIONS,
     BotState,
     CloseReason,
     ExitMode,
-    IllegalTransition,
     Position,
     PositionState,
     PositionStore,
-    transition,
 )
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
@@ -51,29 +49,6 @@ def test_bad_field_names_position_and_field():
         Position.from_dict({"id": "p1", "token_id": "1", "shares": "lots"}, where="positions[3]")
 
 
-@pytest.mark.parametrize("old", list(PositionState))
-@pytest.mark.parametrize("new", list(PositionState))
-def test_transition_table_is_enforced(old, new):
-    p = pos(status=old)
-    if new == old or new in ALLOWED_TRANSITIONS[old]:
-        transition(p, new, NOW)
-        assert p.status == new
-    else:
-        with pytest.raises(IllegalTransition, match=f"{old.value} -> {new.value}"):
-            transition(p, new, NOW)
-        assert p.status == old
-
-
-def test_closing_computes_exit_price_and_pnl():
-    p = pos()
-    p.sold_shares, p.exit_proceeds = D("19.6"), D("11.172")
-    transition(p, PositionState.EXITING, NOW, reason=CloseReason.STOP_LOSS)
-    transition(p, PositionState.CLOSED, NOW + timedelta(minutes=5))
-    assert p.close_reason == CloseReason.STOP_LOSS          # the reason is kept apart from the state
-    assert p.exit_price == D("0.57") and p.realized_pnl == D("1.176")
-    assert p.closed_at == NOW + timedelta(minutes=5)
-
-
 def test_age_uses_total_elapsed_time():
     with freeze_time(NOW + timedelta(days=2, hours=1)):
         assert pos().age_hours(datetime.now(timezone.utc)) == pytest.approx(49.0)
@@ -89,7 +64,7 @@ def test_store_round_trip_and_prev(tmp_path):
     loaded = store.load()
     assert loaded.positions == state.positions and loaded.paused and loaded.pause_reason == "test"
     prev = json.loads((tmp_path / "positions.json.prev").read_text())
-    assert prev["paused"] is False and prev["schema_version"] == 2
+    assert prev["paused"] is False and prev["schema_version"] == 3
 
 
 @pytest.mark.parametrize("content", ['{"positions": [', "", '{"positions": "nope"}', "[1, 2]",
@@ -151,7 +126,7 @@ def test_holds_market_only_counts_active_positions():
     p = pos()
     state.add(p)
     assert state.holds_market("0xc")
-    transition(p, PositionState.CLOSED, NOW)
+    apply(p, NothingLeft(), NOW)
     assert not state.holds_market("0xc") and state.active_positions() == []
 
 

@@ -1,0 +1,409 @@
+"""A position's whole life in one table: what the bot learns (events), and what each does to a position
+in each state (the next state and the bookkeeping). Every change of a position goes through ``apply``.
+
+Read top to bottom, ``TABLE`` is the life of a position:
+
+    opening --EntryFilled--> open --ExitStarted--> exiting --SellFilled (nothing left)--> closed
+    open --TpFilled (nothing left)--> closed (take_profit)
+    open | exiting --DustHeld--> held_to_resolution --MarketResolved--> closed
+    any active --AttentionNeeded--> needs_attention --AgreesAgain--> open | exiting
+                                                   --ClosedByHand--> closed (manual)
+
+Handlers (the two exit modes in bot/manage.py, the exit protocol in bot/exits.py, start-up reconciliation
+in bot/reconcile.py) talk to the venue and turn its answers into these events; they never edit a position.
+Why a position closed (take_profit, stop_loss, time_exit, market_resolved, manual, entry_unfilled) is kept
+apart from its state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Callable, Union
+
+from bot.errors import BotError
+from bot.money import is_dust
+from bot.orders import OPEN_STATES, OrderRecord, RecordState, Role
+from bot.position_manager import CloseReason, ExitMode, Position, PositionState
+
+S = PositionState
+
+
+class IllegalTransition(BotError):
+    """An event the table has no row for in the position's state."""
+
+
+# -- events: what the bot learns -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OrderIntent:
+    """An order is about to be signed (saved first: a crash now means nothing was sent)."""
+    role: Role
+    price: Decimal | None = None
+    size: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class OrderSigned:
+    """The pending order is signed: its id (the EIP-712 hash the venue returns) is saved before it leaves."""
+    order_id: str
+    sent_at: float
+
+
+@dataclass(frozen=True)
+class OrderNotPlaced:
+    """The pending order was refused, or the venue never got it: nothing happened."""
+    why: str
+
+
+@dataclass(frozen=True)
+class EntryFilled:
+    """The buy is known: ``shares`` received (net of the fee taken in shares) for ``cost`` USDC."""
+    order_id: str
+    shares: Decimal
+    cost: Decimal
+    fee: Decimal
+    price: Decimal
+    tp_price: Decimal
+    sl_price: Decimal
+
+
+@dataclass(frozen=True)
+class EntryUnfilled:
+    why: str
+
+
+@dataclass(frozen=True)
+class TpResting:
+    """The TP is on the book (what crossed at once, as a taker, is in ``filled``/``usdc``/``fee``)."""
+    order_id: str
+    filled: Decimal = Decimal(0)
+    usdc: Decimal = Decimal(0)
+    fee: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True)
+class TpFilled:
+    """TP ``order_id`` has filled ``filled`` shares in all, bringing ``usdc`` (fee ``fee``); ``final``: it is
+    no longer on the book (filled, cancelled, or gone)."""
+    order_id: str
+    filled: Decimal
+    usdc: Decimal
+    fee: Decimal = Decimal(0)
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class FellBack:
+    """Concurrent orders failed (or the user converted it): the position is monitored from now on."""
+    why: str
+
+
+@dataclass(frozen=True)
+class ExitStarted:
+    reason: CloseReason
+    bid: Decimal | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ExitReanchored:
+    """An exit held below its floor re-anchors at ``bid`` (SL crossed, holding time over, another step down)."""
+    reason: CloseReason
+    bid: Decimal
+    time_over: bool = False
+
+
+@dataclass(frozen=True)
+class ExitBackoff:
+    """An exit attempt did not sell everything: try again at ``retry_at`` (unix seconds)."""
+    why: str
+    retry_at: float
+
+
+@dataclass(frozen=True)
+class BalanceShort:
+    """The account showed fewer shares than the position expects; counted before any verdict."""
+
+
+@dataclass(frozen=True)
+class SellFilled:
+    order_id: str
+    shares: Decimal
+    usdc: Decimal
+    fee: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True)
+class NothingLeft:
+    """Everything is sold: the position closes (why: as its exit, or take_profit)."""
+
+
+@dataclass(frozen=True)
+class DustHeld:
+    """What is left is below every order minimum (5 shares and $1): held to the market's resolution."""
+
+
+@dataclass(frozen=True)
+class BidSeen:
+    """The last bid of a position held to resolution (its value, shown in ``status``)."""
+    bid: Decimal
+
+
+@dataclass(frozen=True)
+class MarketResolved:
+    payout: Decimal
+
+
+@dataclass(frozen=True)
+class AttentionNeeded:
+    note: str
+
+
+@dataclass(frozen=True)
+class AgreesAgain:
+    """A position that needed attention agrees with the venue again: back under management."""
+
+
+@dataclass(frozen=True)
+class ClosedByHand:
+    """A person closes a position that needs attention (its shares are gone)."""
+
+
+@dataclass(frozen=True)
+class TpChecked:
+    at: datetime
+
+
+Event = Union[OrderIntent, OrderSigned, OrderNotPlaced, EntryFilled, EntryUnfilled, TpResting, TpFilled, FellBack,
+              ExitStarted, ExitReanchored, ExitBackoff, BalanceShort, SellFilled, NothingLeft, DustHeld, BidSeen,
+              MarketResolved, AttentionNeeded, AgreesAgain, ClosedByHand, TpChecked]
+
+
+# -- actions: the bookkeeping each event does (records, never quantities directly) --------------------------
+
+def _pending(pos: Position) -> OrderRecord:
+    rec = pos.pending
+    if rec is None:
+        raise IllegalTransition(f"position {pos.id}: no pending order to update")
+    return rec
+
+
+def _intent(pos: Position, e: OrderIntent, now: datetime) -> None:
+    if pos.pending is not None:
+        raise IllegalTransition(f"position {pos.id}: an order is still pending ({pos.pending.role.value})")
+    pos.orders = [*pos.orders, OrderRecord(role=e.role, price=e.price, size=e.size)]
+
+
+def _signed(pos: Position, e: OrderSigned, now: datetime) -> None:
+    rec = _pending(pos)
+    rec.order_id, rec.sent_at, rec.state = e.order_id, e.sent_at, RecordState.SENT
+    pos.orders = list(pos.orders)
+
+
+def _not_placed(pos: Position, e: OrderNotPlaced, now: datetime) -> None:
+    _pending(pos).state = RecordState.FAILED
+    pos.orders = list(pos.orders)
+
+
+def _entry_filled(pos: Position, e: EntryFilled, now: datetime) -> None:
+    rec = pos.pending if pos.pending is not None and pos.pending.role == Role.ENTRY else None
+    if rec is None:
+        rec = OrderRecord(role=Role.ENTRY)
+        pos.orders = [*pos.orders, rec]
+    rec.order_id, rec.state, rec.filled, rec.usdc, rec.fee = e.order_id, RecordState.DONE, e.shares, e.cost, e.fee
+    pos.orders = list(pos.orders)
+    pos.entry_price = e.price.quantize(Decimal("0.000001"))
+    pos.tp_price, pos.sl_price = e.tp_price, e.sl_price
+
+
+def _entry_unfilled(pos: Position, e: EntryUnfilled, now: datetime) -> CloseReason:
+    if pos.pending is not None:
+        pos.pending.state = RecordState.FAILED
+        pos.orders = list(pos.orders)
+    return CloseReason.ENTRY_UNFILLED
+
+
+def _tp_resting(pos: Position, e: TpResting, now: datetime) -> CloseReason | None:
+    rec = pos.pending if pos.pending is not None and pos.pending.role == Role.TP else pos.record(e.order_id)
+    if rec is None:
+        rec = OrderRecord(role=Role.TP, price=pos.tp_price)
+        pos.orders = [*pos.orders, rec]
+    rec.order_id, rec.state = e.order_id, RecordState.LIVE
+    rec.filled, rec.usdc, rec.fee = max(rec.filled, e.filled), max(rec.usdc, e.usdc), max(rec.fee, e.fee)
+    pos.orders = list(pos.orders)
+    return CloseReason.TAKE_PROFIT if is_dust(pos.shares) else None
+
+
+def _tp_filled(pos: Position, e: TpFilled, now: datetime) -> CloseReason | None:
+    rec = pos.record(e.order_id)
+    if rec is None:
+        rec = OrderRecord(role=Role.TP, order_id=e.order_id, price=pos.tp_price)
+        pos.orders = [*pos.orders, rec]
+    if e.filled >= rec.filled:   # fills only grow: an older answer never takes back what was booked
+        rec.filled, rec.usdc, rec.fee = e.filled, e.usdc, e.fee
+    if e.final:
+        rec.state = RecordState.DONE
+    pos.orders = list(pos.orders)
+    if is_dust(pos.shares) and pos.status != S.NEEDS_ATTENTION:
+        return CloseReason.TAKE_PROFIT   # the TP took it all (also when it won the race against an exit)
+    return None
+
+
+def _fell_back(pos: Position, e: FellBack, now: datetime) -> None:
+    pos.exit_mode = ExitMode.MONITOR
+    pos.fallback_reason = e.why
+
+
+def _exit_started(pos: Position, e: ExitStarted, now: datetime) -> None:
+    pos.close_reason = e.reason
+    pos.trigger_bid, pos.retry_at, pos.balance_shortfalls = e.bid, None, 0
+    pos.metrics = {**pos.metrics, "trigger_bid": str(e.bid) if e.bid is not None else None,
+                   "trigger_at": e.at.isoformat(), "trigger_reason": e.reason.value}
+
+
+def _reanchored(pos: Position, e: ExitReanchored, now: datetime) -> None:
+    pos.close_reason = e.reason
+    pos.trigger_bid, pos.retry_at = e.bid, None
+    pos.time_reanchored = pos.time_reanchored or e.time_over
+    pos.metrics = {**pos.metrics, "exit_reanchored": int(pos.metrics.get("exit_reanchored", 0)) + 1}
+
+
+def _backoff(pos: Position, e: ExitBackoff, now: datetime) -> None:
+    tries = int(pos.metrics.get("exit_retries", 0)) + 1
+    pos.retry_at = e.retry_at
+    pos.metrics = {**pos.metrics, "exit_retries": tries,
+                   f"exit_{e.why}": int(pos.metrics.get(f"exit_{e.why}", 0)) + 1}
+
+
+def _short(pos: Position, e: BalanceShort, now: datetime) -> None:
+    pos.balance_shortfalls += 1
+
+
+def _sell_filled(pos: Position, e: SellFilled, now: datetime) -> CloseReason | None:
+    rec = pos.record(e.order_id) if e.order_id else None
+    if rec is None:
+        rec = pos.pending if pos.pending is not None and pos.pending.role == Role.EXIT else None
+    if rec is None:
+        rec = OrderRecord(role=Role.EXIT)
+        pos.orders = [*pos.orders, rec]
+    rec.order_id = e.order_id or rec.order_id
+    rec.state, rec.filled, rec.usdc, rec.fee = RecordState.DONE, e.shares, e.usdc, e.fee
+    pos.orders = list(pos.orders)
+    return (pos.close_reason or CloseReason.MANUAL) if is_dust(pos.shares) else None
+
+
+def _nothing_left(pos: Position, e: NothingLeft, now: datetime) -> CloseReason:
+    return pos.close_reason or CloseReason.TAKE_PROFIT
+
+
+def _bid_seen(pos: Position, e: BidSeen, now: datetime) -> None:
+    pos.metrics = {**pos.metrics, "last_bid": str(e.bid)}
+
+
+def _resolved(pos: Position, e: MarketResolved, now: datetime) -> CloseReason:
+    for rec in pos.orders:   # the venue cancels open orders of a resolved market
+        if rec.state == RecordState.LIVE:
+            rec.state = RecordState.DONE
+    held = pos.shares
+    pos.orders = [*pos.orders, OrderRecord(role=Role.PAYOUT, state=RecordState.DONE, price=e.payout, filled=held,
+                                           usdc=held * e.payout)]
+    return pos.close_reason if pos.status == S.HELD and pos.close_reason else CloseReason.MARKET_RESOLVED
+
+
+def _attention(pos: Position, e: AttentionNeeded, now: datetime) -> None:
+    pos.attention_reason = e.note
+
+
+def _agrees(pos: Position, e: AgreesAgain, now: datetime) -> PositionState:
+    pos.attention_reason = None
+    return S.EXITING if pos.close_reason else S.OPEN
+
+
+def _by_hand(pos: Position, e: ClosedByHand, now: datetime) -> CloseReason:
+    for rec in pos.orders:
+        if rec.state in (RecordState.LIVE, *OPEN_STATES):
+            rec.state = RecordState.DONE
+    pos.orders = list(pos.orders)
+    return CloseReason.MANUAL
+
+
+def _tp_checked(pos: Position, e: TpChecked, now: datetime) -> None:
+    pos.last_tp_check_at = e.at
+
+
+def _nothing(pos: Position, e: Event, now: datetime) -> None:
+    return None
+
+
+# -- the table ---------------------------------------------------------------------------------------------
+
+Action = Callable[[Position, Event, datetime], object]   # returns None, a CloseReason (close) or a state
+
+
+@dataclass(frozen=True)
+class Row:
+    """``next``: the state after the event (None: unchanged); the action may close it (a CloseReason) or
+    name another state instead."""
+    next: PositionState | None
+    action: Action = field(default=_nothing)
+
+
+ACTIVE = (S.OPENING, S.OPEN, S.EXITING, S.HELD, S.NEEDS_ATTENTION)
+TRADING = (S.OPENING, S.OPEN, S.EXITING)
+
+TABLE: dict[tuple[PositionState, type], Row] = {
+    # entry
+    **{(s, OrderIntent): Row(None, _intent) for s in TRADING},
+    **{(s, OrderSigned): Row(None, _signed) for s in TRADING},
+    **{(s, OrderNotPlaced): Row(None, _not_placed) for s in (*TRADING, S.NEEDS_ATTENTION)},
+    (S.OPENING, EntryFilled): Row(S.OPEN, _entry_filled),
+    (S.OPENING, EntryUnfilled): Row(S.CLOSED, _entry_unfilled),
+    # the take-profit (resting in limit_orders mode; watched in monitor mode)
+    (S.OPEN, TpResting): Row(None, _tp_resting),
+    **{(s, TpFilled): Row(None, _tp_filled) for s in (S.OPEN, S.EXITING, S.NEEDS_ATTENTION)},
+    (S.OPEN, FellBack): Row(None, _fell_back),
+    **{(s, TpChecked): Row(None, _tp_checked) for s in (S.OPEN, S.EXITING)},
+    # exits: SL crossed, TP crossed while monitored, holding time over
+    (S.OPEN, ExitStarted): Row(S.EXITING, _exit_started),
+    (S.EXITING, ExitReanchored): Row(None, _reanchored),
+    (S.EXITING, ExitBackoff): Row(None, _backoff),
+    (S.EXITING, BalanceShort): Row(None, _short),
+    (S.EXITING, SellFilled): Row(None, _sell_filled),
+    **{(s, NothingLeft): Row(S.CLOSED, _nothing_left) for s in (S.OPEN, S.EXITING)},
+    **{(s, DustHeld): Row(S.HELD) for s in (S.OPEN, S.EXITING)},
+    (S.HELD, BidSeen): Row(None, _bid_seen),
+    **{(s, MarketResolved): Row(S.CLOSED, _resolved) for s in (S.OPEN, S.EXITING, S.HELD)},
+    # a person
+    **{(s, AttentionNeeded): Row(S.NEEDS_ATTENTION, _attention) for s in ACTIVE},
+    (S.NEEDS_ATTENTION, AgreesAgain): Row(None, _agrees),
+    (S.NEEDS_ATTENTION, ClosedByHand): Row(S.CLOSED, _by_hand),
+    (S.NEEDS_ATTENTION, FellBack): Row(None, _fell_back),
+}
+
+
+def apply(pos: Position, event: Event, now: datetime) -> Position:
+    """The one way a position changes: look up (state, event) in TABLE, do its bookkeeping, move its state.
+    An event with no row in the position's state is refused (IllegalTransition), leaving it untouched."""
+    row = TABLE.get((pos.status, type(event)))
+    if row is None:
+        raise IllegalTransition(f"position {pos.id}: {type(event).__name__} is not allowed in state "
+                                f"{pos.status.value}")
+    outcome = row.action(pos, event, now)
+    new = row.next or pos.status
+    if isinstance(outcome, CloseReason):
+        pos.close_reason, new = outcome, S.CLOSED
+    elif isinstance(outcome, PositionState):
+        new = outcome
+    if new == S.CLOSED and pos.status != S.CLOSED:
+        _close(pos, now)
+    pos.status = new
+    pos.updated_at = now
+    return pos
+
+
+def _close(pos: Position, now: datetime) -> None:
+    pos.closed_at = now
+    if pos.sold_shares > 0:
+        pos.exit_price = (pos.exit_proceeds / pos.sold_shares).quantize(Decimal("0.000001"))
+    pos.realized_pnl = (pos.exit_proceeds - pos.entry_cost).quantize(Decimal("0.000001"))

@@ -1,0 +1,475 @@
+"""What the bot does for each position between two reads of the venue: the handlers of both exit modes,
+entries, lost answers, market resolution, and the user's commands. They ask the venue, turn what they
+learn into events, and apply them (bot/lifecycle.py); nothing here edits a position directly.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Callable
+
+from bot.alerts import Alerter
+from bot.clock import Clock
+from bot.config import BotConfig
+from bot.crashpoints import crashpoint
+from bot.doctor import smallest_trade
+from bot.errors import OrderRejected, TemporaryVenueError, UnknownOutcome, VenueError
+from bot.exits import ExitProtocol, book_tp
+from bot.lifecycle import (
+    BidSeen,
+    ClosedByHand,
+    EntryFilled,
+    EntryUnfilled,
+    FellBack,
+    MarketResolved,
+    NothingLeft,
+    OrderIntent,
+    OrderNotPlaced,
+    OrderSigned,
+    TpChecked,
+    TpResting,
+    apply,
+)
+from bot.money import SHARE_EPSILON, fmt, is_dust, round_shares
+from bot.orders import RecordState, Role
+from bot.outcomes import look_up
+from bot.position_manager import BotState, CloseReason, ExitMode, Position, PositionState
+from bot.scanner import Candidate, MarketScanner
+from bot.trader import EntryPlan, EntrySkipped, Trader, exit_prices
+from bot.venue.base import Book, MarketInfo, OrderState, OrderStatus, Venue
+
+log = logging.getLogger("bot")
+
+#: A position whose book is empty, or that is held to resolution, asks Gamma about its market this often.
+RESOLUTION_CHECK_SECONDS = 60
+#: A scan tries at most this many candidates (best first) before giving up until the next scan.
+MAX_CANDIDATES_PER_SCAN = 5
+
+
+@dataclass
+class Snapshot:
+    """What one loop read from the venue: books of held tokens, and open orders when they were due."""
+
+    books: dict[str, Book] = field(default_factory=dict)
+    open_orders: dict[str, OrderState] | None = None
+
+
+def tp_visibly_intact(pos: Position, book: Book | None) -> bool:
+    """True when the book shows the position's TP cannot have traded: no bid reaches its price and the
+    ask level at its price holds at least its size."""
+    if book is None or pos.tp_price is None:
+        return False
+    if book.best_bid is not None and book.best_bid >= pos.tp_price:
+        return False
+    level = next((size for price, size in book.asks if price == pos.tp_price), Decimal(0))
+    return level + SHARE_EPSILON >= round_shares(pos.shares)
+
+
+class Manager:
+    """The per-position handlers. ``save`` persists the whole state; ``pause(reason)`` stops new entries."""
+
+    def __init__(self, config: BotConfig, venue: Venue, scanner: MarketScanner, state: BotState, clock: Clock,
+                 alerter: Alerter, save: Callable[[], None], pause: Callable[[str], None],
+                 rng: random.Random | None = None):
+        self.config = config
+        self.venue = venue
+        self.scanner = scanner
+        self.state = state
+        self.clock = clock
+        self.alerter = alerter
+        self.save = save
+        self.pause = pause
+        self.rng = rng or random.Random(config.trading.ab_test_seed)
+        self.trader = Trader(venue)
+        self.exits = ExitProtocol(self.trader, save, config.trading.exit_max_slippage_pct,
+                                  max_hold_hours=config.strategy.max_hold_hours, alert=alerter.send)
+        self.once = False   # --live-once: the one entry is of the smallest valid size
+        self._resolution_checked: dict[str, float] = {}
+        self._warned_no_bid: set[str] = set()
+        self._last_logged_bid: dict[str, Decimal] = {}
+
+    # -- before either exit mode ------------------------------------------------------------------
+
+    def prepare(self, pos: Position, book: Book | None, now: datetime) -> bool:
+        """What comes before the exit modes: a resolved market, an entry or a TP whose outcome is being looked
+        up, a remainder held to resolution. True when the position goes on to its exit mode's handler."""
+        if self.market_resolved(pos, book, now):
+            return False
+        if pos.status == PositionState.OPENING:
+            self.finish_opening(pos, now)
+            return False
+        if pos.status == PositionState.HELD:
+            bid = book.best_bid if book else None
+            if bid is not None and pos.metrics.get("last_bid") != str(bid):
+                apply(pos, BidSeen(bid), now)
+                self.save()
+            return False
+        return self.resolve_pending_tp(pos, now)
+
+    def after(self, pos: Position, now: datetime) -> None:
+        """A position that needs a person pauses new entries; a stop-loss blacklists its market."""
+        if pos.status == PositionState.NEEDS_ATTENTION:
+            self.alerter.send("needs_attention", f"position {pos.id}: {pos.attention_reason}")
+            self.pause(f"position {pos.id} needs attention: {pos.attention_reason}")
+        if pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS \
+                and not self.state.is_blacklisted(pos.condition_id, now):
+            until = now + timedelta(hours=self.config.strategy.blacklist_hours)
+            self.state.blacklist_market(pos.condition_id, until)
+            self.save()
+            log.info("Blacklisted market %s until %s after a stop-loss", pos.condition_id[:12], until.isoformat())
+            self.alerter.send("stop_loss", f"{pos.question or pos.token_id}: sold {fmt(pos.sold_shares)} @ "
+                                           f"{fmt(pos.exit_price, 4)}, pnl ${fmt(pos.realized_pnl, 2)}")
+
+    def market_resolved(self, pos: Position, book: Book | None, now: datetime) -> bool:
+        """An empty book may mean the market resolved (a position held to resolution is asked about even
+        with a book): ask Gamma (at most once per RESOLUTION_CHECK_SECONDS) and, if so, close the position
+        at its payout. Redeeming the winning shares is done on polymarket.com."""
+        held = pos.status == PositionState.HELD
+        if pos.status == PositionState.OPENING or (not held and book is not None and (book.bids or book.asks)):
+            return False
+        t = self.clock.time()
+        if t - self._resolution_checked.get(pos.id, 0.0) < RESOLUTION_CHECK_SECONDS:
+            return False
+        self._resolution_checked[pos.id] = t
+        payout = self.scanner.resolution(pos.market_id, pos.outcome) if pos.market_id and pos.outcome else None
+        if payout is None:
+            return False
+        apply(pos, MarketResolved(payout), now)
+        self.save()
+        log.info("MARKET RESOLVED %s: %s pays %s per share, pnl=$%s (redeem on polymarket.com)", pos.id,
+                 pos.outcome, fmt(payout), fmt(pos.realized_pnl, 2))
+        return True
+
+    # -- entries ----------------------------------------------------------------------------------
+
+    def finish_opening(self, pos: Position, now: datetime) -> None:
+        """An entry whose outcome is not recorded (lost or delayed answer, crash): look the order up by the
+        id saved before it was sent, and own exactly what that order bought (never the token balance)."""
+        rec = pos.pending
+        if rec is None or rec.role != Role.ENTRY or not rec.order_id:
+            self._unfilled(pos, now, "no order was sent")   # its id is saved before it leaves: none, not sent
+            return
+        out = look_up(self.venue, rec.order_id, pos.token_id, rec.sent_at or pos.opened_at.timestamp(),
+                      now.timestamp(), marketable=True)
+        if not out.known:
+            log.info("Entry %s of %s: outcome not known yet (%s); looking again next loop", rec.order_id[:18],
+                     pos.id, out.status)
+            return
+        if out.filled_shares <= 0:
+            self._unfilled(pos, now, f"order {rec.order_id[:18]} {out.status}, nothing bought")
+            return
+        info = self.venue.get_market_info(pos.token_id, pos.condition_id)
+        price = out.usdc / out.filled_shares
+        held = self.trader.shares_after_buy(pos.token_id, out.filled_shares, price, info)
+        self._opened(pos, rec.order_id, held, price, out.usdc, out.fee, now)
+
+    def _unfilled(self, pos: Position, now: datetime, why: str) -> None:
+        apply(pos, EntryUnfilled(why), now)
+        self.save()
+        log.info("Entry of %s never filled (%s): closed", pos.id, why)
+
+    def _opened(self, pos: Position, order_id: str, shares: Decimal, price: Decimal, cost: Decimal, fee: Decimal,
+                now: datetime) -> None:
+        """The entry is known: TP/SL derive from the price really paid; the exits are armed."""
+        s = self.config.strategy
+        tp, sl = exit_prices(price.quantize(Decimal("0.000001")), s.take_profit_pct, s.stop_loss_pct, pos.tick_size)
+        apply(pos, EntryFilled(order_id, shares, cost, fee, price, tp, sl), now)
+        self.save()
+        log.info("%sBOUGHT %s shares @ %s for $%s (%s): TP=%s, SL armed at %s (watched: Polymarket has no stop "
+                 "orders)", self.venue.log_prefix, fmt(pos.shares), fmt(pos.entry_price, 4), fmt(pos.entry_cost, 2),
+                 pos.id, fmt(tp), fmt(sl))
+        if pos.exit_mode == ExitMode.LIMIT_ORDERS:
+            self.arm_tp(pos, now)
+            if pos.tp_order_id:
+                log.info("TP %s resting: SELL %s @ %s", pos.tp_order_id[:18], fmt(round_shares(pos.shares)), fmt(tp))
+
+    def choose_exit_mode(self) -> ExitMode:
+        ratio = self.config.trading.ab_test_ratio
+        if ratio is not None:
+            return ExitMode.LIMIT_ORDERS if self.rng.random() < ratio else ExitMode.MONITOR
+        return ExitMode.LIMIT_ORDERS if self.config.trading.use_concurrent_orders else ExitMode.MONITOR
+
+    def deployed(self) -> Decimal:
+        return sum((p.entry_cost for p in self.managed()), Decimal(0))
+
+    def managed(self) -> list[Position]:
+        """Active positions that take a slot and capital (a remainder held to resolution takes neither)."""
+        return [p for p in self.state.active_positions() if p.status != PositionState.HELD]
+
+    def pick_entry(self, now: datetime) -> tuple[Candidate, MarketInfo, Book, EntryPlan, ExitMode] | None:
+        """The first of the scan's best candidates (at most MAX_CANDIDATES_PER_SCAN, their books read in one
+        batch) whose entry passes every filter; each one skipped is logged with its reason. Nothing is sent
+        and nothing is recorded for a skipped market."""
+        cfg, s = self.config, self.config.strategy
+        cands = self.scanner.candidates(
+            now, skip=lambda cid: self.state.holds_market(cid) or self.state.is_blacklisted(cid, now))
+        cands = cands[:MAX_CANDIDATES_PER_SCAN]
+        if not cands:
+            log.debug("No market passes the filters")
+            return None
+        books = self.venue.get_books([c.token_id for c in cands])
+        mode: ExitMode | None = None
+        available: Decimal | None = None
+        for cand in cands:
+            book = books.get(cand.token_id) or Book(cand.token_id)
+            info = self.venue.get_market_info(cand.token_id, cand.condition_id)
+            if mode is None:
+                mode = self.choose_exit_mode()   # one draw per scan: a skipped market does not skew the A/B split
+            if available is None:
+                available = min(cfg.capital.total - self.deployed(), self.venue.collateral_balance())
+            size = cfg.capital.max_trade_size
+            if self.once and book.best_ask is not None:
+                size = smallest_trade(book.best_ask, info.min_order_size, mode == ExitMode.LIMIT_ORDERS)
+            try:
+                plan = self.trader.plan_entry(book, info, min(size, available), s.take_profit_pct, s.stop_loss_pct,
+                                              needs_resting_tp=mode == ExitMode.LIMIT_ORDERS, min_price=s.min_price,
+                                              max_price=s.max_price, max_spread=s.max_spread,
+                                              max_spread_share=s.max_spread_share_of_tp)
+            except EntrySkipped as exc:
+                log.info("Skipping %s: %s", cand.question[:50] or cand.token_id, exc.message)
+                continue
+            return cand, info, book, plan, mode
+        return None
+
+    def open_new(self, now: datetime) -> Position | None:
+        """Scan, pick one market, buy, and arm its exits. Returns the position when one was opened."""
+        picked = self.pick_entry(now)
+        if picked is None:
+            return None
+        cand, info, book, plan, mode = picked
+        pos = Position(token_id=cand.token_id, condition_id=cand.condition_id, market_id=cand.market_id,
+                       question=cand.question, outcome=cand.outcome, exit_mode=mode, status=PositionState.OPENING,
+                       tp_price=plan.tp_price, sl_price=plan.sl_price, tick_size=info.tick_size,
+                       min_order_size=info.min_order_size, neg_risk=info.neg_risk, opened_at=now, updated_at=now,
+                       metrics={"ab_mode": mode.value})
+        apply(pos, OrderIntent(Role.ENTRY, plan.max_price, plan.usdc), now)
+        self.state.add(pos)
+        self.save()  # the intent is on disk before the order is signed
+        if mode == ExitMode.LIMIT_ORDERS:
+            log.info("Placing BUY %s @ %s with concurrent TP/SL (%s)", fmt(plan.expected_shares), fmt(book.best_ask),
+                     cand.question[:60])
+        else:
+            log.info("Placing BUY %s @ %s TP=%s SL=%s (%s)", fmt(plan.expected_shares), fmt(book.best_ask),
+                     fmt(plan.tp_price), fmt(plan.sl_price), cand.question[:60])
+
+        def record(order_id: str) -> None:   # signed first: the order's id is on disk before it leaves
+            apply(pos, OrderSigned(order_id, self.clock.time()), now)
+            self.save()
+
+        try:
+            result = self.trader.execute_buy(cand.token_id, plan, info, before_post=record)
+        except UnknownOutcome as exc:
+            log.warning("BUY answer lost (%s): the order is looked up by its id before anything else", exc)
+            return pos
+        except (OrderRejected, TemporaryVenueError) as exc:   # refused: nothing happened, nothing is owned
+            log.warning("BUY refused: %s", exc)
+            self._unfilled(pos, now, f"refused: {exc}")
+            return pos
+        crashpoint("after_buy")
+        fill = result.fill
+        if not fill.settled:
+            log.info("BUY %s answered %s without amounts (a market with a matching delay?): looked up by its id",
+                     fill.order_id[:18], fill.status)
+        elif result.shares_held <= 0:
+            self._unfilled(pos, now, f"order {fill.order_id[:18]} {fill.status or 'unmatched'}")
+        else:
+            self._opened(pos, fill.order_id, result.shares_held, fill.avg_price or plan.max_price, fill.usdc, fill.fee,
+                         now)
+        return pos
+
+    # -- concurrent mode: the TP rests -------------------------------------------------------------
+
+    def limit_orders(self, pos: Position, snap: Snapshot, now: datetime) -> None:
+        """Concurrent mode: the TP rests on the book (checked every order_check_interval); the SL is
+        watched from the batched book every loop; time exit by real elapsed time."""
+        book = snap.books.get(pos.token_id)
+        if pos.status == PositionState.EXITING:
+            self.exits.resume(pos, book, now)
+            return
+        if snap.open_orders is not None and pos.tp_order_id:
+            self.check_tp(pos, snap.open_orders, now)
+        if pos.status != PositionState.OPEN:
+            return
+        self._warn_if_no_bid(pos, book)
+        bid = book.best_bid if book else None
+        reason = self._exit_trigger(pos, bid, now, watch_tp=pos.tp_order_id is None)
+        if reason is not None:
+            self.exits.start(pos, reason, book, now)
+        elif snap.open_orders is not None:
+            log.info("Position %s TP=%s SL=armed@%s bid=%s", pos.id, "open" if pos.tp_order_id else "none",
+                     fmt(pos.sl_price), fmt(bid))
+
+    def check_tp(self, pos: Position, open_orders: dict[str, OrderState], now: datetime) -> None:
+        """Book TP fills from the open-orders list; one follow-up read for a TP that left it (filled: the
+        position closes with its profit; gone with shares left: placed again)."""
+        order_id = pos.tp_order_id
+        assert order_id is not None
+        apply(pos, TpChecked(now), now)
+        listed = open_orders.get(order_id)
+        if listed is not None:
+            if book_tp(pos, self.venue, order_id, listed.filled_size, listed.price or pos.tp_price or Decimal(0), now):
+                log.info("TP %s of %s partly filled: %s shares left", order_id, pos.id, fmt(pos.shares))
+                self.save()
+            return
+        state = self.venue.get_order(order_id)
+        resting = state is not None and state.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED,
+                                                         OrderStatus.PENDING)
+        rec = pos.record(order_id)
+        filled = state.filled_size if state is not None else (rec.filled if rec else Decimal(0))
+        book_tp(pos, self.venue, order_id, filled, (state.price if state else None) or pos.tp_price or Decimal(0),
+                now, final=not resting)
+        self.save()
+        if resting:
+            return
+        if not pos.is_active:
+            log.info("TAKE PROFIT %s: sold %s @ %s, pnl=$%s", pos.id, fmt(pos.sold_shares), fmt(pos.exit_price, 4),
+                     fmt(pos.realized_pnl, 2))
+            return
+        # The TP is gone (cancelled by the venue, or unknown) with shares left: place it again.
+        log.warning("TP %s of %s is %s with %s shares left; placing it again", order_id, pos.id,
+                    state.status.value if state else "unknown", fmt(pos.shares))
+        self.arm_tp(pos, now)
+
+    def arm_tp(self, pos: Position, now: datetime) -> None:
+        """Place the TP for the position's shares; on a refusal fall back to monitoring. The TP is signed
+        first and its id saved before it is sent, so a lost answer or a crash never leads to a second TP:
+        an unknown outcome is looked up by that id (``resolve_pending_tp``), never taken as a refusal."""
+        if is_dust(pos.shares):
+            apply(pos, NothingLeft(), now)
+            self.save()
+            return
+        info = self.venue.get_market_info(pos.token_id, pos.condition_id)
+        apply(pos, OrderIntent(Role.TP, pos.tp_price, round_shares(pos.shares)), now)
+        self.save()
+
+        def record(order_id: str) -> None:
+            apply(pos, OrderSigned(order_id, self.clock.time()), now)
+            self.save()
+
+        try:
+            fill = self.trader.place_limit_sell(pos.token_id, pos.tp_price or Decimal(0), pos.shares, info,
+                                                before_post=record)
+        except UnknownOutcome as exc:
+            log.warning("TP of %s: outcome unknown (%s); looking its id up before anything else", pos.id, exc)
+            self.save()
+            return
+        except VenueError as exc:
+            apply(pos, OrderNotPlaced(str(exc)), now)
+            self.fall_back(pos, str(exc), now)
+            return
+        crashpoint("after_tp")
+        # What crossed at once filled as a taker (fee); the rest rests and fills later as a maker (no fee).
+        apply(pos, TpResting(fill.order_id, fill.filled_shares, fill.usdc, fill.fee), now)
+        self.save()
+
+    def resolve_pending_tp(self, pos: Position, now: datetime) -> bool:
+        """A TP whose answer was lost: the venue says, by its saved id, whether it rests (adopt it) or was
+        never placed (place it again). False while that is not known: nothing else is sent meanwhile."""
+        rec = pos.pending
+        if rec is None or rec.role != Role.TP:
+            return True
+        if rec.state == RecordState.SENT and rec.order_id:
+            out = look_up(self.venue, rec.order_id, pos.token_id, rec.sent_at or 0.0, now.timestamp(),
+                          marketable=False)
+            if not out.known:
+                log.info("TP %s of %s: outcome not known yet (%s)", rec.order_id[:18], pos.id, out.status)
+                return False
+            if out.exists:
+                order_id = rec.order_id
+                apply(pos, TpResting(order_id), now)
+                if out.filled_shares > 0 and pos.is_active:
+                    book_tp(pos, self.venue, order_id, out.filled_shares, pos.tp_price or Decimal(0), now,
+                            final=not out.resting)
+                self.save()
+                log.warning("TP %s of %s was placed although its answer was lost: adopted", order_id[:18], pos.id)
+                return pos.is_active
+        apply(pos, OrderNotPlaced("never placed"), now)
+        log.info("TP of %s was never placed; placing it now", pos.id)
+        if pos.status == PositionState.OPEN and pos.exit_mode == ExitMode.LIMIT_ORDERS:
+            self.arm_tp(pos, now)
+        else:
+            self.save()
+        return pos.is_active
+
+    def fall_back(self, pos: Position, why: str, now: datetime) -> None:
+        log.warning("Limit orders failed, using legacy monitoring (%s): %s", pos.id, why)
+        apply(pos, FellBack(why), now)
+        self.save()
+
+    # -- legacy monitoring: the bot watches TP and SL ------------------------------------------------
+
+    def monitor(self, pos: Position, book: Book | None, now: datetime) -> None:
+        """Monitor mode: bid >= TP or bid <= SL -> marketable sell; time exit by real elapsed time."""
+        if pos.status == PositionState.EXITING:
+            self.exits.resume(pos, book, now)
+            return
+        if pos.status != PositionState.OPEN:
+            return
+        self._warn_if_no_bid(pos, book)
+        bid = book.best_bid if book else None
+        if bid is not None and self._last_logged_bid.get(pos.id) != bid:
+            self._last_logged_bid[pos.id] = bid
+            log.info("Position %s price=%s tp=%s sl=%s", pos.id, fmt(bid), fmt(pos.tp_price), fmt(pos.sl_price))
+        reason = self._exit_trigger(pos, bid, now, watch_tp=True)
+        if reason is not None:
+            self.exits.start(pos, reason, book, now)
+
+    def _exit_trigger(self, pos: Position, bid: Decimal | None, now: datetime, watch_tp: bool) -> CloseReason | None:
+        """Barriers in fixed priority: stop-loss, then a watched take-profit, then the holding time."""
+        if bid is not None and pos.sl_price is not None and bid <= pos.sl_price:
+            return CloseReason.STOP_LOSS
+        if watch_tp and bid is not None and pos.tp_price is not None and bid >= pos.tp_price:
+            return CloseReason.TAKE_PROFIT
+        if pos.age_hours(now) >= self.config.strategy.max_hold_hours:
+            return CloseReason.TIME_EXIT
+        return None
+
+    def _warn_if_no_bid(self, pos: Position, book: Book | None) -> None:
+        """Without a bid the stop-loss cannot fire: say so once per position (and again after bids came back)."""
+        if book is not None and book.best_bid is None and pos.status == PositionState.OPEN:
+            if pos.id not in self._warned_no_bid:
+                self._warned_no_bid.add(pos.id)
+                log.warning("Position %s: the book has no bids, so its stop-loss at %s cannot fire until a bid "
+                            "appears", pos.id, fmt(pos.sl_price))
+        else:
+            self._warned_no_bid.discard(pos.id)
+
+    # -- the user's commands -------------------------------------------------------------------------
+
+    def convert_to_monitor(self, now: datetime, position_id: str | None = None) -> list[str]:
+        """The seed's rollback: open limit_orders positions (or one) go to monitoring. Each TP is cancelled
+        by the exit protocol's rules (a TP that filled meanwhile is booked, not forgotten). Returns lines."""
+        out = []
+        targets = [p for p in self.state.active_positions() if p.exit_mode == ExitMode.LIMIT_ORDERS
+                   and (position_id is None or p.id == position_id)]
+        if position_id is not None and not targets:
+            return [f"no open limit_orders position with id {position_id}"]
+        for pos in targets:
+            if pos.tp_order_id and not self.exits.retire_tp(pos, now):
+                out.append(f"{pos.id}: TP still open after the cancel; try again")
+                continue
+            if not pos.is_active:
+                out.append(f"{pos.id}: its TP had filled: closed with pnl ${fmt(pos.realized_pnl, 2)}")
+            elif pos.status in (PositionState.OPEN, PositionState.NEEDS_ATTENTION):
+                apply(pos, FellBack("converted to monitor by the user"), now)
+                out.append(f"{pos.id}: now monitored (TP {fmt(pos.tp_price)}, SL {fmt(pos.sl_price)}), "
+                           f"{fmt(pos.shares)} shares")
+            self.save()
+        return out or ["no open limit_orders positions"]
+
+    def close_by_hand(self, now: datetime, position_id: str | None) -> list[str]:
+        """A person closes a position that needs attention (its shares were sold or moved by hand): its TP is
+        cancelled by the exit protocol's rules, and it closes as ``manual`` with what the bot booked. Only
+        for positions the bot cannot manage any more; the others it manages itself."""
+        pos = self.state.get(position_id or "")
+        if pos is None or pos.status != PositionState.NEEDS_ATTENTION:
+            return [f"no position needing attention with id {position_id}: `status` lists them"]
+        if pos.tp_order_id and not self.exits.retire_tp(pos, now):
+            return [f"{pos.id}: its TP is still open after the cancel; try again"]
+        apply(pos, ClosedByHand(), now)
+        self.save()
+        return [f"{pos.id}: closed by hand ({fmt(pos.shares)} shares the bot no longer manages; booked pnl "
+                f"${fmt(pos.realized_pnl, 2)}); `resume` allows new trades again"]

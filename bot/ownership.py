@@ -1,0 +1,57 @@
+"""Paper and live never mix: which venue a run trades on, and the refusal to manage another venue's
+positions (a paper position taken as live would send a real sell for shares never bought)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.errors import StateFileError
+from bot.position_manager import BotState, Position
+
+
+def venue_identity(venue: object) -> tuple[str | None, str | None]:
+    """("paper", None) or ("live", the wallet that holds the funds): where positions opened now live."""
+    kind = getattr(venue, "name", None)
+    return kind, (getattr(venue, "funder", None) if kind == "live" else None)
+
+
+def same_venue(pos: Position, kind: str | None, wallet: str | None) -> bool:
+    if pos.venue is None or kind is None:
+        return True
+    if pos.venue != kind:
+        return False
+    return kind != "live" or not pos.wallet or not wallet or pos.wallet.lower() == wallet.lower()
+
+
+def stamp(state: BotState, kind: str | None, wallet: str | None) -> None:
+    """New positions, and those from a file older than the field, live where this run trades."""
+    if kind is not None:
+        for pos in state.positions:
+            if pos.venue is None:
+                pos.venue, pos.wallet = kind, wallet
+
+
+def refuse_other_venues_positions(state: BotState, kind: str | None, wallet: str | None, path: Path) -> None:
+    """Positions recorded on another venue (paper vs live, or another wallet) are refused before anything
+    is sent, with what to do."""
+    foreign = [p for p in state.positions if not same_venue(p, kind, wallet)]
+    if not foreign:
+        return
+
+    def where(k: str | None, w: str | None) -> str:
+        return "paper orders (dry-run)" if k == "paper" else f"{k} (wallet {w or 'unknown'})"
+
+    first = foreign[0]
+    active = sum(1 for p in foreign if p.is_active)
+    if kind == "live" and first.venue == "paper":
+        todo = (f"to trade live with a fresh state, move {path} (and {path}.paper.json) away, e.g. "
+                f"`mv {path} {path}.dry-run`; to go on paper trading, run with --dry-run or bot.dry_run: true")
+    elif kind == "paper":
+        todo = ("to manage them, run live (bot.dry_run: false, without --dry-run); to paper trade, give the "
+                "dry run its own file (bot.positions_file)")
+    else:
+        todo = (f"run with the wallet that holds them (POLY_PRIVATE_KEY / POLY_FUNDER_ADDRESS), or move {path} "
+                "away to start afresh with this wallet")
+    raise StateFileError(
+        f"{path}: {len(foreign)} position(s) ({active} active) belong to {where(first.venue, first.wallet)}, "
+        f"e.g. id {first.id}, but this run trades {where(kind, wallet)}. The bot does not "
+        f"manage another venue's positions: {todo}")

@@ -1,0 +1,148 @@
+"""The lifecycle table: every event in every state either has a row or is refused, and the rows do the
+bookkeeping on order records (quantities are derived from them)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal as D
+
+import pytest
+
+from bot import lifecycle as lc
+from bot.orders import RecordState, Role
+from bot.position_manager import CloseReason, ExitMode, Position, PositionState
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+S = PositionState
+
+
+def opening() -> Position:
+    pos = Position(token_id="1", condition_id="0xc", status=S.OPENING, exit_mode=ExitMode.LIMIT_ORDERS,
+                   opened_at=NOW, updated_at=NOW)
+    lc.apply(pos, lc.OrderIntent(Role.ENTRY, D("0.53"), D("10")), NOW)
+    lc.apply(pos, lc.OrderSigned("0xbuy", NOW.timestamp()), NOW)
+    return pos
+
+
+def opened() -> Position:
+    pos = opening()
+    lc.apply(pos, lc.EntryFilled("0xbuy", D("19.58"), D("10"), D("0.0125"), D("0.51"), D("0.57"), D("0.45")), NOW)
+    return pos
+
+
+EXAMPLES: dict[type, object] = {
+    lc.OrderIntent: lc.OrderIntent(Role.EXIT, D("0.4"), D("5")),
+    lc.OrderSigned: lc.OrderSigned("0xid", 1.0),
+    lc.OrderNotPlaced: lc.OrderNotPlaced("refused"),
+    lc.EntryFilled: lc.EntryFilled("0xb", D(5), D("2.5"), D(0), D("0.5"), D("0.55"), D("0.45")),
+    lc.EntryUnfilled: lc.EntryUnfilled("refused"),
+    lc.TpResting: lc.TpResting("0xtp"),
+    lc.TpFilled: lc.TpFilled("0xtp", D(1), D("0.57")),
+    lc.FellBack: lc.FellBack("refused"),
+    lc.ExitStarted: lc.ExitStarted(CloseReason.STOP_LOSS, D("0.44"), NOW),
+    lc.ExitReanchored: lc.ExitReanchored(CloseReason.STOP_LOSS, D("0.3")),
+    lc.ExitBackoff: lc.ExitBackoff("rejected", 1.0),
+    lc.BalanceShort: lc.BalanceShort(),
+    lc.SellFilled: lc.SellFilled("0xs", D(1), D("0.44")),
+    lc.NothingLeft: lc.NothingLeft(),
+    lc.DustHeld: lc.DustHeld(),
+    lc.BidSeen: lc.BidSeen(D("0.4")),
+    lc.MarketResolved: lc.MarketResolved(D(1)),
+    lc.AttentionNeeded: lc.AttentionNeeded("account holds 0 shares"),
+    lc.AgreesAgain: lc.AgreesAgain(),
+    lc.ClosedByHand: lc.ClosedByHand(),
+    lc.TpChecked: lc.TpChecked(NOW),
+}
+
+
+def test_every_event_has_an_example():
+    assert set(EXAMPLES) == {t for _, t in lc.TABLE}
+
+
+@pytest.mark.parametrize("state", list(S))
+@pytest.mark.parametrize("event_type", list(EXAMPLES))
+def test_an_event_without_a_row_is_refused_and_changes_nothing(state, event_type):
+    pos = opened()
+    if state == S.OPENING:
+        pos = opening()
+    pos.status = state   # the test sets up the state directly; the bot only ever moves it through apply
+    before = pos.model_dump()
+    event = EXAMPLES[event_type]
+    if (state, event_type) in lc.TABLE:
+        return
+    with pytest.raises(lc.IllegalTransition, match=f"{event_type.__name__} is not allowed in state {state.value}"):
+        lc.apply(pos, event, NOW)
+    assert pos.model_dump() == before
+
+
+def test_closed_is_final():
+    assert not [key for key in lc.TABLE if key[0] == S.CLOSED]
+
+
+def test_an_entry_is_recorded_before_it_is_sent_and_owned_from_its_fill():
+    pos = opening()
+    assert pos.pending is not None and pos.pending.state == RecordState.SENT and pos.shares == 0
+    lc.apply(pos, lc.EntryFilled("0xbuy", D("19.58"), D("10"), D("0.0125"), D("0.51"), D("0.57"), D("0.45")), NOW)
+    assert pos.status == S.OPEN and pos.shares == D("19.58") and pos.entry_cost == D(10) and pos.pending is None
+    assert pos.entry_order_id == "0xbuy" and pos.fees_paid == D("0.0125") and pos.tp_price == D("0.57")
+
+
+def test_a_tp_filling_in_steps_closes_as_take_profit_with_its_proceeds():
+    pos = opened()
+    lc.apply(pos, lc.OrderIntent(Role.TP, D("0.57"), D("19.58")), NOW)
+    lc.apply(pos, lc.OrderSigned("0xtp", NOW.timestamp()), NOW)
+    lc.apply(pos, lc.TpResting("0xtp"), NOW)
+    assert pos.tp_order_id == "0xtp"
+    lc.apply(pos, lc.TpFilled("0xtp", D(8), D("4.56")), NOW)
+    lc.apply(pos, lc.TpFilled("0xtp", D(5), D("2.85")), NOW)   # an older answer never takes back fills
+    assert pos.status == S.OPEN and pos.shares == D("11.58") and pos.tp_filled_shares == D(8)
+    lc.apply(pos, lc.TpFilled("0xtp", D("19.58"), D("11.1606"), final=True), NOW + timedelta(minutes=1))
+    assert pos.status == S.CLOSED and pos.close_reason == CloseReason.TAKE_PROFIT and pos.tp_order_id is None
+    assert pos.exit_proceeds == D("11.1606") and pos.realized_pnl == D("1.1606") and pos.exit_price == D("0.57")
+
+
+def test_a_stop_loss_exit_sells_the_rest_net_of_its_fee_and_closes_with_its_reason():
+    pos = opened()
+    lc.apply(pos, lc.ExitStarted(CloseReason.STOP_LOSS, D("0.44"), NOW), NOW)
+    assert pos.status == S.EXITING and pos.trigger_bid == D("0.44")
+    lc.apply(pos, lc.OrderIntent(Role.EXIT, D("0.39"), D("19.58")), NOW)
+    lc.apply(pos, lc.OrderSigned("0xsell", NOW.timestamp()), NOW)
+    lc.apply(pos, lc.SellFilled("0xsell", D(10), D("4.4"), D("0.01")), NOW)
+    assert pos.status == S.EXITING and pos.shares == D("9.58")
+    lc.apply(pos, lc.SellFilled("0xsell2", D("9.58"), D("4.2152"), D("0.01")), NOW)
+    assert pos.status == S.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
+    assert pos.exit_proceeds == D("8.5952") and pos.realized_pnl == D("-1.4048") and pos.exit_order_ids == ["0xsell",
+                                                                                                         "0xsell2"]
+
+
+def test_dust_is_held_to_resolution_and_its_payout_booked():
+    pos = opened()
+    lc.apply(pos, lc.ExitStarted(CloseReason.STOP_LOSS, D("0.44"), NOW), NOW)
+    lc.apply(pos, lc.SellFilled("0xsell", D("18"), D("7.92")), NOW)
+    lc.apply(pos, lc.DustHeld(), NOW)
+    assert pos.status == S.HELD and pos.is_active and pos.shares == D("1.58")
+    lc.apply(pos, lc.MarketResolved(D(1)), NOW)
+    assert pos.status == S.CLOSED and pos.close_reason == CloseReason.STOP_LOSS and pos.exit_proceeds == D("9.50")
+
+
+def test_attention_then_agreeing_again_resumes_where_it_was():
+    pos = opened()
+    lc.apply(pos, lc.ExitStarted(CloseReason.TIME_EXIT, D("0.5"), NOW), NOW)
+    lc.apply(pos, lc.AttentionNeeded("short"), NOW)
+    assert pos.status == S.NEEDS_ATTENTION and pos.attention_reason == "short"
+    lc.apply(pos, lc.AgreesAgain(), NOW)
+    assert pos.status == S.EXITING and pos.attention_reason is None
+    lc.apply(pos, lc.AttentionNeeded("gone"), NOW)
+    lc.apply(pos, lc.ClosedByHand(), NOW)
+    assert pos.status == S.CLOSED and pos.close_reason == CloseReason.MANUAL
+
+
+def test_an_older_file_loads_into_records_with_the_same_quantities():
+    old = {"token_id": "1", "shares": "11.58", "entry_shares": "19.58", "entry_cost": "10", "entry_price": "0.51",
+           "sold_shares": "8", "exit_proceeds": "4.56", "tp_filled_shares": "8", "tp_order_id": "0xtp",
+           "tp_price": "0.57", "sl_price": "0.45", "entry_order_id": "0xbuy", "exit_mode": "limit_orders"}
+    pos = Position.from_dict(old)
+    assert (pos.shares, pos.entry_shares, pos.entry_cost, pos.sold_shares, pos.exit_proceeds) == \
+        (D("11.58"), D("19.58"), D(10), D(8), D("4.56"))
+    assert pos.tp_order_id == "0xtp" and pos.entry_order_id == "0xbuy"
+    assert [r.role for r in pos.orders] == [Role.ENTRY, Role.TP]
+    assert Position.from_dict(pos.to_dict()) == pos
