@@ -51,16 +51,18 @@ def build_venue(config: BotConfig) -> Venue:
                            max_requests_per_second=api.max_requests_per_second)
         return PaperVenue(reader, config.capital.total, state_file=f"{config.bot.positions_file}.paper.json")
     secrets = load_secrets()
-    require_live_secrets(secrets)
-    for s in (secrets.private_key, secrets.api_secret, secrets.api_passphrase):
+    require_live_secrets(secrets)   # the key is set; the API credentials are all three or none
+    key, api_key, api_secret, api_passphrase = (secrets.private_key, secrets.api_key, secrets.api_secret,
+                                                secrets.api_passphrase)
+    assert key is not None
+    for s in (key, api_secret, api_passphrase):
         register_secret(s.get_secret_value() if s else None)
     creds = None
-    if secrets.api_key:
-        creds = (secrets.api_key.get_secret_value(), secrets.api_secret.get_secret_value(),
-                 secrets.api_passphrase.get_secret_value())
+    if api_key and api_secret and api_passphrase:
+        creds = (api_key.get_secret_value(), api_secret.get_secret_value(), api_passphrase.get_secret_value())
     log.warning("LIVE TRADING on %s: up to $%s per trade, %d positions, $%s in total", api.clob_host,
                 fmt(config.capital.max_trade_size), config.capital.max_positions, fmt(config.capital.total))
-    return LiveVenue(api.clob_host, chain_id=api.chain_id, private_key=secrets.private_key.get_secret_value(),
+    return LiveVenue(api.clob_host, chain_id=api.chain_id, private_key=key.get_secret_value(),
                      funder=secrets.funder_address or None, signature_type=api.signature_type, api_creds=creds,
                      timeout_s=api.request_timeout_seconds, max_requests_per_second=api.max_requests_per_second)
 
@@ -150,6 +152,7 @@ def _run_sim(args, config: BotConfig, state_dir: Path, store: PositionStore) -> 
         log.info("Simulated exchange at %s (Gamma %s); throwaway %s %s funded with $%s", sim.clob_url,
                  sim.gamma_url, f"deposit wallet (signature_type 3, owner {wallet['owner']})" if deposit else "wallet",
                  wallet["address"], fmt(cfg.capital.total))
+        venue: Venue
         if args.dry_run:
             venue = PaperVenue(LiveVenue(sim.clob_url), cfg.capital.total,
                                state_file=state_dir / "positions.json.paper.json")
