@@ -8,34 +8,22 @@ after a maximum holding time. See README.md.
     python main_bot.py report | doctor | convert | resume     A/B report, pre-flight checks, rollback, unpause
     python main_bot.py close --id ID                          close by hand a position needing attention
     python main_bot.py --live-once [--yes]                    one smallest valid position, to its end
+
+This module is the loop (``Bot``); the command line (arguments, subcommands, printing, the --sim wiring)
+is bot/cli.py, whose ``main`` runs at the end of this file.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import random
-import signal
 import sys
 from datetime import datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 
 from bot.alerts import Alerter
 from bot.clock import Clock, SystemClock, Waker
-from bot.config import (
-    BotConfig,
-    ConfigError,
-    check_state_paths,
-    check_trade_size,
-    load_bot_config,
-    load_secrets,
-    require_live_secrets,
-    unexitable_trade_size,
-)
-from bot.doctor import Doctor, as_json, format_checks
+from bot.config import BotConfig, ConfigError, check_trade_size, unexitable_trade_size
 from bot.errors import (
-    BotError,
     MalformedResponse,
     OrderRejected,
     StateFileError,
@@ -43,13 +31,12 @@ from bot.errors import (
     UnknownOutcome,
     VenueError,
 )
-from bot.logger import get_logger, register_secret
 from bot.lifecycle import AttentionNeeded, apply
 from bot.manage import MAX_CANDIDATES_PER_SCAN, RESOLUTION_CHECK_SECONDS, Manager, Snapshot, tp_visibly_intact
 from bot.metrics import CallMeter
 from bot.money import fmt
 from bot.ownership import refuse_other_venues_positions, stamp, venue_identity
-from bot.position_manager import BotState, ExitMode, LockHeld, Position, PositionState, PositionStore
+from bot.position_manager import BotState, ExitMode, Position, PositionState, PositionStore
 from bot.reconcile import reconcile
 from bot.scanner import MarketScanner
 from bot.trader import exit_prices
@@ -373,375 +360,9 @@ class Bot:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Wiring and CLI
-
-
-def build_venue(config: BotConfig) -> Venue:
-    """Dry-run: the paper venue over read-only market data. Live: the CLOB with the env's credentials."""
-    from bot.venue.live import LiveVenue
-    from bot.venue.paper import PaperVenue
-
-    api = config.api
-    if config.bot.dry_run:
-        reader = LiveVenue(api.clob_host, chain_id=api.chain_id, timeout_s=api.request_timeout_seconds,
-                           max_requests_per_second=api.max_requests_per_second)
-        return PaperVenue(reader, config.capital.total, state_file=f"{config.bot.positions_file}.paper.json")
-    secrets = load_secrets()
-    require_live_secrets(secrets)
-    for s in (secrets.private_key, secrets.api_secret, secrets.api_passphrase):
-        register_secret(s.get_secret_value() if s else None)
-    creds = None
-    if secrets.api_key:
-        creds = (secrets.api_key.get_secret_value(), secrets.api_secret.get_secret_value(),
-                 secrets.api_passphrase.get_secret_value())
-    log.warning("LIVE TRADING on %s: up to $%s per trade, %d positions, $%s in total", api.clob_host,
-                fmt(config.capital.max_trade_size), config.capital.max_positions, fmt(config.capital.total))
-    return LiveVenue(api.clob_host, chain_id=api.chain_id, private_key=secrets.private_key.get_secret_value(),
-                     funder=secrets.funder_address or None, signature_type=api.signature_type, api_creds=creds,
-                     timeout_s=api.request_timeout_seconds, max_requests_per_second=api.max_requests_per_second)
-
-
-def sim_config(config: BotConfig, clob_url: str, gamma_url: str, state_dir: Path) -> BotConfig:
-    """The config for --sim: the sim's hosts, short intervals (20 s holds, 30 s blacklist) and a lively
-    market so that a short run shows positions opening and closing; an unset A/B ratio becomes 0.5 so
-    both exit modes show. The SL (14%) is wider than the TP (8%) because the entry pays the ask and the
-    SL watches the bid: with the sim's 2-tick spread both then sit about as far from the mid, so a short
-    run shows take-profits as well as stop-losses (a 6% SL sat one or two ticks under the bid), and an
-    8% TP keeps the spread within strategy.max_spread_share_of_tp of it for most of the sim's prices."""
-    data = config.model_dump(mode="json")
-    data["bot"].update(positions_file=str(state_dir / "positions.json"), log_file=str(state_dir / "bot.log"),
-                       loop_interval_seconds=1)
-    data["trading"].update(order_check_interval_seconds=2)
-    data["strategy"].update(scan_interval_seconds=1, max_hold_hours=20 / 3600, min_liquidity="0", min_volume="0",
-                            min_hours_to_end=0, max_hours_to_end=None, take_profit_pct="0.08", stop_loss_pct="0.14",
-                            blacklist_hours=30 / 3600)
-    if data["trading"]["ab_test_ratio"] is None:
-        data["trading"]["ab_test_ratio"] = 0.5  # show both exit modes side by side
-    data["api"].update(clob_host=clob_url, gamma_host=gamma_url)
-    return BotConfig.model_validate(data)
-
-
-#: Written into --sim-dir by a --sim run: only a folder holding it is cleared, and only of the bot's own files.
-SIM_MARKER = ".main_bot-sim-run"
-#: Files a --sim run writes: positions.json and its .prev/.lock/.tmp/.control/.paper.json, and the log.
-SIM_FILE_PREFIXES = ("positions.json", "bot.log")
-
-
-def prepare_sim_dir(state_dir: Path) -> PositionStore:
-    """The --sim state folder, locked for this run and cleared of the previous run's files (a new throwaway
-    wallet each run: old sim positions mean nothing). Nothing else is ever deleted: a non-empty folder that
-    no --sim run created is refused."""
-    where = f"--sim-dir {state_dir}"
-    if state_dir.exists() and not state_dir.is_dir():
-        raise StateFileError(f"{where}: is a file, not a folder")
-    marker = state_dir / SIM_MARKER
-    if state_dir.exists() and not marker.exists():
-        found = sorted(p.name for p in state_dir.iterdir())
-        if found:
-            raise StateFileError(f"{where}: refusing to use a folder that no --sim run created (it holds "
-                                 f"{', '.join(found[:5])}{', ...' if len(found) > 5 else ''}); give a new or "
-                                 "empty folder with --sim-dir")
-    try:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        marker.write_text("Written by `python main_bot.py --sim`: the next --sim run on this folder removes the "
-                          f"files it wrote ({', '.join(p + '*' for p in SIM_FILE_PREFIXES)}) and nothing else.\n")
-    except OSError as exc:
-        raise StateFileError(f"{where}: cannot be written ({exc.strerror or exc})") from None
-    store = PositionStore(state_dir / "positions.json")
-    store.acquire_lock()   # another --sim run on this folder refuses, naming its pid
-    try:
-        for path in state_dir.iterdir():
-            if path.name.startswith(SIM_FILE_PREFIXES) and path != store.lock_path and path.is_file():
-                path.unlink()
-    except OSError as exc:
-        raise StateFileError(f"{where}: the previous run's files cannot be removed ({exc.strerror or exc})") from None
-    return store
-
-
-def run_sim(args, config: BotConfig) -> int:
-    """Start the embedded simulated exchange, fund a throwaway wallet, and trade on it for real."""
-    state_dir = Path(args.sim_dir)
-    store = prepare_sim_dir(state_dir)
-    try:
-        return _run_sim(args, config, state_dir, store)
-    finally:
-        store.release_lock()
-
-
-def _run_sim(args, config: BotConfig, state_dir: Path, store: PositionStore) -> int:
-    from bot.sim import SimExchange
-    from bot.venue.live import LiveVenue
-    from bot.venue.paper import PaperVenue
-
-    with SimExchange(markets=args.sim_markets, seed=args.seed, default_volatility=Decimal("0.015")) as sim:
-        cfg = sim_config(config, sim.clob_url, sim.gamma_url, state_dir)
-        get_logger(cfg)
-        deposit = getattr(args, "sim_wallet", "eoa") == "deposit"
-        wallet = sim.new_wallet(usdc=cfg.capital.total, signature_type=3 if deposit else 0)
-        register_secret(wallet["private_key"])
-        log.info("Simulated exchange at %s (Gamma %s); throwaway %s %s funded with $%s", sim.clob_url,
-                 sim.gamma_url, f"deposit wallet (signature_type 3, owner {wallet['owner']})" if deposit else "wallet",
-                 wallet["address"], fmt(cfg.capital.total))
-        if args.dry_run:
-            venue = PaperVenue(LiveVenue(sim.clob_url), cfg.capital.total,
-                               state_file=state_dir / "positions.json.paper.json")
-        else:
-            venue = LiveVenue(sim.clob_url, private_key=wallet["private_key"], funder=wallet["address"],
-                              signature_type=wallet["signature_type"])
-        bot = Bot(cfg, venue, MarketScanner(sim.gamma_url, cfg.strategy), store)
-        _install_signal_handlers(bot)
-        code = bot.run(loops=args.loops)
-        print_status(bot.state, as_json=False)
-        return code
-
-
-class Interrupted(BaseException):
-    """A second Ctrl-C (or SIGTERM): stop at once, without finishing the step. A BaseException, so that no
-    ``except Exception`` on the way takes it for an error to recover from."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.exit_code = 128 + signum
-
-
-def _install_signal_handlers(bot: Bot) -> None:
-    def handler(signum, _frame):
-        name = signal.Signals(signum).name
-        if bot.stop_requested:
-            raise Interrupted(signum)
-        log.info("Signal %s: finishing this step, saving, exiting (again to exit at once)", name)
-        bot.request_stop()
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-
-
-def position_row(p: Position) -> dict:
-    """The status --json view of a position."""
-    d = p.to_dict()
-    d["status"] = p.status.value
-    return d
-
-
-def print_status(state: BotState, as_json: bool) -> None:
-    if as_json:
-        payload = {
-            "positions": [position_row(p) for p in state.positions],
-            "blacklist": [{"condition_id": cid, "until": until.isoformat()} for cid, until in state.blacklist.items()],
-            "paused": state.paused,
-            "pause_reason": state.pause_reason,
-        }
-        print(json.dumps(payload, indent=2))
-        return
-    print(f"{'id':12} {'mode':12} {'status':18} {'reason':15} {'shares':>9} {'entry':>7} {'tp':>6} {'sl':>6} "
-          f"{'exit':>7} {'fees':>6} {'pnl':>8}  question")
-    for p in state.positions:
-        print(f"{p.id:12} {p.exit_mode.value:12} {p.status.value:18} "
-              f"{(p.close_reason.value if p.close_reason else '-'):15} "
-              f"{fmt(p.shares if p.is_active else p.sold_shares):>9} {fmt(p.entry_price, 3):>7} {fmt(p.tp_price):>6} "
-              f"{fmt(p.sl_price):>6} {fmt(p.exit_price, 3):>7} {fmt(p.fees_paid, 3):>6} {fmt(p.realized_pnl, 2):>8}  "
-              f"{p.question[:40]}")
-    if not state.positions:
-        print("(no positions)")
-    for p in state.positions:
-        if p.status == PositionState.HELD:
-            bid = p.metrics.get("last_bid")
-            worth = f", worth about ${fmt(p.shares * Decimal(bid), 2)} at the last bid {bid}" if bid else ""
-            print(f"held to resolution: {p.id} {fmt(p.shares)} shares{worth}: below every order minimum (5 shares "
-                  "or $1); its payout is booked when the market resolves")
-    now = datetime.now(timezone.utc)
-    for cid, until in state.blacklist.items():
-        if until > now:
-            print(f"blacklisted: {cid} until {until.isoformat()}")
-    print(f"paused: {state.paused}" + (f" ({state.pause_reason})" if state.paused else ""))
-
-
-def confirm_live_once(args, config: BotConfig) -> bool:
-    """--live-once: doctor must find no error; then a person says yes (or --yes was given)."""
-    doctor = Doctor(args.config)
-    checks = doctor.run()
-    print(format_checks(checks))
-    if not doctor.ok:
-        print("refusing --live-once: doctor found errors (see above)", file=sys.stderr)
-        return False
-    if config.bot.dry_run:
-        print("bot.dry_run is true: rehearsing the one trade with paper orders")
-        return True
-    if args.yes:
-        return True
-    if not sys.stdin.isatty():
-        print("refusing --live-once without a terminal to confirm on: add --yes", file=sys.stderr)
-        return False
-    answer = input(f"Place ONE real order of the smallest valid size on {config.api.clob_host}? Type yes: ")
-    return answer.strip().lower() == "yes"
-
-
-def run_report(state: BotState, args) -> int:
-    """python main_bot.py report [--json] [--since DATE] [--plot FILE.png]"""
-    from bot import report as ab
-
-    since = None
-    if args.since:
-        try:
-            since = datetime.fromisoformat(args.since.replace("Z", "+00:00"))
-        except ValueError:
-            print(f"error: --since {args.since!r}: expected an ISO date such as 2026-11-24 or 2026-11-24T12:00",
-                  file=sys.stderr)
-            return 2
-        since = since if since.tzinfo else since.replace(tzinfo=timezone.utc)
-    if args.plot:
-        plot = Path(args.plot)
-        if plot.suffix.lower() != ".png":
-            print(f"error: --plot {args.plot}: the plot is a PNG image: give a file name ending in .png",
-                  file=sys.stderr)
-            return 2
-        if not plot.parent.is_dir():
-            print(f"error: --plot {args.plot}: folder {plot.parent} does not exist", file=sys.stderr)
-            return 2
-    result = ab.build_report(state, since)
-    print(json.dumps(result, indent=2) if args.json else ab.format_text(result))
-    if args.plot:
-        try:
-            ab.plot(state, args.plot, since)
-        except OSError as exc:
-            print(f"error: --plot {args.plot}: cannot be written ({exc.strerror or exc})", file=sys.stderr)
-            return 2
-        if not args.json:
-            print(f"plot written to {args.plot}")
-    return 0
-
-
-def hand_to_running_bot(store: PositionStore, command: dict) -> str | None:
-    """A command for the state at ``store``: when a bot runs on it (it holds the lock) the command is left
-    for it (it applies it within one loop) and its pid is returned; else None, and the caller holds the lock."""
-    try:
-        store.acquire_lock()
-    except LockHeld as held:
-        store.send_control(command)
-        return held.pid
-    return None
-
-
-def run_resume(store: PositionStore) -> int:
-    """python main_bot.py resume: the running bot picks it up within one loop; else the file is edited."""
-    if not store.path.exists() and not store.lock_path.exists():
-        print(f"nothing to resume: {store.path} does not exist")
-        return 0
-    pid = hand_to_running_bot(store, {"command": "resume"})
-    if pid is not None:
-        print(f"resume sent to the running bot (pid {pid}): it allows new trades again within one loop")
-        return 0
-    try:
-        state = store.load()
-        state.resume()
-        store.save(state)
-    finally:
-        store.release_lock()
-    print("resumed: new trades allowed again")
-    return 0
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="main_bot.py", description="Polymarket TP/SL bot")
-    parser.add_argument("command", nargs="?", default="run",
-                        choices=["run", "status", "resume", "report", "doctor", "convert", "close"],
-                        help="run the bot (default), status, resume after a pause, the A/B report, doctor "
-                             "(read-only checks before going live), convert (limit_orders -> monitor), close --id "
-                             "(a position needing attention whose shares are gone, closed by hand)")
-    parser.add_argument("--config", default="config.json", help="path of config.json")
-    parser.add_argument("--loops", type=int, default=None, help="run N iterations of the loop and exit")
-    parser.add_argument("--json", action="store_true", help="status/report: print JSON")
-    parser.add_argument("--since", default=None, help="report: only positions opened since this ISO date")
-    parser.add_argument("--plot", default=None, help="report: draw cumulative P&L and slippage into this PNG")
-    parser.add_argument("--live-once", action="store_true",
-                        help="open exactly one position of the smallest valid size, manage it to its end, stop")
-    parser.add_argument("--yes", action="store_true", help="--live-once: do not ask for confirmation")
-    parser.add_argument("--to", default="monitor", choices=["monitor"], help="convert: the target exit mode")
-    parser.add_argument("--id", default=None, help="convert: only this position; close: the position to close")
-    parser.add_argument("--sim", action="store_true", help="trade on the embedded simulated exchange (with status, "
-                        "report, resume, convert: act on the --sim run's state in --sim-dir)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="paper orders (overrides bot.dry_run; with --sim: paper orders on the simulated market)")
-    parser.add_argument("--seed", type=int, default=7, help="with --sim: the simulated market's seed")
-    parser.add_argument("--sim-markets", type=int, default=8, help="with --sim: how many markets")
-    parser.add_argument("--sim-dir", default="sim_state", help="with --sim: where the run's state goes")
-    parser.add_argument("--sim-wallet", default="eoa", choices=["eoa", "deposit"],
-                        help="with --sim: trade from a plain wallet (signature_type 0) or from a deposit wallet "
-                             "(signature_type 3, what polymarket.com accounts made since May 2026 have)")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        config = load_bot_config(args.config)
-        if args.dry_run:
-            config.bot.dry_run = True   # --dry-run means paper orders wherever it is given
-        if not args.sim:
-            check_state_paths(config)
-        state_path = Path(args.sim_dir) / "positions.json" if args.sim else Path(config.bot.positions_file)
-        if args.command == "status":
-            print_status(PositionStore(state_path).load(), args.json)
-            return 0
-        if args.command == "report":
-            return run_report(PositionStore(state_path).load(), args)
-        if args.command == "doctor":
-            doctor = Doctor(args.config)
-            checks = doctor.run()
-            print(as_json(checks) if args.json else format_checks(checks))
-            return 0 if doctor.ok else 1
-        if args.command == "resume":
-            return run_resume(PositionStore(state_path))
-        store = PositionStore(state_path)
-        if args.command == "close" and not args.id:
-            raise ConfigError("close needs --id ID: the position needing attention to close (see `status`)")
-        if args.command in ("convert", "close"):
-            no_sim = StateFileError(f"{state_path}: no --sim run is running: the simulated exchange and its orders "
-                                    "exist only while `main_bot.py --sim` runs (the next run starts afresh); run "
-                                    f"`{args.command} --sim` while it runs")
-            if args.sim and not store.lock_path.exists():
-                raise no_sim
-            pid = hand_to_running_bot(store, {"command": args.command, "to": args.to, "id": args.id})
-            if pid is not None:
-                print(f"{args.command} sent to the running bot (pid {pid}): it acts within one loop and logs what "
-                      "it did")
-                return 0
-            if args.sim:   # never starts trading
-                store.release_lock()
-                raise no_sim
-        if args.sim:
-            return run_sim(args, config)
-        if args.live_once and not confirm_live_once(args, config):
-            return 1
-        get_logger(config)
-        if args.command not in ("convert", "close"):   # they hold it already
-            store.acquire_lock()
-        try:
-            venue = build_venue(config)
-            bot = Bot(config, venue, MarketScanner(config.api.gamma_host, config.strategy), store, once=args.live_once)
-            if args.command in ("convert", "close"):
-                lines = bot.convert_to_monitor(args.id) if args.command == "convert" else bot.close_by_hand(args.id)
-                for line in lines:
-                    print(line)
-                return 0
-            _install_signal_handlers(bot)
-            return bot.run(loops=args.loops)
-        finally:
-            store.release_lock()
-    except (ConfigError, StateFileError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except BotError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except Interrupted as exc:
-        print(f"error: {exc} twice: stopped at once, without finishing the step (the state file holds the last "
-              "saved step; the next start reconciles it with the venue)", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-
+# The command line (argument parsing, subcommands, printing, the --sim wiring) lives in bot/cli.py;
+# `main_bot.main` stays importable for tests and scripts.
+from bot.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

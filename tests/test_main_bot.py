@@ -156,12 +156,10 @@ def test_loop_survives_venue_errors_and_pauses_after_repeated_failures(tmp_path)
 # -- issue 10 ----------------------------------------------------------------------------------------------
 
 import json  # noqa: E402
-import signal  # noqa: E402
-import threading  # noqa: E402
 
 import pytest  # noqa: E402
 
-from bot.clock import SimulatedClock, SystemClock  # noqa: E402
+from bot.clock import SimulatedClock  # noqa: E402
 from bot.errors import StateFileError  # noqa: E402
 from bot.position_manager import BotState, Position  # noqa: E402
 from bot.report import build_report  # noqa: E402
@@ -186,14 +184,6 @@ class LiveLike(Books):
 
     name = "live"
     funder = "0x" + "ab" * 20
-
-
-@pytest.fixture
-def restore_signals():
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    yield
-    for s, h in saved.items():
-        signal.signal(s, h)
 
 
 def config_for(tmp_path, **bot):
@@ -252,39 +242,6 @@ def test_positions_record_their_venue_and_older_files_get_it_on_first_save(tmp_p
     assert (saved["venue"], saved["wallet"]) == ("paper", None)
 
 
-def test_resume_while_the_bot_runs_reaches_it(tmp_path, capsys):
-    # Rule 7: `resume` printed "resumed" but the running bot's next save put the pause back.
-    import main_bot
-
-    cfg = tmp_path / "config.json"
-    cfg.write_text(json.dumps({"bot": {"positions_file": str(tmp_path / "positions.json"), "log_file": None}}))
-    store = PositionStore(tmp_path / "positions.json")
-    store.acquire_lock()
-    bot = Bot(config_for(tmp_path), PaperVenue(Books(), D(100)), NoMarket(), store)
-    bot.state.pause("a position needs attention")
-    bot.save()
-    assert main_bot.main(["resume", "--config", str(cfg)]) == 0
-    out = capsys.readouterr().out
-    assert "sent to the running bot" in out and f"pid {__import__('os').getpid()}" in out
-    bot.run_once()   # the next loop picks it up
-    assert not bot.state.paused
-    assert json.loads((tmp_path / "positions.json").read_text())["paused"] is False
-    store.release_lock()
-
-
-def test_resume_without_a_running_bot_edits_the_file(tmp_path, capsys):
-    import main_bot
-
-    cfg = tmp_path / "config.json"
-    cfg.write_text(json.dumps({"bot": {"positions_file": str(tmp_path / "positions.json"), "log_file": None}}))
-    state = BotState()
-    state.pause("x")
-    PositionStore(tmp_path / "positions.json").save(state)
-    assert main_bot.main(["resume", "--config", str(cfg)]) == 0
-    assert "resumed" in capsys.readouterr().out
-    assert json.loads((tmp_path / "positions.json").read_text())["paused"] is False
-
-
 def test_the_metrics_the_report_needs_survive_a_restart(tmp_path):
     # Rule 7: BotState.to_dict put the live counters dict into the saved snapshot, so the "unchanged" check
     # compared it with itself and counters were never written on their own.
@@ -299,62 +256,6 @@ def test_the_metrics_the_report_needs_survive_a_restart(tmp_path):
     assert report["hours_running"] > 0 and report["shared_api_calls"] == 6   # one Gamma scan per loop
 
 
-def test_a_stop_request_ends_the_loop_sleep_at_once(tmp_path, restore_signals):
-    # Rule 11: Ctrl-C waited for the rest of the loop interval (time.sleep resumes after a signal handler).
-    import main_bot
-
-    config = config_for(tmp_path, loop_interval_seconds=3600)
-    bot = Bot(config, PaperVenue(Books(), D(100)), NoMarket(), PositionStore(config.bot.positions_file),
-              clock=SystemClock())
-    main_bot._install_signal_handlers(bot)
-    worker = threading.Thread(target=bot.run, daemon=True)
-    worker.start()
-    while bot.loops_done < 1 and worker.is_alive():
-        worker.join(0.01)
-    signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)   # what a SIGTERM does
-    worker.join(60)
-    assert not worker.is_alive(), "the bot still sleeps out its 3600 s interval"
-
-
-def test_a_second_ctrl_c_exits_at_once(tmp_path, restore_signals):
-    import main_bot
-
-    bot, _ = make_bot(tmp_path)
-    main_bot._install_signal_handlers(bot)
-    handler = signal.getsignal(signal.SIGINT)
-    handler(signal.SIGINT, None)
-    assert bot.stop_requested
-    with pytest.raises(main_bot.Interrupted) as stop:
-        handler(signal.SIGINT, None)
-    assert stop.value.exit_code == 130
-
-
-@pytest.mark.parametrize("plot, expected", [("missing/ab.png", "folder missing does not exist"),
-                                            ("ab.txt", "give a file name ending in .png")])
-def test_report_plot_to_a_bad_place_is_an_error_line(tmp_path, monkeypatch, capsys, plot, expected):
-    import main_bot
-
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps({"bot": {"log_file": None}}))
-    assert main_bot.main(["report", "--plot", plot]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: --plot") and expected in err and "Traceback" not in err
-
-
-def test_state_and_log_paths_under_a_file_are_an_error_line(tmp_path, monkeypatch, capsys):
-    import main_bot
-
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "afile").write_text("x")
-    for bot_section in ({"positions_file": "afile/positions.json", "log_file": None},
-                        {"log_file": "afile/bot.log"}):
-        (tmp_path / "config.json").write_text(json.dumps({"bot": bot_section}))
-        assert main_bot.main(["--loops", "1"]) == 2
-        err = capsys.readouterr().err.strip()
-        assert err.startswith("error: config.json: bot.") and "afile is a file, not a folder" in err
-        assert len(err.splitlines()) == 1
-
-
 def test_a_state_file_that_cannot_be_written_stops_the_loop_with_its_name(tmp_path):
     bot, _ = make_bot(tmp_path)
     bot.run_once()
@@ -362,23 +263,6 @@ def test_a_state_file_that_cannot_be_written_stops_the_loop_with_its_name(tmp_pa
     bot.state.pause("x")
     with pytest.raises(StateFileError, match="positions.json: cannot be written"):
         bot.run(loops=1)
-
-
-def test_convert_while_the_bot_runs_reaches_it(tmp_path, capsys):
-    import main_bot
-
-    cfg = tmp_path / "config.json"
-    cfg.write_text(json.dumps({"bot": {"positions_file": str(tmp_path / "positions.json"), "log_file": None}}))
-    bot, _ = make_bot(tmp_path, use_concurrent_orders=True)
-    bot.store.acquire_lock()
-    bot.run_once()
-    pos = bot.state.positions[0]
-    assert pos.exit_mode == ExitMode.LIMIT_ORDERS and pos.tp_order_id
-    assert main_bot.main(["convert", "--config", str(cfg)]) == 0
-    assert "convert sent to the running bot" in capsys.readouterr().out
-    bot.run_once()
-    assert pos.exit_mode == ExitMode.MONITOR and pos.tp_order_id is None and bot.venue.open_orders() == []
-    bot.store.release_lock()
 
 
 class ManyMarkets:

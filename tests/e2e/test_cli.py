@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+#: --sim-loop-seconds for --sim runs: the demo's 1 s loops, shortened.
+FAST = "0.1"
 
 
 def run(*args, timeout=120):
@@ -19,7 +21,7 @@ def run(*args, timeout=120):
 
 def test_sim_run_then_status_json(tmp_path):
     sim_dir = tmp_path / "sim"
-    done = run("--sim", "--loops", "8", "--sim-dir", str(sim_dir), "--seed", "3")
+    done = run("--sim", "--loops", "8", "--sim-dir", str(sim_dir), "--seed", "3", "--sim-loop-seconds", FAST)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Placing BUY" in done.stderr and "Loop 8:" in done.stderr
     status = run("status", "--sim", "--sim-dir", str(sim_dir), "--json")
@@ -39,8 +41,8 @@ def test_sim_run_then_status_json(tmp_path):
 
 def test_sigterm_finishes_the_step_and_saves(tmp_path):
     sim_dir = tmp_path / "sim"
-    proc = subprocess.Popen([sys.executable, "main_bot.py", "--sim", "--sim-dir", str(sim_dir)], cwd=ROOT,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "main_bot.py", "--sim", "--sim-dir", str(sim_dir), "--sim-loop-seconds",
+                             FAST], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
         for line in proc.stderr:
             if "Loop 3:" in line:
@@ -120,13 +122,13 @@ def test_live_run_never_writes_a_secret(tmp_path):
             assert needle not in text
 
 
-# -- issue 10: flags never surprise, bad input is one error line (in-process: main_bot.main) -------------
+# -- issue 10: flags never surprise, bad input is one error line (in-process: bot.cli.main) --------------
 
 import os  # noqa: E402
 
 import pytest  # noqa: E402
 
-import main_bot  # noqa: E402
+from bot.cli import main  # noqa: E402
 from bot.position_manager import BotState, Position, PositionStore  # noqa: E402
 
 SECRET_ENV = ("POLY_PRIVATE_KEY", "POLY_FUNDER_ADDRESS", "POLY_API_KEY", "POLY_API_SECRET", "POLY_API_PASSPHRASE")
@@ -134,12 +136,13 @@ SECRET_ENV = ("POLY_PRIVATE_KEY", "POLY_FUNDER_ADDRESS", "POLY_API_KEY", "POLY_A
 
 @pytest.fixture
 def cli(tmp_path, monkeypatch):
-    """main_bot.main in-process, from an empty folder (no .env), without credentials, signals restored."""
+    """bot.cli.main (what main_bot.py runs) in-process, from an empty folder (no .env), without credentials,
+    signals restored."""
     monkeypatch.chdir(tmp_path)
     for name in SECRET_ENV:
         monkeypatch.delenv(name, raising=False)
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    yield main_bot.main
+    yield main
     for s, h in saved.items():
         signal.signal(s, h)
 
@@ -214,10 +217,10 @@ def test_a_sim_run_removes_only_its_own_files_and_sim_subcommands_act_on_its_sta
     sim_dir = tmp_path / "simrun"
     (tmp_path / "config.json").write_text(json.dumps({"bot": {"positions_file": str(tmp_path / "real.json"),
                                                               "log_file": None}}))
-    assert cli(["--sim", "--sim-dir", str(sim_dir), "--loops", "2", "--seed", "3"]) == 0
+    assert cli(["--sim", "--sim-dir", str(sim_dir), "--loops", "2", "--seed", "3", "--sim-loop-seconds", FAST]) == 0
     (sim_dir / "notes.txt").write_text("mine")
     (sim_dir / "plots").mkdir()
-    assert cli(["--sim", "--sim-dir", str(sim_dir), "--loops", "1", "--seed", "3"]) == 0
+    assert cli(["--sim", "--sim-dir", str(sim_dir), "--loops", "1", "--seed", "3", "--sim-loop-seconds", FAST]) == 0
     assert (sim_dir / "notes.txt").read_text() == "mine" and (sim_dir / "plots").is_dir()
     capsys.readouterr()
     # resume --sim edits the sim run's state, not bot.positions_file

@@ -11,6 +11,8 @@ from pathlib import Path
 from bot.position_manager import CloseReason, PositionState, PositionStore
 
 ROOT = Path(__file__).resolve().parents[2]
+#: --sim-loop-seconds for --sim runs: the demo's 1 s loops, shortened.
+FAST = "0.1"
 
 
 def main_bot(*args, env=None, timeout=120):
@@ -20,7 +22,8 @@ def main_bot(*args, env=None, timeout=120):
 
 def test_sim_run_from_a_deposit_wallet(tmp_path):
     sim_dir = tmp_path / "sim"
-    done = main_bot("--sim", "--sim-wallet", "deposit", "--loops", "8", "--sim-dir", str(sim_dir), "--seed", "3")
+    done = main_bot("--sim", "--sim-wallet", "deposit", "--loops", "8", "--sim-dir", str(sim_dir), "--seed", "3",
+                    "--sim-loop-seconds", FAST)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "throwaway deposit wallet (signature_type 3, owner 0x" in done.stderr
     assert "Placing BUY" in done.stderr and "BOUGHT" in done.stderr

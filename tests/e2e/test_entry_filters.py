@@ -6,7 +6,7 @@ import json
 from decimal import Decimal as D
 
 from bot.position_manager import ExitMode, PositionState
-from main_bot import position_row
+from bot.cli import position_row
 from tests.e2e.conftest import Harness
 
 
