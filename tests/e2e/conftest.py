@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.clock import SimulatedClock
-from bot.config import BotConfig
+from bot.config import BotConfig, with_overrides
 from bot.position_manager import PositionStore
 from bot.scanner import MarketScanner
 from bot.sim import SimExchange
@@ -70,7 +70,8 @@ class Harness:
 
     def no_new_trades(self) -> None:
         """Stop scanning, so a closed position's market is not bought again within the test."""
-        self.config.strategy.scan_interval_seconds = 10**9
+        self.config = with_overrides(self.config, strategy__scan_interval_seconds=10**9)
+        self.bot.config = self.config
         self.bot._last_scan = self.clock.time()
 
     def restart(self) -> "Bot":

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from bot import crashpoints
 from bot.clock import SimulatedClock
+from bot.config import with_overrides
 from bot.position_manager import ExitMode, PositionState, PositionStore
 from bot.scanner import MarketScanner
 from bot.sim import SimExchange
@@ -161,7 +162,7 @@ class World:
 
     def wind_down(self) -> None:
         """Everything calm again and the holding time over: every position exits (or is held as dust)."""
-        self.config.strategy.scan_interval_seconds = 10**9
+        self.config = self.bot.config = with_overrides(self.config, strategy__scan_interval_seconds=10**9)
         self.bot._last_scan = self.clock.time()
         self.set_answers("normal")
         for m in self.markets:   # a book an exit can sell into (a collapsed one is held by design, not dumped)
