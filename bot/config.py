@@ -209,6 +209,19 @@ class Secrets(BaseModel):
     api_secret: SecretStr | None = None
     api_passphrase: SecretStr | None = None
 
+    def private_key_value(self) -> str:
+        """The private key (ConfigError when unset: ``require_live_secrets`` says so first)."""
+        if self.private_key is None:
+            raise ConfigError("POLY_PRIVATE_KEY is not set")
+        return self.private_key.get_secret_value()
+
+    def api_creds(self) -> tuple[str, str, str] | None:
+        """(key, secret, passphrase) when all three are set, else None (derived from the key)."""
+        if self.api_key is None or self.api_secret is None or self.api_passphrase is None:
+            return None
+        return (self.api_key.get_secret_value(), self.api_secret.get_secret_value(),
+                self.api_passphrase.get_secret_value())
+
 
 ENV_NAMES = {
     "private_key": "POLY_PRIVATE_KEY",
@@ -305,7 +318,8 @@ def check_state_paths(config: BotConfig) -> None:
                 break
 
 
-def check_trade_size(config: BotConfig, min_order_size: Decimal = Decimal(5), price: Decimal | None = None) -> list[str]:
+def check_trade_size(config: BotConfig, min_order_size: Decimal = Decimal(5),
+                     price: Decimal | None = None) -> list[str]:
     """Sentences naming why ``capital.max_trade_size`` cannot trade on typical markets (empty = fine)."""
     size = config.capital.max_trade_size
     price = price if price is not None else config.strategy.max_price
@@ -339,7 +353,7 @@ def unexitable_trade_size(config: BotConfig, min_order_size: Decimal = Decimal(5
         return (f"capital.max_trade_size ${size} buys as few as {shares} shares (at strategy.max_price "
                 f"{strategy.max_price}) worth ${at_sl} at the stop-loss: below both of the venue's minimums for a "
                 f"sell ({min_order_size} shares or $1), so its stop-loss could never sell it; use at least ${need}")
-    only_limit_orders = (trading.ab_test_ratio == 1) or (trading.ab_test_ratio is None and trading.use_concurrent_orders)
+    only_limit_orders = trading.ab_test_ratio == 1 or (trading.ab_test_ratio is None and trading.use_concurrent_orders)
     if only_limit_orders and shares < min_order_size:
         need = (min_order_size * strategy.max_price).quantize(Decimal("0.01"), rounding="ROUND_CEILING")
         return (f"capital.max_trade_size ${size} buys as few as {shares} shares (at strategy.max_price "

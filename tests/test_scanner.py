@@ -30,10 +30,11 @@ def gamma_market(mid, yes="0.5", liquidity=5000.0, spread=0.01, days=10, accepti
 
 class FakeSession:
     def __init__(self, pages, status=200):
-        self.pages, self.status, self.params = pages, status, []
+        self.pages, self.status, self.params, self.timeouts = pages, status, [], []
 
     def get(self, url, params=None, timeout=None):
         self.params.append(params)
+        self.timeouts.append(timeout)
         body = self.pages.pop(0) if self.pages else []
         return SimpleNamespace(status_code=self.status, json=lambda: body, text=json.dumps(body)[:100])
 
@@ -87,6 +88,19 @@ def test_blacklisted_and_held_markets_are_skipped():
     scanner = MarketScanner("http://gamma", strategy(), session=FakeSession([markets]))
     skip_first = markets[0]["conditionId"]
     assert scanner.best_candidate(NOW, skip=lambda cid: cid == skip_first).market_id == "2"
+
+
+def test_gamma_requests_use_the_configured_timeout():
+    from bot.config import default_config, with_overrides
+
+    config = with_overrides(default_config(), api__request_timeout_seconds=2.5, api__gamma_host="http://gamma")
+    session = FakeSession([[], {"closed": False}])
+    scanner = MarketScanner.from_config(config, session=session)
+    assert scanner.host == "http://gamma" and scanner.strategy is config.strategy
+    scanner.candidates(NOW)
+    scanner.resolution("1", "Yes")
+    assert session.timeouts == [2.5, 2.5]
+    assert MarketScanner("http://gamma", config.strategy).timeout_s == default_config().api.request_timeout_seconds
 
 
 def test_query_uses_real_gamma_parameters():
