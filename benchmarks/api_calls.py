@@ -118,7 +118,8 @@ def main() -> int:
         print(json.dumps({"results": results}, indent=2))
         return 0
     print(f"One simulated hour per case ({args.minutes:g} min), loop 10 s, order checks 30 s; counts from bot/sim\n")
-    print(f"{'mode':13} {'N':>4} {'calls/h':>8} {'seed est./h':>11} {'reads/loop':>10} {'CPU ms/loop':>11}  by endpoint")
+    print(f"{'mode':13} {'N':>4} {'calls/h':>8} {'seed est./h':>11} {'reads/loop':>10} {'CPU ms/loop':>11}"
+          "  by endpoint")
     for r in results:
         eps = ", ".join(f"{k} {v}" for k, v in r["by_endpoint"].items())
         print(f"{r['mode']:13} {r['positions']:>4} {r['calls_per_hour']:>8} {r['seed_estimate_per_hour']:>11} "

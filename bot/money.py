@@ -103,7 +103,7 @@ def _decimals_of(value: Decimal) -> int:
 def _sdk_keeps(x: float, units: list[int], places: range) -> bool:
     """True when the SDK's float roundings of ``x`` (floor, nearest) give back the intended value at every
     number of decimals in ``places`` (``units[i]`` is the value in units of 10**-places[i])."""
-    for d, n in zip(places, units):
+    for d, n in zip(places, units, strict=True):
         scale = 10 ** d
         if math.floor(x * scale) != n or round(x * scale) != n:
             return False

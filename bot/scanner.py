@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 import requests
 
@@ -63,7 +64,7 @@ def _parse_date(raw: object) -> datetime | None:
         return None
     text = str(raw).replace("Z", "+00:00")
     dt = datetime.fromisoformat(text)
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def parse_market(raw: dict[str, Any]) -> list[Candidate]:

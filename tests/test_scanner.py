@@ -1,6 +1,6 @@
 """Market discovery: Gamma parsing (JSON-encoded string fields) and the selection rule."""
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 from types import SimpleNamespace
 
@@ -9,7 +9,7 @@ import pytest
 from bot.errors import MalformedResponse, TemporaryVenueError
 from bot.scanner import MarketScanner, parse_market
 
-NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
 def gamma_market(mid, yes="0.5", liquidity=5000.0, spread=0.01, days=10, accepting=True, cid=None, **extra):
@@ -78,7 +78,8 @@ def test_selection_rule_filters_and_ranks_by_liquidity():
 
 
 def test_no_token_is_chosen_when_yes_is_out_of_range():
-    scanner = MarketScanner("http://gamma", strategy(max_price=D("0.6")), session=FakeSession([[gamma_market(1, yes="0.7")]]))
+    session = FakeSession([[gamma_market(1, yes="0.7")]])
+    scanner = MarketScanner("http://gamma", strategy(max_price=D("0.6")), session=session)
     best = scanner.best_candidate(NOW)
     assert (best.outcome, best.token_id, best.price) == ("No", "12", D("0.3"))
 

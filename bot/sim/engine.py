@@ -39,7 +39,7 @@ import threading
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal
 
 from bot.clock import Clock, SystemClock
@@ -243,7 +243,7 @@ class Engine:
             mid_int = self._next_market_id
             self._next_market_id += 1
             rnd = random.Random(f"{mid_int}-{question}")
-            now = datetime.fromtimestamp(self.clock.time(), tz=timezone.utc)
+            now = datetime.fromtimestamp(self.clock.time(), tz=UTC)
             tokens = (str(rnd.getrandbits(250) | (1 << 250)), str(rnd.getrandbits(250) | (1 << 251)))
             slug = "-".join("".join(ch for ch in w.lower() if ch.isalnum()) for w in question.split())[:60].strip("-")
             market = SimMarket(
@@ -423,7 +423,8 @@ class Engine:
                 shares, usdc = taker_amount, maker_amount
                 raw_price = usdc / shares
                 # A market BUY's ratio sits a hair above its cap (the SDK truncates the share count).
-                decimals = -tick.normalize().as_tuple().exponent if tick < 1 else 0
+                exponent = tick.normalize().as_tuple().exponent   # an int for a finite tick
+                decimals = -exponent if isinstance(exponent, int) and tick < 1 else 0
                 price = raw_price.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_FLOOR) \
                     if marketable_type else raw_price
             else:

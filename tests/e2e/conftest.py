@@ -74,7 +74,7 @@ class Harness:
         self.bot.config = self.config
         self.bot._last_scan = self.clock.time()
 
-    def restart(self) -> "Bot":
+    def restart(self) -> Bot:
         self.bot = Bot(self.config, self.venue, MarketScanner(self.sim.gamma_url, self.config.strategy),
                        PositionStore(self.config.bot.positions_file), clock=self.clock)
         return self.bot

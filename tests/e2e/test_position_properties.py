@@ -39,7 +39,8 @@ settings.register_profile("default", max_examples=12, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 settings.register_profile("nightly", max_examples=400, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-settings.register_profile("debug", max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "40")), deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
+settings.register_profile("debug", max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "40")), deadline=None,
+                          phases=[Phase.explicit, Phase.reuse, Phase.generate],
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "default")
 
@@ -153,7 +154,8 @@ class World:
                 unread = D(0)
                 if p.tp_order_id:
                     view = sim.engine.order_view(p.tp_order_id) or {}
-                    unread = D(view.get("size_matched", "0")) - (p.tp_fills[p.tp_order_id].shares if p.tp_order_id in p.tp_fills else D(0))
+                    booked = p.tp_fills[p.tp_order_id].shares if p.tp_order_id in p.tp_fills else D(0)
+                    unread = D(view.get("size_matched", "0")) - booked
                 expected += p.shares - unread
             held = D(str(balances["tokens"].get(token, 0)))
             assert held >= 0
