@@ -27,7 +27,7 @@ FEE_SHARE_TOLERANCE = Decimal("0.02")
 FILL_SHARE_QUANTUM = Decimal("0.000001")
 #: Prices the bot stores (average fill prices): at most 6 decimals; order prices are on the tick.
 PRICE_QUANTUM = Decimal("0.000001")
-#: The SDK rounds prices, sizes and amounts to at most this many decimals (ROUNDING_CONFIG, FACTS §4.1).
+#: The SDK rounds prices, sizes and amounts to at most this many decimals (its ``ROUNDING_CONFIG`` per tick size).
 SDK_MAX_DECIMALS = 6
 
 
@@ -114,7 +114,8 @@ def to_sdk_float(value: Decimal, decimals: int | None = None) -> float:
     """Hand a grid-aligned Decimal to the SDK so that every rounding it applies keeps the same value.
 
     The SDK rounds on binary floats: ``round_down`` (floor(x * 10**d) / 10**d) loses a unit for ~5% of
-    values (float(4.35) * 100 == 434.99999999999994, FACTS §4.4) and ``round_normal`` rounds to nearest.
+    values (float(4.35) * 100 == 434.99999999999994, so 4.35 becomes 4.34) and ``round_normal`` rounds to
+    nearest.
     The float returned is the smallest one at or above ``float(value)`` that both roundings map back to
     exactly ``value`` at ``decimals`` (default: the value's own decimals) and every finer precision up to
     6 decimals. It is never further from ``value`` than a few float ulps, so a price at the venue's

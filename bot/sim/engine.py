@@ -1,7 +1,7 @@
 """The simulated venue's matching engine, accounts and living market.
 
-Rules enforced as on Polymarket (FACTS.md, DESIGN.md section 1), because a simulator that accepts
-anything hides the bugs that lose money:
+Rules enforced as on Polymarket (its documentation at docs.polymarket.com and its answers to real
+orders), because a simulator that accepts anything hides the bugs that lose money:
 - every order is a limit order; a marketable one executes at once at the RESTING orders' prices
   (price-time priority), so a SELL below the best bid fills at the bid;
 - GTC/GTD remainders rest; FOK fills fully or is killed; FAK fills what it can; post-only rejects when
@@ -286,7 +286,8 @@ class Engine:
 
     def _tick_and_mid(self, yes_price: Decimal, base_tick: Decimal, dynamic: bool) -> tuple[Decimal, Decimal]:
         """The tick a market has at ``yes_price`` and the price snapped to it. With a dynamic tick the
-        venue quotes 0.001 above 0.96 and below 0.04 (FACTS 4.5), the market's own tick inside."""
+        venue quotes 0.001 above 0.96 and below 0.04 (its tick changes there, and orders on the old tick are
+        refused), the market's own tick inside."""
         if not dynamic or base_tick <= FINE_TICK:
             return base_tick, self._snap(yes_price, base_tick, 2)
 
@@ -722,7 +723,7 @@ class Engine:
             return out
 
     def _trade_json(self, t: Trade, acct: str) -> dict:
-        """A trade as ``GET /data/trades`` reports it to ``acct`` (FACTS 3.4, 4.4; recorded trades).
+        """A trade as ``GET /data/trades`` reports it to ``acct``, in the shape of trades recorded from the venue.
 
         The top level is always the TAKER's side of the match (its order id, side, size and price);
         ``trader_side`` says which side the account was on. An account that was the MAKER finds its own

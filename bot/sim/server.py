@@ -1,7 +1,7 @@
 """HTTP front of the simulated exchange: the CLOB and Gamma APIs on 127.0.0.1, plus /_sim/ control.
 
-Shapes, status codes and error strings follow the real venue (FACTS.md): success is HTTP 200 only,
-errors are ``{"error": msg}``. Every non-/_sim request is counted by ``METHOD /path`` with ids collapsed
+Shapes, status codes and error strings follow the real venue: success is HTTP 200 only, errors are
+``{"error": msg}``. Every non-/_sim request is counted by ``METHOD /path`` with ids collapsed
 (Gamma's prefixed with ``GAMMA``); that count is the honest "API calls" figure. Faults (429/425/5xx or
 delays) can be injected at a seeded rate.
 

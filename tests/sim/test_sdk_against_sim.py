@@ -75,7 +75,8 @@ def test_resting_tp_fills_when_the_market_rises_through_it(sim, market):
     client, wallet = sdk_client(sim)
     yes = market["token_ids"][0]
     buy(client, yes)
-    size = float(held(sim, wallet, yes).quantize(D("0.01"), rounding="ROUND_DOWN")) + 1e-9  # FACTS §4.4
+    # + 1e-9: the SDK truncates floats (floor(x * 100) / 100), which would lose a unit of e.g. 4.35
+    size = float(held(sim, wallet, yes).quantize(D("0.01"), rounding="ROUND_DOWN")) + 1e-9
     tp = client.create_and_post_order(OrderArgs(token_id=yes, price=0.57, size=size, side="SELL"), options=OPTS)
     size = D(str(round(size, 2)))
     usdc_before = D(sim.balances(wallet["address"])["usdc"])
