@@ -53,8 +53,7 @@ def build(sim: SimExchange, clock: SimulatedClock, workdir: Path, mode: ExitMode
     })
     wallet = sim.new_wallet(usdc=100000)
     venue = LiveVenue(sim.clob_url, private_key=wallet["private_key"], funder=wallet["address"], clock=clock)
-    bot = Bot(config, venue, MarketScanner(sim.gamma_url, config.strategy), PositionStore(config.bot.positions_file),
-              clock=clock)
+    bot = Bot(config, venue, MarketScanner.from_config(config), PositionStore(config.bot.positions_file), clock=clock)
     now = bot.now()
     for i in range(n):
         m = sim.create_market(f"Benchmark market {i}?", yes_price=0.5, volatility=0)

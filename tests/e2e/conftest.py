@@ -60,7 +60,7 @@ class Harness:
             self.venue = LiveVenue(sim.clob_url, private_key=self.wallet["private_key"], funder=self.wallet["address"],
                                    signature_type=signature_type, clock=self.clock)
         self.store = PositionStore(self.config.bot.positions_file)
-        self.bot = Bot(self.config, self.venue, MarketScanner(sim.gamma_url, self.config.strategy), self.store,
+        self.bot = Bot(self.config, self.venue, MarketScanner.from_config(self.config), self.store,
                        clock=self.clock)
 
     def loop(self, n: int = 1, advance: float = 1.0) -> None:
@@ -75,7 +75,7 @@ class Harness:
         self.bot._last_scan = self.clock.time()
 
     def restart(self) -> Bot:
-        self.bot = Bot(self.config, self.venue, MarketScanner(self.sim.gamma_url, self.config.strategy),
+        self.bot = Bot(self.config, self.venue, MarketScanner.from_config(self.config),
                        PositionStore(self.config.bot.positions_file), clock=self.clock)
         return self.bot
 
