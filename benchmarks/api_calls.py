@@ -53,8 +53,7 @@ def build(sim: SimExchange, clock: SimulatedClock, workdir: Path, mode: ExitMode
     })
     wallet = sim.new_wallet(usdc=100000)
     venue = LiveVenue(sim.clob_url, private_key=wallet["private_key"], funder=wallet["address"], clock=clock)
-    bot = Bot(config, venue, MarketScanner(sim.gamma_url, config.strategy), PositionStore(config.bot.positions_file),
-              clock=clock)
+    bot = Bot(config, venue, MarketScanner.from_config(config), PositionStore(config.bot.positions_file), clock=clock)
     now = bot.now()
     for i in range(n):
         m = sim.create_market(f"Benchmark market {i}?", yes_price=0.5, volatility=0)
@@ -118,7 +117,8 @@ def main() -> int:
         print(json.dumps({"results": results}, indent=2))
         return 0
     print(f"One simulated hour per case ({args.minutes:g} min), loop 10 s, order checks 30 s; counts from bot/sim\n")
-    print(f"{'mode':13} {'N':>4} {'calls/h':>8} {'seed est./h':>11} {'reads/loop':>10} {'CPU ms/loop':>11}  by endpoint")
+    print(f"{'mode':13} {'N':>4} {'calls/h':>8} {'seed est./h':>11} {'reads/loop':>10} {'CPU ms/loop':>11}"
+          "  by endpoint")
     for r in results:
         eps = ", ".join(f"{k} {v}" for k, v in r["by_endpoint"].items())
         print(f"{r['mode']:13} {r['positions']:>4} {r['calls_per_hour']:>8} {r['seed_estimate_per_hour']:>11} "

@@ -32,7 +32,7 @@ class SystemClock:
         if seconds > 0:
             _time.sleep(seconds)
 
-    def wait(self, seconds: float, waker: "Waker") -> None:
+    def wait(self, seconds: float, waker: Waker) -> None:
         """Sleep ``seconds``, or less when ``waker`` is woken (a stop request ends the wait at once)."""
         waker.wait(seconds)
 
@@ -51,7 +51,7 @@ class SimulatedClock:
     def sleep(self, seconds: float) -> None:
         self.advance(seconds)
 
-    def wait(self, seconds: float, waker: "Waker") -> None:
+    def wait(self, seconds: float, waker: Waker) -> None:
         """Simulated time does not wait: it advances (unless a stop was already requested)."""
         if not waker.woken():
             self.advance(seconds)

@@ -6,17 +6,42 @@ Every problem is reported as a ConfigError naming the file, the field and the re
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, model_validator
+from pydantic_core import ErrorDetails
 
 from bot.errors import ConfigError
 
-_STRICT = ConfigDict(extra="forbid", validate_assignment=True)
+log = logging.getLogger("bot.config")
+
+#: Loaded config never changes: a change is a new config (``with_overrides``), checked like a loaded one.
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+#: Keys older config files may still have that no longer do anything: accepted with a warning, then dropped.
+DEPRECATED_KEYS = {
+    ("trading", "cancel_timeout_seconds"): "it never did anything (a cancel's answer is read, not waited for)",
+}
+
+
+def _drop_deprecated(section: str, data: Any, info: ValidationInfo) -> Any:
+    """``data`` without the section's deprecated keys, each named in a warning."""
+    if not isinstance(data, dict):
+        return data
+    dropped = [key for (sec, key) in DEPRECATED_KEYS if sec == section and key in data]
+    if not dropped:
+        return data
+    source = (info.context or {}).get("source") or "config"
+    for key in dropped:
+        log.warning("%s: %s.%s is deprecated and ignored: %s; remove it", source, section, key,
+                    DEPRECATED_KEYS[(section, key)])
+    return {k: v for k, v in data.items() if k not in dropped}
 
 
 class BotSection(BaseModel):
@@ -35,7 +60,7 @@ class CapitalSection(BaseModel):
     max_positions: int = Field(5, ge=1)
 
     @model_validator(mode="after")
-    def _trade_within_total(self):
+    def _trade_within_total(self) -> CapitalSection:
         if self.max_trade_size > self.total:
             raise ValueError(f"max_trade_size: must not exceed capital.total ({self.max_trade_size} > {self.total})")
         return self
@@ -45,11 +70,15 @@ class TradingSection(BaseModel):
     model_config = _STRICT
     use_concurrent_orders: bool = False
     order_check_interval_seconds: float = Field(30, gt=0)
-    cancel_timeout_seconds: float = Field(5, gt=0)
     ab_test_ratio: float | None = Field(None, ge=0, le=1)
     ab_test_seed: int | None = None
     exit_max_slippage_pct: Decimal = Field(Decimal("0.10"), gt=0, lt=1)
     cancel_unknown_orders: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated(cls, data: Any, info: ValidationInfo) -> Any:
+        return _drop_deprecated("trading", data, info)
 
 
 class StrategySection(BaseModel):
@@ -70,7 +99,7 @@ class StrategySection(BaseModel):
     scan_interval_seconds: float = Field(60, gt=0)
 
     @model_validator(mode="after")
-    def _price_range(self):
+    def _price_range(self) -> StrategySection:
         if self.min_price >= self.max_price:
             raise ValueError(f"min_price: must be below strategy.max_price ({self.min_price} >= {self.max_price})")
         return self
@@ -110,7 +139,7 @@ def default_config() -> BotConfig:
     return BotConfig()
 
 
-def _describe(err: dict) -> tuple[str, str]:
+def _describe(err: ErrorDetails) -> tuple[str, str]:
     loc = [str(p) for p in err.get("loc", ())]
     msg = err.get("msg", "invalid")
     if err.get("type") == "extra_forbidden":
@@ -142,13 +171,32 @@ def load_bot_config(path: str | os.PathLike) -> BotConfig:
         raise ConfigError(f"{p}: invalid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a JSON object with sections bot, capital, trading, strategy, api")
+    return _validate({**data, "source_path": str(p)}, str(p))
+
+
+def _validate(data: dict[str, Any], source: str) -> BotConfig:
     try:
-        config = BotConfig.model_validate(data)
+        return BotConfig.model_validate(data, context={"source": source})
     except ValidationError as exc:
         problems = [f"{field}: {reason}" for field, reason in map(_describe, exc.errors())]
-        raise ConfigError(f"{p}: " + "; ".join(problems)) from None
-    config.source_path = str(p)
-    return config
+        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+
+
+def with_overrides(config: BotConfig, overrides: Mapping[str, Any] | None = None, /, **dotted: Any) -> BotConfig:
+    """A copy of ``config`` with some values changed, checked like a loaded config (ConfigError names the
+    field); ``config`` itself never changes. Keys are ``section.key`` in ``overrides`` or ``section__key``
+    as keywords: ``with_overrides(config, {"bot.dry_run": True})``,
+    ``with_overrides(config, strategy__scan_interval_seconds=10**9)``."""
+    data = config.model_dump()
+    data["source_path"] = config.source_path
+    for name, value in {**(overrides or {}), **dotted}.items():
+        section, sep, key = name.replace("__", ".").partition(".")
+        if not sep or "." in key:
+            raise ConfigError(f"{name}: expected section.key (e.g. bot.dry_run)")
+        if not isinstance(data.get(section), dict):
+            raise ConfigError(f"{config.source_path or 'config'}: {section}: unknown section")
+        data[section][key] = value
+    return _validate(data, config.source_path or "config")
 
 
 class Secrets(BaseModel):
@@ -160,6 +208,19 @@ class Secrets(BaseModel):
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
     api_passphrase: SecretStr | None = None
+
+    def private_key_value(self) -> str:
+        """The private key (ConfigError when unset: ``require_live_secrets`` says so first)."""
+        if self.private_key is None:
+            raise ConfigError("POLY_PRIVATE_KEY is not set")
+        return self.private_key.get_secret_value()
+
+    def api_creds(self) -> tuple[str, str, str] | None:
+        """(key, secret, passphrase) when all three are set, else None (derived from the key)."""
+        if self.api_key is None or self.api_secret is None or self.api_passphrase is None:
+            return None
+        return (self.api_key.get_secret_value(), self.api_secret.get_secret_value(),
+                self.api_passphrase.get_secret_value())
 
 
 ENV_NAMES = {
@@ -180,7 +241,7 @@ def load_secrets(env: Mapping[str, str] | None = None, dotenv_path: str | None =
             load_dotenv(dotenv_path, override=False)
         env = os.environ
     values = {field: (env.get(name) or "").strip() or None for field, name in ENV_NAMES.items()}
-    return Secrets(**values)
+    return Secrets.model_validate(values)
 
 
 _KEY_RE = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
@@ -189,7 +250,7 @@ _ADDR_RE = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 def require_live_secrets(secrets: Secrets) -> None:
     """ConfigError naming what live trading lacks; never prints a secret's value."""
-    problems = []
+    problems: list[str] = []
     if secrets.private_key is None:
         problems.append("POLY_PRIVATE_KEY is not set")
     elif not _KEY_RE.match(secrets.private_key.get_secret_value()):
@@ -257,11 +318,12 @@ def check_state_paths(config: BotConfig) -> None:
                 break
 
 
-def check_trade_size(config: BotConfig, min_order_size: Decimal = Decimal(5), price: Decimal | None = None) -> list[str]:
+def check_trade_size(config: BotConfig, min_order_size: Decimal = Decimal(5),
+                     price: Decimal | None = None) -> list[str]:
     """Sentences naming why ``capital.max_trade_size`` cannot trade on typical markets (empty = fine)."""
     size = config.capital.max_trade_size
     price = price if price is not None else config.strategy.max_price
-    problems = []
+    problems: list[str] = []
     if size < 1:
         problems.append(f"capital.max_trade_size ${size} is below the venue's $1 minimum for a market BUY")
     shares = (size / price).quantize(Decimal("0.01"))
@@ -291,7 +353,7 @@ def unexitable_trade_size(config: BotConfig, min_order_size: Decimal = Decimal(5
         return (f"capital.max_trade_size ${size} buys as few as {shares} shares (at strategy.max_price "
                 f"{strategy.max_price}) worth ${at_sl} at the stop-loss: below both of the venue's minimums for a "
                 f"sell ({min_order_size} shares or $1), so its stop-loss could never sell it; use at least ${need}")
-    only_limit_orders = (trading.ab_test_ratio == 1) or (trading.ab_test_ratio is None and trading.use_concurrent_orders)
+    only_limit_orders = trading.ab_test_ratio == 1 or (trading.ab_test_ratio is None and trading.use_concurrent_orders)
     if only_limit_orders and shares < min_order_size:
         need = (min_order_size * strategy.max_price).quantize(Decimal("0.01"), rounding="ROUND_CEILING")
         return (f"capital.max_trade_size ${size} buys as few as {shares} shares (at strategy.max_price "

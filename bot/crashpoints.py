@@ -7,7 +7,7 @@ before_sell, after_sell (an answer arrived, not recorded yet)."""
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 _ARMED = {p.strip() for p in os.environ.get("BOT_CRASHPOINTS", "").split(",") if p.strip()}
 _hook: Callable[[str], None] | None = None

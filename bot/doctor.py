@@ -8,18 +8,31 @@ import importlib.metadata
 import importlib.util
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from decimal import Decimal
-from typing import Mapping
+from typing import TYPE_CHECKING
 
 import requests
 
 from bot.clock import Clock, SystemClock
-from bot.config import BotConfig, ConfigError, check_trade_size, load_bot_config, load_secrets, require_live_secrets
+from bot.config import (
+    BotConfig,
+    ConfigError,
+    Secrets,
+    check_trade_size,
+    load_bot_config,
+    load_secrets,
+    require_live_secrets,
+)
 from bot.errors import BotError, StateFileError, VenueError
 from bot.money import fmt
 from bot.position_manager import PositionStore
+from bot.venue.base import OrderState
 from bot.wallets import deposit_wallet_addresses
+
+if TYPE_CHECKING:   # imported where used: the SDK loads only for the checks that talk to the venue
+    from bot.venue.live import LiveVenue
 
 log = logging.getLogger("bot.doctor")
 
@@ -57,12 +70,23 @@ class Doctor:
         logging.getLogger("py_clob_client_v2").setLevel(logging.CRITICAL)  # expected failures are reported here
         self.checks: list[Check] = []
         self.config: BotConfig | None = None
-        self.venue = None
+        self.secrets = Secrets()
+        self.address = ""                         # the key's address, once the credentials check passed
+        self.reader: LiveVenue | None = None      # the CLOB without keys, once reachable
+        self.venue: LiveVenue | None = None       # the account, once its API credentials are verified
+        self.open_orders: list[OrderState] = []
 
     def add(self, name: str, status: str, message: str, fix: str = "") -> Check:
         check = Check(name, status, message, fix)
         self.checks.append(check)
         return check
+
+    @property
+    def cfg(self) -> BotConfig:
+        """The loaded config (every check after ``check_config`` runs only when it loaded)."""
+        if self.config is None:
+            raise ConfigError(f"{self.config_path}: not loaded")
+        return self.config
 
     @property
     def ok(self) -> bool:
@@ -75,7 +99,7 @@ class Doctor:
             if self.check_hosts():
                 self.check_clock()
                 if secrets_ok:
-                    if self.config.api.signature_type == 3:
+                    if self.cfg.api.signature_type == 3:
                         self.check_deposit_wallet()
                     self.check_account()
                 self.check_positions()
@@ -106,7 +130,7 @@ class Doctor:
         return True
 
     def _mode_text(self) -> str:
-        t = self.config.trading
+        t = self.cfg.trading
         if t.ab_test_ratio is not None:
             return f"A/B {t.ab_test_ratio:.0%} limit_orders"
         return "limit_orders" if t.use_concurrent_orders else "monitor"
@@ -116,7 +140,7 @@ class Doctor:
 
         secrets = load_secrets(self.env, dotenv_path=self.dotenv_path)
         self.secrets = secrets
-        if secrets.private_key is None and self.config.bot.dry_run:
+        if secrets.private_key is None and self.cfg.bot.dry_run:
             self.add("credentials", "warning", "no POLY_PRIVATE_KEY: fine for dry-run, needed to go live",
                      "put the keys in .env (see .env.example)")
             return False
@@ -125,10 +149,10 @@ class Doctor:
         except ConfigError as exc:
             self.add("credentials", "error", str(exc), "set them in the environment or .env (see .env.example)")
             return False
-        address = Account.from_key(secrets.private_key.get_secret_value()).address
+        address: str = Account.from_key(secrets.private_key_value()).address
         self.address = address
         funder = secrets.funder_address
-        sig = self.config.api.signature_type
+        sig = self.cfg.api.signature_type
         if sig == 0 and funder and funder.lower() != address.lower():
             self.add("credentials", "error", f"signature_type 0 (plain wallet) trades from the key's own address "
                      f"{address}, but POLY_FUNDER_ADDRESS is {funder}",
@@ -139,7 +163,7 @@ class Doctor:
             self.add("credentials", "error", f"signature_type {sig} needs POLY_FUNDER_ADDRESS (the proxy/Safe/deposit "
                      "wallet shown on polymarket.com that holds the funds)", "set POLY_FUNDER_ADDRESS")
             return False
-        if sig == 3:
+        if sig == 3 and funder:
             current, legacy = deposit_wallet_addresses(address)
             if funder.lower() not in (current.lower(), legacy.lower()):
                 what = ("the key's own address" if funder.lower() == address.lower()
@@ -156,10 +180,11 @@ class Doctor:
 
     def check_deposit_wallet(self) -> None:
         """signature_type 3: the deposit wallet must be deployed, as Polymarket's relayer says."""
-        api, wallet = self.config.api, self.secrets.funder_address
+        api, wallet = self.cfg.api, self.secrets.funder_address or ""
+        query = {"address": wallet, "type": "WALLET"}
         try:
-            resp = requests.get(f"{api.relayer_host.rstrip('/')}/deployed", params={"address": wallet, "type": "WALLET"},
-                                timeout=5)
+            resp = requests.get(f"{api.relayer_host.rstrip('/')}/deployed", params=query,
+                                timeout=min(api.request_timeout_seconds, 5))
             if resp.status_code != 200:
                 raise ValueError(f"HTTP {resp.status_code}")
             deployed = resp.json()["deployed"]
@@ -180,7 +205,7 @@ class Doctor:
     def check_hosts(self) -> bool:
         from bot.venue.live import LiveVenue
 
-        api = self.config.api
+        api = self.cfg.api
         reachable = True
         try:
             reader = LiveVenue(api.clob_host, chain_id=api.chain_id, timeout_s=min(api.request_timeout_seconds, 5),
@@ -193,8 +218,8 @@ class Doctor:
             self.add("clob", "error", f"cannot reach the CLOB at {api.clob_host}: {exc}",
                      "check api.clob_host and the network")
         try:
-            resp = requests.get(f"{api.gamma_host.rstrip('/')}/markets", params={"limit": 1, "closed": "false"},
-                                timeout=5)
+            resp = requests.get(f"{api.gamma_host.rstrip('/')}/markets", params={"limit": "1", "closed": "false"},
+                                timeout=min(api.request_timeout_seconds, 5))
             if resp.status_code != 200 or not isinstance(resp.json(), list):
                 raise ValueError(f"HTTP {resp.status_code}")
             self.add("gamma", "ok", f"Gamma reachable at {api.gamma_host}")
@@ -205,6 +230,8 @@ class Doctor:
         return reachable
 
     def check_clock(self) -> None:
+        if self.reader is None:
+            return
         try:
             skew = self.clock.time() - self.reader.server_time()
         except (VenueError, ValueError, TypeError) as exc:
@@ -222,12 +249,10 @@ class Doctor:
     def check_account(self) -> None:
         from bot.venue.live import LiveVenue
 
-        api, s = self.config.api, self.secrets
-        creds = None
-        if s.api_key:
-            creds = (s.api_key.get_secret_value(), s.api_secret.get_secret_value(), s.api_passphrase.get_secret_value())
+        api, s = self.cfg.api, self.secrets
+        creds = s.api_creds()
         try:
-            venue = LiveVenue(api.clob_host, chain_id=api.chain_id, private_key=s.private_key.get_secret_value(),
+            venue = LiveVenue(api.clob_host, chain_id=api.chain_id, private_key=s.private_key_value(),
                               funder=s.funder_address or None, signature_type=api.signature_type, api_creds=creds,
                               timeout_s=min(api.request_timeout_seconds, 5), clock=self.clock)
             open_orders = venue.open_orders()   # an L2 call: proves the API credentials
@@ -245,7 +270,7 @@ class Doctor:
         except VenueError as exc:
             self.add("balance", "error", f"cannot read the balance: {exc}")
             return
-        need = self.config.capital.max_trade_size
+        need = self.cfg.capital.max_trade_size
         if balance < need:
             self.add("balance", "warning", f"${fmt(balance, 2)} available, below one trade (${fmt(need)})",
                      "deposit USDC (pUSD) to the funder address")
@@ -259,14 +284,14 @@ class Doctor:
             self.add("allowance", "ok", f"allowances set for {len(allowances)} exchange contract(s)")
 
     def check_positions(self) -> None:
-        path = self.config.bot.positions_file
+        path = self.cfg.bot.positions_file
         try:
             state = PositionStore(path).load()
         except StateFileError as exc:
             self.add("positions", "error", str(exc), "restore the .prev file or move the broken one away")
             return
         active = state.active_positions()
-        problems = []
+        problems: list[str] = []
         if self.venue is not None:
             known = {p.tp_order_id for p in active if p.tp_order_id}
             unknown = [o.order_id for o in self.open_orders if o.order_id not in known]
@@ -284,14 +309,14 @@ class Doctor:
                      + ("" if self.venue is not None else " (not compared with the venue: no credentials)"))
 
     def check_trade_size(self) -> None:
-        from datetime import datetime, timezone
+        from datetime import UTC, datetime
 
         from bot.scanner import MarketScanner
 
-        cfg = self.config
+        cfg = self.cfg
         try:
-            cands = MarketScanner(cfg.api.gamma_host, cfg.strategy, max_pages=1).candidates(
-                datetime.fromtimestamp(self.clock.time(), tz=timezone.utc))[:SIZE_SAMPLE]
+            cands = MarketScanner.from_config(cfg, max_pages=1).candidates(
+                datetime.fromtimestamp(self.clock.time(), tz=UTC))[:SIZE_SAMPLE]
         except BotError as exc:
             self.add("trade_size", "warning", f"could not list candidate markets: {exc}")
             return
@@ -311,7 +336,8 @@ class Doctor:
             self.add("trade_size", "warning", f"${fmt(cfg.capital.max_trade_size)} is too small for a resting TP on "
                      f"{len(too_small)} of {len(cands)} candidate markets (e.g. {worst.min_order_size} shares at "
                      f"{worst.price} = ${fmt(worst.min_order_size * worst.price, 2)})",
-                     f"raise capital.max_trade_size to at least ${fmt(smallest_trade(worst.price, worst.min_order_size, True))}")
+                     "raise capital.max_trade_size to at least "
+                     f"${fmt(smallest_trade(worst.price, worst.min_order_size, True))}")
         else:
             self.add("trade_size", "ok", f"${fmt(cfg.capital.max_trade_size)} clears the minimums of the "
                      f"{len(cands)} best candidates; the smallest valid trade on the first is ${fmt(smallest)}")
@@ -327,9 +353,10 @@ def smallest_trade(price: Decimal, min_order_size: Decimal, needs_resting_tp: bo
 
 
 def format_checks(checks: list[Check]) -> str:
-    lines = []
+    lines: list[str] = []
     for c in checks:
-        lines.append(f"{c.status:8} {c.name}: {c.message}" + (f"\n         -> {c.fix}" if c.fix and c.status != "ok" else ""))
+        fix = f"\n         -> {c.fix}" if c.fix and c.status != "ok" else ""
+        lines.append(f"{c.status:8} {c.name}: {c.message}{fix}")
     errors = sum(c.status == "error" for c in checks)
     warnings = sum(c.status == "warning" for c in checks)
     lines.append(f"{errors} error(s), {warnings} warning(s)")

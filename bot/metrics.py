@@ -8,9 +8,9 @@ a candidate that was not bought) go to the ``shared`` bucket.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Iterable, Iterator
 
 from bot.position_manager import BotState, Position
 

@@ -27,7 +27,7 @@ FEE_SHARE_TOLERANCE = Decimal("0.02")
 FILL_SHARE_QUANTUM = Decimal("0.000001")
 #: Prices the bot stores (average fill prices): at most 6 decimals; order prices are on the tick.
 PRICE_QUANTUM = Decimal("0.000001")
-#: The SDK rounds prices, sizes and amounts to at most this many decimals (ROUNDING_CONFIG, FACTS §4.1).
+#: The SDK rounds prices, sizes and amounts to at most this many decimals (its ``ROUNDING_CONFIG`` per tick size).
 SDK_MAX_DECIMALS = 6
 
 
@@ -103,7 +103,7 @@ def _decimals_of(value: Decimal) -> int:
 def _sdk_keeps(x: float, units: list[int], places: range) -> bool:
     """True when the SDK's float roundings of ``x`` (floor, nearest) give back the intended value at every
     number of decimals in ``places`` (``units[i]`` is the value in units of 10**-places[i])."""
-    for d, n in zip(places, units):
+    for d, n in zip(places, units, strict=True):
         scale = 10 ** d
         if math.floor(x * scale) != n or round(x * scale) != n:
             return False
@@ -114,7 +114,8 @@ def to_sdk_float(value: Decimal, decimals: int | None = None) -> float:
     """Hand a grid-aligned Decimal to the SDK so that every rounding it applies keeps the same value.
 
     The SDK rounds on binary floats: ``round_down`` (floor(x * 10**d) / 10**d) loses a unit for ~5% of
-    values (float(4.35) * 100 == 434.99999999999994, FACTS §4.4) and ``round_normal`` rounds to nearest.
+    values (float(4.35) * 100 == 434.99999999999994, so 4.35 becomes 4.34) and ``round_normal`` rounds to
+    nearest.
     The float returned is the smallest one at or above ``float(value)`` that both roundings map back to
     exactly ``value`` at ``decimals`` (default: the value's own decimals) and every finer precision up to
     6 decimals. It is never further from ``value`` than a few float ulps, so a price at the venue's

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from bot.metrics import SHARED
 from bot.position_manager import BotState, CloseReason, ExitMode, Position, PositionState
@@ -69,11 +71,15 @@ def welch_t(a: list[float], b: list[float]) -> float | None:
     return (statistics.mean(a) - statistics.mean(b)) / se
 
 
-def build_report(state: BotState, since: datetime | None = None) -> dict:
-    """Per-mode figures, their difference, and a plain-words verdict."""
+def _difference(a: float | None, b: float | None, places: int) -> float | None:
+    return round(a - b, places) if a is not None and b is not None else None
+
+
+def build_report(state: BotState, since: datetime | None = None) -> dict[str, Any]:
+    """Per-mode figures, their difference, and a plain-words verdict (JSON-ready: numbers, strings, None)."""
     hours = float(state.counters.get("run_seconds", 0)) / 3600
     calls = _mode_hours_calls(state, since)
-    modes = {}
+    modes: dict[str, dict[str, Any]] = {}
     pnls: dict[str, list[float]] = {}
     for mode in ExitMode:
         ps = [p for p in state.positions if p.exit_mode == mode and p.entry_shares > 0
@@ -110,10 +116,8 @@ def build_report(state: BotState, since: datetime | None = None) -> dict:
     mon, lim = modes["monitor"], modes["limit_orders"]
     t = welch_t(pnls["limit_orders"], pnls["monitor"])
     diff = {
-        "avg_pnl": round(lim["avg_pnl"] - mon["avg_pnl"], 4) if lim["avg_pnl"] is not None and mon["avg_pnl"] is not None
-        else None,
-        "api_calls_per_hour": round(lim["api_calls_per_hour"] - mon["api_calls_per_hour"], 1)
-        if lim["api_calls_per_hour"] is not None and mon["api_calls_per_hour"] is not None else None,
+        "avg_pnl": _difference(lim["avg_pnl"], mon["avg_pnl"], 4),
+        "api_calls_per_hour": _difference(lim["api_calls_per_hour"], mon["api_calls_per_hour"], 1),
         "welch_t": round(t, 3) if t is not None else None,
     }
     return {"hours_running": round(hours, 3), "since": since.isoformat() if since else None, "modes": modes,
@@ -136,9 +140,9 @@ def verdict(n_mon: int, n_lim: int, t: float | None, diff: float | None) -> str:
             "or keep collecting.")
 
 
-def format_text(report: dict) -> str:
+def format_text(report: dict[str, Any]) -> str:
     """The report as a table per mode."""
-    rows = [
+    rows: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
         ("positions opened / closed / open", lambda m: f"{m['opened']} / {m['closed']} / {m['open']}"),
         ("win rate", lambda m: _pct(m["win_rate"])),
         ("total P&L", lambda m: _usd(m["total_pnl"])),
@@ -168,15 +172,15 @@ def format_text(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _pct(x) -> str:
+def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x * 100:.1f}%"
 
 
-def _usd(x) -> str:
+def _usd(x: float | None) -> str:
     return "-" if x is None else f"${x:,.4f}" if abs(x) < 1 else f"${x:,.2f}"
 
 
-def _num(x) -> str:
+def _num(x: float | None) -> str:
     return "-" if x is None else f"{x:g}"
 
 
@@ -189,16 +193,17 @@ def plot(state: BotState, path: str, since: datetime | None = None) -> None:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for mode, color in ((ExitMode.LIMIT_ORDERS, "tab:blue"), (ExitMode.MONITOR, "tab:orange")):
-        closed = sorted((p for p in state.positions if p.exit_mode == mode and p.status == PositionState.CLOSED
-                         and p.closed_at and p.entry_shares > 0 and (since is None or p.opened_at >= since)),
-                        key=lambda p: p.closed_at)
+        closed = sorted(((p.closed_at, p) for p in state.positions
+                         if p.exit_mode == mode and p.status == PositionState.CLOSED and p.closed_at is not None
+                         and p.entry_shares > 0 and (since is None or p.opened_at >= since)),
+                        key=lambda at_p: at_p[0])
         total, xs, ys = 0.0, [], []
-        for p in closed:
+        for closed_at, p in closed:
             total += float(p.realized_pnl or 0)
-            xs.append(p.closed_at)
+            xs.append(closed_at)
             ys.append(total)
         ax1.step(xs, ys, where="post", label=f"{mode.value} ({len(closed)})", color=color)
-        slips = [s[0] for s in (slippage(p) for p in closed) if s is not None]
+        slips = [s[0] for s in (slippage(p) for _, p in closed) if s is not None]
         if slips:
             ax2.hist(slips, bins=20, alpha=0.6, label=mode.value, color=color)
     ax1.set_title("Cumulative realised P&L ($)")

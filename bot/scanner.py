@@ -9,19 +9,23 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Callable
+from typing import Any
 
 import requests
 
+from bot.config import ApiSection, BotConfig, StrategySection
 from bot.errors import MalformedResponse, TemporaryVenueError, VenueError
 from bot.money import to_decimal
 
 log = logging.getLogger("bot.scanner")
 
 PAGE_SIZE = 100
+#: Gamma's HTTP timeout when none is given: the default of ``api.request_timeout_seconds``.
+DEFAULT_TIMEOUT_S: float = ApiSection.model_fields["request_timeout_seconds"].default
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class Candidate:
     end_date: datetime | None
 
 
-def _json_list(raw, field: str) -> list:
+def _json_list(raw: object, field: str) -> list[Any]:
     """Gamma sends some lists as JSON-encoded strings ("[\"Yes\", \"No\"]")."""
     try:
         value = json.loads(raw) if isinstance(raw, str) else raw
@@ -55,15 +59,15 @@ def _json_list(raw, field: str) -> list:
     return value
 
 
-def _parse_date(raw) -> datetime | None:
+def _parse_date(raw: object) -> datetime | None:
     if not raw:
         return None
     text = str(raw).replace("Z", "+00:00")
     dt = datetime.fromisoformat(text)
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-def parse_market(raw: dict) -> list[Candidate]:
+def parse_market(raw: dict[str, Any]) -> list[Candidate]:
     """Both outcome tokens of a Gamma market as candidates; ValueError names a malformed field."""
     mid = str(raw.get("id", "?"))
     try:
@@ -77,28 +81,28 @@ def parse_market(raw: dict) -> list[Candidate]:
         spread = raw.get("spread")
         if spread is None and best_bid is not None and best_ask is not None:
             spread = to_decimal(best_ask, "bestAsk") - to_decimal(best_bid, "bestBid")
-        common = dict(
-            market_id=mid,
-            condition_id=str(raw.get("conditionId") or ""),
-            question=str(raw.get("question") or ""),
-            slug=str(raw.get("slug") or ""),
-            spread=to_decimal(spread if spread is not None else 1, "spread"),
-            liquidity=to_decimal(raw.get("liquidityNum", raw.get("liquidity", 0)) or 0, "liquidityNum"),
-            volume=to_decimal(raw.get("volumeNum", raw.get("volume", 0)) or 0, "volumeNum"),
-            tick_size=to_decimal(raw.get("orderPriceMinTickSize", "0.01") or "0.01", "orderPriceMinTickSize"),
-            min_order_size=to_decimal(raw.get("orderMinSize", 5) or 5, "orderMinSize"),
-            neg_risk=bool(raw.get("negRisk", False)),
-            end_date=_parse_date(raw.get("endDate")),
-        )
+        condition_id = str(raw.get("conditionId") or "")
+        question = str(raw.get("question") or "")
+        slug = str(raw.get("slug") or "")
+        spread_d = to_decimal(spread if spread is not None else 1, "spread")
+        liquidity = to_decimal(raw.get("liquidityNum", raw.get("liquidity", 0)) or 0, "liquidityNum")
+        volume = to_decimal(raw.get("volumeNum", raw.get("volume", 0)) or 0, "volumeNum")
+        tick_size = to_decimal(raw.get("orderPriceMinTickSize", "0.01") or "0.01", "orderPriceMinTickSize")
+        min_order_size = to_decimal(raw.get("orderMinSize", 5) or 5, "orderMinSize")
+        neg_risk = bool(raw.get("negRisk", False))
+        end_date = _parse_date(raw.get("endDate"))
     except (ValueError, TypeError, json.JSONDecodeError) as exc:
         raise ValueError(f"Gamma market {mid}: {exc}") from None
-    return [Candidate(token_id=tokens[i], outcome=str(outcomes[i]), price=prices[i], **common) for i in (0, 1)]
+    return [Candidate(market_id=mid, condition_id=condition_id, question=question, slug=slug, token_id=tokens[i],
+                      outcome=str(outcomes[i]), price=prices[i], spread=spread_d, liquidity=liquidity, volume=volume,
+                      tick_size=tick_size, min_order_size=min_order_size, neg_risk=neg_risk, end_date=end_date)
+            for i in (0, 1)]
 
 
 class MarketScanner:
     """Finds the next market to buy from Gamma's /markets."""
 
-    def __init__(self, gamma_host: str, strategy, timeout_s: float = 10.0,
+    def __init__(self, gamma_host: str, strategy: StrategySection, timeout_s: float = DEFAULT_TIMEOUT_S,
                  session: requests.Session | None = None, max_pages: int = 3):
         self.host = gamma_host.rstrip("/")
         self.strategy = strategy
@@ -107,13 +111,21 @@ class MarketScanner:
         self.max_pages = max_pages
         self.calls_by: Counter[str] = Counter()  # requests sent to Gamma, keyed as the simulator counts them
 
+    @classmethod
+    def from_config(cls, config: BotConfig, gamma_host: str | None = None, session: requests.Session | None = None,
+                    max_pages: int = 3) -> MarketScanner:
+        """The scanner a config asks for: ``api.gamma_host`` (unless ``gamma_host`` is given), the strategy's
+        filters, and ``api.request_timeout_seconds`` for every Gamma request."""
+        return cls(gamma_host or config.api.gamma_host, config.strategy, timeout_s=config.api.request_timeout_seconds,
+                   session=session, max_pages=max_pages)
+
     def api_calls(self) -> dict[str, int]:
         """Requests this scanner has sent, keyed like the venue's counts."""
         return dict(self.calls_by)
 
-    def _params(self, now: datetime, offset: int) -> dict:
+    def _params(self, now: datetime, offset: int) -> dict[str, str | int]:
         s = self.strategy
-        params = {
+        params: dict[str, str | int] = {
             "active": "true", "closed": "false", "limit": PAGE_SIZE, "offset": offset,
             "order": "liquidityNum", "ascending": "false",
             "liquidity_num_min": str(s.min_liquidity),
@@ -125,9 +137,9 @@ class MarketScanner:
             params["end_date_max"] = (now + timedelta(hours=s.max_hours_to_end)).strftime("%Y-%m-%dT%H:%M:%SZ")
         return params
 
-    def fetch_markets(self, now: datetime) -> list[dict]:
+    def fetch_markets(self, now: datetime) -> list[dict[str, Any]]:
         """Raw Gamma markets (a few pages at most)."""
-        out: list[dict] = []
+        out: list[dict[str, Any]] = []
         for page in range(self.max_pages):
             self.calls_by["GAMMA GET /markets"] += 1
             try:

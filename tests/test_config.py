@@ -1,9 +1,17 @@
 import json
+import logging
 from decimal import Decimal as D
 
 import pytest
 
-from bot.config import check_trade_size, default_config, load_bot_config, load_secrets, require_live_secrets
+from bot.config import (
+    check_trade_size,
+    default_config,
+    load_bot_config,
+    load_secrets,
+    require_live_secrets,
+    with_overrides,
+)
 from bot.errors import ConfigError
 
 KEY = "ab" * 32
@@ -54,13 +62,47 @@ def test_partial_config_gets_defaults(tmp_path):
     assert cfg.trading.ab_test_ratio == 0.5 and cfg.strategy.max_hold_hours == 24
 
 
+def test_config_is_immutable_and_overrides_make_a_checked_copy(tmp_path):
+    cfg = load_bot_config(write(tmp_path, {"strategy": {"scan_interval_seconds": 30}}))
+    with pytest.raises(ValueError, match="frozen"):
+        cfg.bot.dry_run = False
+    with pytest.raises(ValueError, match="frozen"):
+        cfg.strategy = default_config().strategy
+    new = with_overrides(cfg, {"bot.dry_run": False}, strategy__max_hold_hours=2)
+    assert (new.bot.dry_run, new.strategy.max_hold_hours, new.strategy.scan_interval_seconds) == (False, 2, 30)
+    assert (cfg.bot.dry_run, cfg.strategy.max_hold_hours) == (True, 24)   # the original is untouched
+    assert new.source_path == cfg.source_path == str(tmp_path / "config.json")
+    with pytest.raises(ConfigError, match=r"config.json: strategy.min_price: must be below strategy.max_price"):
+        with_overrides(cfg, strategy__min_price="0.9")
+    with pytest.raises(ConfigError, match="strategy.nope: unknown key"):
+        with_overrides(cfg, strategy__nope=1)
+    with pytest.raises(ConfigError, match="expected section.key"):
+        with_overrides(cfg, {"dry_run": True})
+
+
+def test_a_deprecated_key_is_accepted_with_a_warning_naming_it(tmp_path):
+    path = write(tmp_path, {"trading": {"cancel_timeout_seconds": 5, "ab_test_ratio": 0.5}})
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append   # type: ignore[method-assign]
+    logging.getLogger("bot.config").addHandler(handler)
+    try:
+        cfg = load_bot_config(path)
+    finally:
+        logging.getLogger("bot.config").removeHandler(handler)
+    assert cfg.trading.ab_test_ratio == 0.5 and "cancel_timeout_seconds" not in cfg.trading.model_dump()
+    [record] = records
+    assert record.levelno == logging.WARNING
+    assert f"{path}: trading.cancel_timeout_seconds is deprecated and ignored" in record.getMessage()
+    assert not hasattr(default_config().trading, "cancel_timeout_seconds")
+
+
 def test_trade_size_checks_name_the_numbers():
-    cfg = default_config()
-    cfg.capital.max_trade_size = D("0.25")   # the seed's "micro" trade
+    cfg = with_overrides(default_config(), capital__max_trade_size=D("0.25"))   # the seed's "micro" trade
     problems = check_trade_size(cfg, D(5), D("0.5"))
     assert any("$0.25 is below the venue's $1 minimum" in p for p in problems)
     assert any("0.50 shares at 0.5" in p and "use at least $2.50" in p for p in problems)
-    cfg.capital.max_trade_size = D("3")
+    cfg = with_overrides(cfg, capital__max_trade_size=D("3"))
     assert check_trade_size(cfg, D(5), D("0.5")) == []
 
 

@@ -1,7 +1,7 @@
 """The exit protocol over the paper venue with scripted books: floors, dust, backoff, lost answers."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
 from bot.errors import UnknownOutcome
@@ -12,7 +12,7 @@ from bot.venue.base import Book
 from bot.venue.paper import PaperVenue
 from tests.test_main_bot import TOKEN, Books
 
-NOW = datetime(2026, 11, 24, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
 
 
 def setup(tmp_path, shares="20"):

@@ -1,14 +1,13 @@
 import logging
 
-from bot.config import default_config
+from bot.config import default_config, with_overrides
 from bot.logger import get_logger, redact, register_secret
 
 SECRET = "0x" + "5f" * 32
 
 
 def test_secret_is_scrubbed_from_messages_and_tracebacks(tmp_path):
-    cfg = default_config()
-    cfg.bot.log_file = str(tmp_path / "logs" / "bot.log")
+    cfg = with_overrides(default_config(), bot__log_file=str(tmp_path / "logs" / "bot.log"))
     log = get_logger(cfg, name="bot.test_redact")
     register_secret(SECRET)
     log.info("key is %s", SECRET)
@@ -25,8 +24,7 @@ def test_secret_is_scrubbed_from_messages_and_tracebacks(tmp_path):
 
 
 def test_get_logger_is_idempotent(tmp_path):
-    cfg = default_config()
-    cfg.bot.log_file = None
+    cfg = with_overrides(default_config(), bot__log_file=None)
     a = get_logger(cfg, name="bot.test_idem")
     b = get_logger(cfg, name="bot.test_idem")
     assert a is b and len(b.handlers) == 1
@@ -39,7 +37,6 @@ def test_a_log_file_that_cannot_be_opened_is_a_config_error(tmp_path):
     from bot.errors import ConfigError
 
     (tmp_path / "afile").write_text("x")
-    cfg = default_config()
-    cfg.bot.log_file = str(tmp_path / "afile" / "bot.log")
+    cfg = with_overrides(default_config(), bot__log_file=str(tmp_path / "afile" / "bot.log"))
     with pytest.raises(ConfigError, match=r"bot.log_file: .*afile/bot.log cannot be opened for writing"):
         get_logger(cfg, name="bot.test_bad_log")

@@ -6,7 +6,7 @@ from decimal import Decimal as D
 
 from freezegun import freeze_time
 
-from bot.config import BotConfig
+from bot.config import BotConfig, with_overrides
 from bot.position_manager import CloseReason, ExitMode, PositionState, PositionStore
 from bot.scanner import Candidate
 from bot.venue.base import Book, MarketInfo
@@ -90,7 +90,7 @@ def test_limit_orders_mode_rests_tp_and_watches_sl(tmp_path):
 def test_flag_change_affects_new_positions_only(tmp_path):
     bot, books = make_bot(tmp_path, use_concurrent_orders=True)
     bot.run_once()
-    bot.config.trading.use_concurrent_orders = False
+    bot.config = with_overrides(bot.config, trading__use_concurrent_orders=False)
     books.set(D("0.52"))
     bot.run_once()
     assert bot.state.positions[0].exit_mode == ExitMode.LIMIT_ORDERS

@@ -1,10 +1,10 @@
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from bot.metrics import SHARED, CallMeter, kind_of
 from bot.position_manager import BotState, ExitMode, Position
 
-NOW = datetime(2026, 11, 24, 12, 30, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 12, 30, tzinfo=UTC)
 
 
 class Source:

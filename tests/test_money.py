@@ -42,7 +42,7 @@ def test_round_shares_truncates_to_venue_precision():
 
 @pytest.mark.parametrize("value", ["0.29", "0.57", "0.58", "8.2", "4.35", "1.13"])
 def test_sdk_float_survives_the_sdks_float_truncation(value):
-    # The SDK truncates with floor(x * 10**d) / 10**d on floats (FACTS §4.4): 4.35 would become 4.34.
+    # The SDK truncates with floor(x * 10**d) / 10**d on floats: 4.35 would become 4.34.
     import math
     x = to_sdk_float(D(value))
     assert math.floor(x * 100) / 100 == float(value)

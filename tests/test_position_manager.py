@@ -2,7 +2,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
 import pytest
@@ -19,7 +19,7 @@ from bot.position_manager import (
     PositionStore,
 )
 
-NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
 def pos(**kw):
@@ -51,7 +51,7 @@ def test_bad_field_names_position_and_field():
 
 def test_age_uses_total_elapsed_time():
     with freeze_time(NOW + timedelta(days=2, hours=1)):
-        assert pos().age_hours(datetime.now(timezone.utc)) == pytest.approx(49.0)
+        assert pos().age_hours(datetime.now(UTC)) == pytest.approx(49.0)
 
 
 def test_store_round_trip_and_prev(tmp_path):

@@ -4,14 +4,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 from pathlib import Path
 
 from bot.position_manager import BotState, CloseReason, ExitMode, Position, PositionState, PositionStore
 from bot.report import MIN_SAMPLE, build_report, format_text, plot, slippage
 
-T0 = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 12, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[1]
 
 

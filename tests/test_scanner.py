@@ -1,6 +1,6 @@
 """Market discovery: Gamma parsing (JSON-encoded string fields) and the selection rule."""
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 from types import SimpleNamespace
 
@@ -9,7 +9,7 @@ import pytest
 from bot.errors import MalformedResponse, TemporaryVenueError
 from bot.scanner import MarketScanner, parse_market
 
-NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
 def gamma_market(mid, yes="0.5", liquidity=5000.0, spread=0.01, days=10, accepting=True, cid=None, **extra):
@@ -30,10 +30,11 @@ def gamma_market(mid, yes="0.5", liquidity=5000.0, spread=0.01, days=10, accepti
 
 class FakeSession:
     def __init__(self, pages, status=200):
-        self.pages, self.status, self.params = pages, status, []
+        self.pages, self.status, self.params, self.timeouts = pages, status, [], []
 
     def get(self, url, params=None, timeout=None):
         self.params.append(params)
+        self.timeouts.append(timeout)
         body = self.pages.pop(0) if self.pages else []
         return SimpleNamespace(status_code=self.status, json=lambda: body, text=json.dumps(body)[:100])
 
@@ -77,7 +78,8 @@ def test_selection_rule_filters_and_ranks_by_liquidity():
 
 
 def test_no_token_is_chosen_when_yes_is_out_of_range():
-    scanner = MarketScanner("http://gamma", strategy(max_price=D("0.6")), session=FakeSession([[gamma_market(1, yes="0.7")]]))
+    session = FakeSession([[gamma_market(1, yes="0.7")]])
+    scanner = MarketScanner("http://gamma", strategy(max_price=D("0.6")), session=session)
     best = scanner.best_candidate(NOW)
     assert (best.outcome, best.token_id, best.price) == ("No", "12", D("0.3"))
 
@@ -87,6 +89,19 @@ def test_blacklisted_and_held_markets_are_skipped():
     scanner = MarketScanner("http://gamma", strategy(), session=FakeSession([markets]))
     skip_first = markets[0]["conditionId"]
     assert scanner.best_candidate(NOW, skip=lambda cid: cid == skip_first).market_id == "2"
+
+
+def test_gamma_requests_use_the_configured_timeout():
+    from bot.config import default_config, with_overrides
+
+    config = with_overrides(default_config(), api__request_timeout_seconds=2.5, api__gamma_host="http://gamma")
+    session = FakeSession([[], {"closed": False}])
+    scanner = MarketScanner.from_config(config, session=session)
+    assert scanner.host == "http://gamma" and scanner.strategy is config.strategy
+    scanner.candidates(NOW)
+    scanner.resolution("1", "Yes")
+    assert session.timeouts == [2.5, 2.5]
+    assert MarketScanner("http://gamma", config.strategy).timeout_s == default_config().api.request_timeout_seconds
 
 
 def test_query_uses_real_gamma_parameters():

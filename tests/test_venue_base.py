@@ -53,3 +53,23 @@ def test_a_fill_keeps_the_venues_precision_and_a_six_decimal_average_price():
     assert odd.filled_shares == D("19.607843") and odd.usdc == D("10.000000")
     assert -odd.avg_price.as_tuple().exponent <= 6
     assert Fill("0xabc", "live").avg_price is None
+
+
+@pytest.mark.parametrize("venue_class", ["live", "paper"])
+def test_both_venues_implement_the_protocol_with_its_signatures(venue_class):
+    """mypy checks the same statically (bot/venue/__init__.py); this says which method drifted."""
+    import inspect
+
+    from bot.venue.base import Venue
+    from bot.venue.live import LiveVenue
+    from bot.venue.paper import PaperVenue
+
+    cls = {"live": LiveVenue, "paper": PaperVenue}[venue_class]
+    methods = [name for name, member in vars(Venue).items() if inspect.isfunction(member) and not name.startswith("_")]
+    assert "get_market_info" in methods and len(methods) == 12
+    for name in methods:
+        declared, implemented = inspect.signature(getattr(Venue, name)), inspect.signature(getattr(cls, name))
+        assert list(declared.parameters) == list(implemented.parameters), name
+        assert [p.default for p in declared.parameters.values()] == \
+            [p.default for p in implemented.parameters.values()], name
+    assert isinstance(cls.name, str) and isinstance(cls.log_prefix, str)

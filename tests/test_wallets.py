@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from bot.wallets import deposit_wallet_address, deposit_wallet_addresses, is_deposit_wallet_of, legacy_deposit_wallet_address
+from bot.wallets import (
+    deposit_wallet_address,
+    deposit_wallet_addresses,
+    is_deposit_wallet_of,
+    legacy_deposit_wallet_address,
+)
 
 VECTORS = [  # owner (key 0x11..11 / 0x22..22), current (beacon) wallet, legacy (UUPS) wallet
     ("0x19E7E376E7C213B7E7e7e46cc70A5dD086DAff2A", "0x8154deDBDAAA46c07453E47b5b6C0Ff60B8542b9",

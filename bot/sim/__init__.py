@@ -11,7 +11,7 @@ from eth_utils import to_checksum_address
 
 from bot.clock import Clock, SystemClock
 from bot.sim.engine import Engine, SimReject, dec_str
-from bot.sim.server import SimState, make_server
+from bot.sim.server import SimHTTPServer, SimState, make_server
 from bot.wallets import deposit_wallet_address
 
 __all__ = ["SimExchange", "SimReject"]
@@ -33,7 +33,7 @@ class SimExchange:
                              else Decimal("0.004"), step_seconds=step_seconds, settlement_delay_s=settlement_delay_s)
         self.state = SimState(self.engine, seed=seed, page_size=page_size)
         self._ports = (port, gamma_port)
-        self._servers = []
+        self._servers: list[SimHTTPServer] = []
         self._threads: list[threading.Thread] = []
         self.clob_url = self.gamma_url = self.relayer_url = ""
         rng = random.Random(seed)
@@ -43,7 +43,7 @@ class SimExchange:
 
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def start(self) -> "SimExchange":
+    def start(self) -> SimExchange:
         for port, gamma in ((self._ports[0], False), (self._ports[1], True)):
             server = make_server(self.state, self, port, gamma)
             thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -64,7 +64,7 @@ class SimExchange:
             thread.join(timeout=5)
         self._servers, self._threads = [], []
 
-    def __enter__(self) -> "SimExchange":
+    def __enter__(self) -> SimExchange:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -128,7 +128,9 @@ class ApiKeys:
 
 
 def order_typed_data(order: dict, neg_risk: bool, chain_id: int = CHAIN_ID) -> dict:
-    """The EIP-712 typed data of a wire V2 order (FACTS Part 1 §6.1)."""
+    """The EIP-712 typed data of a wire V2 order, as the V2 exchange contracts hash it: domain "Polymarket CTF
+    Exchange" version 2 on the exchange the market trades on (the neg-risk one for neg-risk markets), and
+    the order's fields with side 0 = BUY, 1 = SELL."""
     side = order["side"]
     side_int = {"BUY": 0, "SELL": 1}.get(str(side).upper(), side)
     return {

@@ -1,7 +1,7 @@
 """The simulated venue's matching engine, accounts and living market.
 
-Rules enforced as on Polymarket (FACTS.md, DESIGN.md section 1), because a simulator that accepts
-anything hides the bugs that lose money:
+Rules enforced as on Polymarket (its documentation at docs.polymarket.com and its answers to real
+orders), because a simulator that accepts anything hides the bugs that lose money:
 - every order is a limit order; a marketable one executes at once at the RESTING orders' prices
   (price-time priority), so a SELL below the best bid fills at the bid;
 - GTC/GTD remainders rest; FOK fills fully or is killed; FAK fills what it can; post-only rejects when
@@ -39,7 +39,7 @@ import threading
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal
 
 from bot.clock import Clock, SystemClock
@@ -243,7 +243,7 @@ class Engine:
             mid_int = self._next_market_id
             self._next_market_id += 1
             rnd = random.Random(f"{mid_int}-{question}")
-            now = datetime.fromtimestamp(self.clock.time(), tz=timezone.utc)
+            now = datetime.fromtimestamp(self.clock.time(), tz=UTC)
             tokens = (str(rnd.getrandbits(250) | (1 << 250)), str(rnd.getrandbits(250) | (1 << 251)))
             slug = "-".join("".join(ch for ch in w.lower() if ch.isalnum()) for w in question.split())[:60].strip("-")
             market = SimMarket(
@@ -286,7 +286,8 @@ class Engine:
 
     def _tick_and_mid(self, yes_price: Decimal, base_tick: Decimal, dynamic: bool) -> tuple[Decimal, Decimal]:
         """The tick a market has at ``yes_price`` and the price snapped to it. With a dynamic tick the
-        venue quotes 0.001 above 0.96 and below 0.04 (FACTS 4.5), the market's own tick inside."""
+        venue quotes 0.001 above 0.96 and below 0.04 (its tick changes there, and orders on the old tick are
+        refused), the market's own tick inside."""
         if not dynamic or base_tick <= FINE_TICK:
             return base_tick, self._snap(yes_price, base_tick, 2)
 
@@ -423,7 +424,8 @@ class Engine:
                 shares, usdc = taker_amount, maker_amount
                 raw_price = usdc / shares
                 # A market BUY's ratio sits a hair above its cap (the SDK truncates the share count).
-                decimals = -tick.normalize().as_tuple().exponent if tick < 1 else 0
+                exponent = tick.normalize().as_tuple().exponent   # an int for a finite tick
+                decimals = -exponent if isinstance(exponent, int) and tick < 1 else 0
                 price = raw_price.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_FLOOR) \
                     if marketable_type else raw_price
             else:
@@ -721,7 +723,7 @@ class Engine:
             return out
 
     def _trade_json(self, t: Trade, acct: str) -> dict:
-        """A trade as ``GET /data/trades`` reports it to ``acct`` (FACTS 3.4, 4.4; recorded trades).
+        """A trade as ``GET /data/trades`` reports it to ``acct``, in the shape of trades recorded from the venue.
 
         The top level is always the TAKER's side of the match (its order id, side, size and price);
         ``trader_side`` says which side the account was on. An account that was the MAKER finds its own

@@ -1,7 +1,7 @@
 """HTTP front of the simulated exchange: the CLOB and Gamma APIs on 127.0.0.1, plus /_sim/ control.
 
-Shapes, status codes and error strings follow the real venue (FACTS.md): success is HTTP 200 only,
-errors are ``{"error": msg}``. Every non-/_sim request is counted by ``METHOD /path`` with ids collapsed
+Shapes, status codes and error strings follow the real venue: success is HTTP 200 only, errors are
+``{"error": msg}``. Every non-/_sim request is counted by ``METHOD /path`` with ids collapsed
 (Gamma's prefixed with ``GAMMA``); that count is the honest "API calls" figure. Faults (429/425/5xx or
 delays) can be injected at a seeded rate.
 
@@ -27,13 +27,17 @@ import threading
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 from bot.sim.auth import EXCHANGE_V2, NEG_RISK_EXCHANGE_V2, ApiKeys, AuthError, verify_l1, verify_order
 from bot.sim.engine import Engine, SimMarket, SimReject, dec_str
+
+if TYPE_CHECKING:
+    from bot.sim import SimExchange
 
 BASE = Decimal(1_000_000)
 MAX_BATCH_ORDERS = 15
@@ -114,10 +118,10 @@ class SimState:
         self.lock = threading.Lock()
         self.counts: Counter[str] = Counter()
         self.faulted = 0
-        self.faults = {"rate": 0.0, "statuses": [429, 425, 500, 503], "paths": None, "delay_s": 0.0}
+        self.faults: dict[str, Any] = {"rate": 0.0, "statuses": [429, 425, 500, 503], "paths": None, "delay_s": 0.0}
         self.fault_rng = random.Random(seed)
         self.makers: dict[str, str] = {}  # API-key address (signer) -> funder (maker) address
-        self.refusals = {"next": 0, "rate": 0.0, "message": REFUSAL_MESSAGE}
+        self.refusals: dict[str, Any] = {"next": 0, "rate": 0.0, "message": REFUSAL_MESSAGE}
         self.refusal_rng = random.Random(seed)
         self.sparse_answers = False
         self.restart: tuple[float, float] | None = None  # (425 until, post-only until) on the engine's clock
@@ -239,7 +243,8 @@ class SimState:
 
 
 def market_info_json(m: SimMarket) -> dict:
-    info = {"c": m.condition_id, "t": [{"t": m.token_ids[0], "o": m.outcomes[0]}, {"t": m.token_ids[1], "o": m.outcomes[1]}],
+    tokens = [{"t": m.token_ids[0], "o": m.outcomes[0]}, {"t": m.token_ids[1], "o": m.outcomes[1]}]
+    info = {"c": m.condition_id, "t": tokens,
             "mts": float(m.tick_size), "mos": float(m.min_order_size),
             "fd": {"r": float(m.fee_rate), "e": m.fee_exponent, "to": True}, "mbf": 0, "tbf": 0, "rfqe": False,
             "ibce": False, "oas": 0, "gst": None, "r": {}}
@@ -295,6 +300,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):  # quiet
         pass
+
+    @property
+    def sim_server(self) -> SimHTTPServer:
+        """The server this request came to (make_server's, which knows the SimExchange it serves)."""
+        if not isinstance(self.server, SimHTTPServer):
+            raise TypeError(f"handler served by {type(self.server).__name__}, not make_server's SimHTTPServer")
+        return self.server
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -423,10 +435,10 @@ class _Handler(BaseHTTPRequestHandler):
             return {"condition_id": m.condition_id, "primary_token_id": m.token_ids[0],
                     "secondary_token_id": m.token_ids[1]}
         if method == "GET" and path.startswith("/clob-markets/"):
-            m = e.market_by_condition(path.rsplit("/", 1)[1])
-            if m is None:
+            market = e.market_by_condition(path.rsplit("/", 1)[1])
+            if market is None:
                 raise HttpError(404, "market not found")
-            return market_info_json(m)
+            return market_info_json(market)
         if route == ("GET", "/book"):
             token = self._q(query, "token_id")
             self._market_of_token(token)
@@ -443,13 +455,13 @@ class _Handler(BaseHTTPRequestHandler):
             mid = e.midpoint(token)
             return {"mid": dec_str(mid) if mid is not None else None}
         if route == ("POST", "/midpoints"):
-            out = {}
+            mids: dict[str, str | None] = {}
             for p in self._json(raw) or []:
                 token = str(p.get("token_id"))
                 if e.market_by_token(token):
                     mid = e.midpoint(token)
-                    out[token] = dec_str(mid) if mid is not None else None
-            return out
+                    mids[token] = dec_str(mid) if mid is not None else None
+            return mids
         if route == ("GET", "/price"):
             token, side = self._q(query, "token_id"), str(self._q(query, "side", "")).upper()
             self._market_of_token(token)
@@ -458,14 +470,14 @@ class _Handler(BaseHTTPRequestHandler):
             price = e.best_bid(token) if side == "BUY" else e.best_ask(token)
             return {"price": dec_str(price) if price is not None else None}
         if route == ("POST", "/prices"):
-            out: dict = {}
+            prices: dict[str, dict[str, str | None]] = {}
             for p in self._json(raw) or []:
                 token = str(p.get("token_id"))
                 if e.market_by_token(token):
                     side = str(p.get("side", "BUY")).upper()
                     price = e.best_bid(token) if side == "BUY" else e.best_ask(token)
-                    out.setdefault(token, {})[side] = dec_str(price) if price is not None else None
-            return out
+                    prices.setdefault(token, {})[side] = dec_str(price) if price is not None else None
+            return prices
         if route == ("GET", "/spread"):
             token = self._q(query, "token_id")
             self._market_of_token(token)
@@ -666,13 +678,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _iso(text: str) -> str:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
         if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
-        return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            dt = dt.replace(tzinfo=UTC)
+        return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     # -- control ----------------------------------------------------------------------------------
 
     def _control(self, method: str, path: str, query: dict, raw: bytes):
-        ctl = self.server.control  # type: ignore[attr-defined]
+        ctl = self.sim_server.control
         body = self._json(raw) or {}
         route = (method, path)
         if route == ("POST", "/_sim/markets"):
@@ -739,9 +751,10 @@ class SimHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     block_on_close = False
+    control: SimExchange   # what the /_sim/ routes drive
 
 
-def make_server(state: SimState, control, port: int, gamma: bool) -> SimHTTPServer:
+def make_server(state: SimState, control: SimExchange, port: int, gamma: bool) -> SimHTTPServer:
     handler = type("GammaHandler" if gamma else "ClobHandler", (_Handler,), {"sim": state, "gamma": gamma})
     server = SimHTTPServer(("127.0.0.1", port), handler)
     server.control = control

@@ -6,14 +6,15 @@ the paper venue produces them from its own simulated fills.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Callable, Iterable, Protocol
+from typing import Any, Protocol
 
 from bot.money import round_fill_shares, round_fill_usdc, round_price, to_decimal
 
 
-class OrderStatus(str, enum.Enum):
+class OrderStatus(enum.StrEnum):
     """Normalised order status (the seed's check_order_status vocabulary)."""
 
     OPEN = "open"
@@ -49,7 +50,7 @@ class Book:
         return self.best_ask - self.best_bid
 
     @staticmethod
-    def from_venue(raw: dict, token_id: str | None = None) -> "Book":
+    def from_venue(raw: dict[str, Any], token_id: str | None = None) -> Book:
         """Parse a /book or /books element; ValueError names the bad field."""
         if not isinstance(raw, dict):
             raise ValueError(f"book: expected an object, got {type(raw).__name__}")
@@ -82,11 +83,11 @@ class Book:
         )
 
 
-def _levels_checked(tid: str, key: str, entries) -> list[tuple[Decimal, Decimal]]:
+def _levels_checked(tid: str, key: str, entries: object) -> list[tuple[Decimal, Decimal]]:
     """Slow path of book parsing: a ValueError that names the bad level and field."""
     if not isinstance(entries, list):
         raise ValueError(f"book {tid}: '{key}' is not a list")
-    out = []
+    out: list[tuple[Decimal, Decimal]] = []
     for i, lvl in enumerate(entries):
         if not isinstance(lvl, dict):
             raise ValueError(f"book {tid}: {key}[{i}] is not an object")
@@ -153,7 +154,7 @@ class OrderState:
         return max(self.original_size - self.filled_size, Decimal(0))
 
     @staticmethod
-    def from_venue(raw: dict) -> "OrderState":
+    def from_venue(raw: dict[str, Any]) -> OrderState:
         """Parse a venue order object (GET /data/order/{id}, /data/orders element)."""
         if not isinstance(raw, dict) or not raw.get("id"):
             raise ValueError(f"order: expected an object with an id, got {str(raw)[:120]!r}")
@@ -196,7 +197,9 @@ class CancelResult:
 
 
 class Venue(Protocol):
-    """What the trader needs from an exchange. Errors are bot.errors types only."""
+    """What the trader needs from an exchange. Errors are bot.errors types only.
+
+    LiveVenue and PaperVenue implement it (mypy checks that in bot/venue/__init__.py)."""
 
     name: str
     log_prefix: str   # "DRY RUN " for the paper venue
@@ -204,8 +207,9 @@ class Venue(Protocol):
     def get_books(self, token_ids: Iterable[str]) -> dict[str, Book]:
         """Books for all tokens in as few requests as the venue allows (one batch per chunk)."""
 
-    def get_market_info(self, token_id: str) -> MarketInfo:
-        """Tick size, minimum size, neg-risk of a token (cached)."""
+    def get_market_info(self, token_id: str, condition_id: str = "") -> MarketInfo:
+        """Tick size, minimum size, neg-risk and fee curve of a token (cached). ``condition_id``, when known,
+        saves the request that looks up the token's market."""
 
     def market_buy(self, token_id: str, usdc: Decimal, max_price: Decimal, info: MarketInfo,
                    before_post: Callable[[str], None] | None = None) -> Fill:

@@ -12,9 +12,10 @@ import random
 import re
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import TypeVar
 from urllib.parse import urlparse
 
 import httpx
@@ -32,8 +33,8 @@ from py_clob_client_v2 import (
 )
 from py_clob_client_v2.config import get_contract_config
 from py_clob_client_v2.exceptions import PolyApiException, PolyException
-from py_clob_client_v2.order_utils.exchange_order_builder_v2 import ExchangeOrderBuilderV2
 from py_clob_client_v2.http_helpers import helpers as _sdk_http
+from py_clob_client_v2.order_utils.exchange_order_builder_v2 import ExchangeOrderBuilderV2
 
 from bot.clock import Clock, SystemClock
 from bot.crashpoints import crashpoint
@@ -248,7 +249,7 @@ class LiveVenue:
                 hint = (f"{wallet} is not a deployed deposit wallet of the key's address {self.address} (it must be "
                         "the deposit address polymarket.com shows for this login, and be deployed)")
             else:
-                hint = (f"this account trades from a deposit wallet: set api.signature_type to 3 and "
+                hint = ("this account trades from a deposit wallet: set api.signature_type to 3 and "
                         "POLY_FUNDER_ADDRESS to the deposit address polymarket.com shows")
             return f"{text} -- {hint}; run python main_bot.py doctor"
         if low.startswith("invalid signature") or "signer address has to be" in low:
@@ -342,6 +343,8 @@ class LiveVenue:
         making, taking = raw.get("makingAmount"), raw.get("takingAmount")
         if status in ("live", "unmatched") and making in (None, "") and taking in (None, ""):
             return Fill(order_id=venue_id, status=status)   # resting, or killed with nothing matched
+        making_d: Decimal | None
+        taking_d: Decimal | None
         try:
             making_d, taking_d = to_decimal(making, "makingAmount"), to_decimal(taking, "takingAmount")
         except ValueError:
@@ -412,7 +415,8 @@ class LiveVenue:
             raise MalformedResponse(f"cancel answer is not an object: {str(raw)[:200]!r}", endpoint="DELETE /order")
         canceled = raw.get("canceled") or []
         not_canceled = raw.get("not_canceled") or {}
-        return CancelResult(frozenset(str(c) for c in canceled), {str(k): str(v) for k, v in dict(not_canceled).items()})
+        return CancelResult(frozenset(str(c) for c in canceled),
+                            {str(k): str(v) for k, v in dict(not_canceled).items()})
 
     def get_order(self, order_id: str) -> OrderState | None:
         raw = self._call("GET /data/order", self._client.get_order, order_id, read=True)

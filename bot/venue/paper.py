@@ -14,15 +14,15 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Iterable
 
 from bot.errors import OrderRejected, StateFileError
 from bot.fees import taker_fee_shares, taker_fee_usdc
 from bot.money import MIN_MARKETABLE_NOTIONAL, SHARE_EPSILON, USDC_QUANTUM, fmt, round_shares
-from bot.venue.base import Book, CancelResult, Fill, MarketInfo, OrderState, OrderStatus
+from bot.venue.base import Book, CancelResult, Fill, MarketInfo, OrderState, OrderStatus, Venue
 
 log = logging.getLogger("bot.venue.paper")
 
@@ -64,7 +64,7 @@ class PaperVenue:
     name = "paper"
     log_prefix = "DRY RUN "   # every order line of a dry run says so
 
-    def __init__(self, reader, usdc: Decimal, state_file: str | os.PathLike | None = None):
+    def __init__(self, reader: Venue, usdc: Decimal, state_file: str | os.PathLike[str] | None = None):
         self._reader = reader
         self._lock = threading.Lock()
         self._usdc = Decimal(usdc)
@@ -72,13 +72,13 @@ class PaperVenue:
         self._orders: dict[str, _PaperOrder] = {}
         self._path = Path(state_file) if state_file else None
         if self._path and self._path.exists():
-            self._load()
+            self._load(self._path)
 
     # -- persistence ------------------------------------------------------------------------------
 
-    def _load(self) -> None:
+    def _load(self, path: Path) -> None:
         try:
-            data = json.loads(self._path.read_text())
+            data = json.loads(path.read_text())
             self._usdc = Decimal(data["usdc"])
             self._tokens = {k: Decimal(v) for k, v in data["tokens"].items()}
             self._orders = {
@@ -89,7 +89,7 @@ class PaperVenue:
                 for o in data["orders"]
             }
         except (OSError, ValueError, KeyError, TypeError, ArithmeticError) as exc:
-            raise StateFileError(f"{self._path}: dry-run venue state unreadable ({exc}); "
+            raise StateFileError(f"{path}: dry-run venue state unreadable ({exc}); "
                                  "move it away to start the paper account afresh") from None
 
     def _save(self) -> None:
@@ -140,8 +140,10 @@ class PaperVenue:
                          fmt(order.price), fmt(book.best_bid))
 
     @staticmethod
-    def _walk(levels: Iterable[tuple[Decimal, Decimal]], acceptable, budget_usdc=None, shares=None):
-        """Consume levels (best first) while the price is acceptable; returns (shares, usdc)."""
+    def _walk(levels: Iterable[tuple[Decimal, Decimal]], acceptable: Callable[[Decimal], bool],
+              budget_usdc: Decimal | None = None, shares: Decimal = Decimal(0)) -> tuple[Decimal, Decimal]:
+        """Consume levels (best first) while the price is acceptable, up to ``budget_usdc`` dollars when given,
+        else up to ``shares``; returns (shares, usdc)."""
         got, paid = Decimal(0), Decimal(0)
         for price, size in levels:
             if not acceptable(price):
@@ -171,7 +173,7 @@ class PaperVenue:
         return self._reader.get_market_info(token_id, condition_id)
 
     def market_buy(self, token_id: str, usdc: Decimal, max_price: Decimal, info: MarketInfo,
-                   before_post=None) -> Fill:
+                   before_post: Callable[[str], None] | None = None) -> Fill:
         if usdc < MIN_MARKETABLE_NOTIONAL:
             raise OrderRejected(f"invalid amount for a marketable BUY order (${fmt(usdc)}), min size: $1",
                                 endpoint="POST /order (dry run)")
@@ -197,7 +199,7 @@ class PaperVenue:
         return Fill(oid, "matched", got, paid, (fee_shares * paid / got).quantize(USDC_QUANTUM))
 
     def limit_sell(self, token_id: str, price: Decimal, shares: Decimal, info: MarketInfo,
-                   before_post=None) -> Fill:
+                   before_post: Callable[[str], None] | None = None) -> Fill:
         if shares < info.min_order_size:
             raise OrderRejected(f"order is invalid. Size ({fmt(shares)}) lower than the minimum: "
                                 f"{fmt(info.min_order_size)}", endpoint="POST /order (dry run)")
@@ -223,7 +225,7 @@ class PaperVenue:
         return Fill(oid, "matched" if not order.is_open else "live", got, proceeds, fee)
 
     def market_sell(self, token_id: str, shares: Decimal, min_price: Decimal, info: MarketInfo,
-                    before_post=None) -> Fill:
+                    before_post: Callable[[str], None] | None = None) -> Fill:
         book = self._book(token_id)
         oid = self._new_id()
         if before_post is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.clock import SimulatedClock
-from bot.config import BotConfig
+from bot.config import BotConfig, with_overrides
 from bot.position_manager import PositionStore
 from bot.scanner import MarketScanner
 from bot.sim import SimExchange
@@ -60,7 +60,7 @@ class Harness:
             self.venue = LiveVenue(sim.clob_url, private_key=self.wallet["private_key"], funder=self.wallet["address"],
                                    signature_type=signature_type, clock=self.clock)
         self.store = PositionStore(self.config.bot.positions_file)
-        self.bot = Bot(self.config, self.venue, MarketScanner(sim.gamma_url, self.config.strategy), self.store,
+        self.bot = Bot(self.config, self.venue, MarketScanner.from_config(self.config), self.store,
                        clock=self.clock)
 
     def loop(self, n: int = 1, advance: float = 1.0) -> None:
@@ -70,11 +70,12 @@ class Harness:
 
     def no_new_trades(self) -> None:
         """Stop scanning, so a closed position's market is not bought again within the test."""
-        self.config.strategy.scan_interval_seconds = 10**9
+        self.config = with_overrides(self.config, strategy__scan_interval_seconds=10**9)
+        self.bot.config = self.config
         self.bot._last_scan = self.clock.time()
 
-    def restart(self) -> "Bot":
-        self.bot = Bot(self.config, self.venue, MarketScanner(self.sim.gamma_url, self.config.strategy),
+    def restart(self) -> Bot:
+        self.bot = Bot(self.config, self.venue, MarketScanner.from_config(self.config),
                        PositionStore(self.config.bot.positions_file), clock=self.clock)
         return self.bot
 

@@ -3,10 +3,10 @@ SIGTERM finishes the step and saves."""
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 import signal
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]

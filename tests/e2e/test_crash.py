@@ -1,7 +1,7 @@
 """The crash test: the live bot, trading on bot/sim through the real SDK, killed with SIGKILL at random
 moments (and at named crash points: after the buy before its save, after the TP before its save, after
-the TP cancel, before and after the exit sell), restarted each time. Afterwards nothing is open or held that no position knows, nothing
-was bought twice, and every position's shares equal the venue's balance."""
+the TP cancel, before and after the exit sell), restarted each time. Afterwards nothing is open or held that no
+position knows, nothing was bought twice, and every position's shares equal the venue's balance."""
 from __future__ import annotations
 
 import json

@@ -105,7 +105,8 @@ def test_trade_size_too_small_for_a_resting_tp(setup, tmp_path):
 
 def test_smallest_trade():
     assert smallest_trade(__import__("decimal").Decimal("0.10"), 5, False) == 1
-    assert str(smallest_trade(__import__("decimal").Decimal("0.50"), 5, True)) == "2.66"  # 5 sh x 1.02 x (0.50 + 2 ticks)
+    # 5 sh x 1.02 x (0.50 + 2 ticks)
+    assert str(smallest_trade(__import__("decimal").Decimal("0.50"), 5, True)) == "2.66"
 
 
 def test_doctor_command_exit_codes(setup):

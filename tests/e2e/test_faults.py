@@ -5,7 +5,7 @@ import logging
 from decimal import Decimal as D
 
 from bot.clock import SimulatedClock
-from bot.config import BotConfig
+from bot.config import BotConfig, with_overrides
 from bot.position_manager import PositionState, PositionStore
 from bot.scanner import MarketScanner
 from bot.sim import SimExchange
@@ -38,7 +38,7 @@ def test_an_hour_with_ten_percent_faults(tmp_path, caplog):
                 bot._run_guarded()
                 clock.advance(10)
             sim.set_faults(0)
-            bot.config.strategy.scan_interval_seconds = 10**9   # wind down: no new entries, let exits finish
+            bot.config = with_overrides(bot.config, strategy__scan_interval_seconds=10**9)   # wind down: no new entries
             for _ in range(120):
                 bot._run_guarded()
                 clock.advance(10)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from eth_account import Account
 
+from bot.config import with_overrides
 from bot.doctor import smallest_trade
 from bot.position_manager import CloseReason, ExitMode, PositionState, PositionStore
 from tests.e2e.conftest import Harness
@@ -90,7 +91,8 @@ def test_convert_to_monitor_cancels_tps_and_keeps_managing(sim, tmp_path):
     assert second.status == PositionState.CLOSED and second.close_reason == CloseReason.TAKE_PROFIT
     assert any("now monitored" in line for line in lines) and any("had filled" in line for line in lines)
     assert h.venue_balances()["open_orders"] == 0
-    h.config.trading.use_concurrent_orders = False   # the seed's rollback flag
+    # the seed's rollback flag
+    h.config = h.bot.config = with_overrides(h.config, trading__use_concurrent_orders=False)
     sim.set_price(a["token_ids"][0], 0.40)
     h.loop()
     assert first.status == PositionState.CLOSED and first.close_reason == CloseReason.STOP_LOSS

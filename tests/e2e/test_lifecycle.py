@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal as D
 
 import pytest
@@ -141,7 +141,7 @@ def test_restart_with_a_positions_file_from_the_previous_version(sim, tmp_path):
     sim.fund(wallet["address"], usdc=100, token_id=yes, shares=20)
     # The seed's format: no exit_mode, no status, no TP/SL prices; opened an hour ago on the sim's clock
     # (never a fixed date: the 24 h time exit would fire first once that date is a day old).
-    opened = datetime.fromtimestamp(sim.clock.time() - 3600, tz=timezone.utc).isoformat()
+    opened = datetime.fromtimestamp(sim.clock.time() - 3600, tz=UTC).isoformat()
     (tmp_path / "positions.json").write_text(json.dumps({"positions": [{
         "token_id": yes, "market_id": m["id"], "condition_id": m["condition_id"], "question": "Will it rain?",
         "entry_price": "0.50", "size": "20", "entry_time": opened,

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from bot import crashpoints
 from bot.clock import SimulatedClock
+from bot.config import with_overrides
 from bot.position_manager import ExitMode, PositionState, PositionStore
 from bot.scanner import MarketScanner
 from bot.sim import SimExchange
@@ -38,7 +39,8 @@ settings.register_profile("default", max_examples=12, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 settings.register_profile("nightly", max_examples=400, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-settings.register_profile("debug", max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "40")), deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
+settings.register_profile("debug", max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "40")), deadline=None,
+                          phases=[Phase.explicit, Phase.reuse, Phase.generate],
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "default")
 
@@ -152,7 +154,8 @@ class World:
                 unread = D(0)
                 if p.tp_order_id:
                     view = sim.engine.order_view(p.tp_order_id) or {}
-                    unread = D(view.get("size_matched", "0")) - (p.tp_fills[p.tp_order_id].shares if p.tp_order_id in p.tp_fills else D(0))
+                    booked = p.tp_fills[p.tp_order_id].shares if p.tp_order_id in p.tp_fills else D(0)
+                    unread = D(view.get("size_matched", "0")) - booked
                 expected += p.shares - unread
             held = D(str(balances["tokens"].get(token, 0)))
             assert held >= 0
@@ -161,7 +164,7 @@ class World:
 
     def wind_down(self) -> None:
         """Everything calm again and the holding time over: every position exits (or is held as dust)."""
-        self.config.strategy.scan_interval_seconds = 10**9
+        self.config = self.bot.config = with_overrides(self.config, strategy__scan_interval_seconds=10**9)
         self.bot._last_scan = self.clock.time()
         self.set_answers("normal")
         for m in self.markets:   # a book an exit can sell into (a collapsed one is held by design, not dumped)

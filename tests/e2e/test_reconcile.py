@@ -6,6 +6,7 @@ from decimal import Decimal as D
 
 from py_clob_client_v2 import ClobClient, OrderArgs, PartialCreateOrderOptions
 
+from bot.config import with_overrides
 from bot.position_manager import CloseReason, ExitMode, Position, PositionState
 from bot.venue.base import MarketInfo
 from tests.e2e.conftest import Harness
@@ -94,7 +95,7 @@ def test_unknown_orders_are_reported_and_cancelled_only_when_configured(sim, tmp
         bot.run_once()
     assert "1 unknown open order(s)" in caplog.text and order["orderID"] in caplog.text
     assert h.venue_balances()["open_orders"] == 2
-    h.config.trading.cancel_unknown_orders = True
+    h.config = with_overrides(h.config, trading__cancel_unknown_orders=True)
     bot = restart(h)
     bot.run_once()
     assert h.venue_balances()["open_orders"] == 1   # only the TP the position knows remains

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 from eth_account import Account
+from eth_account.messages import encode_typed_data
 from py_clob_client_v2 import (
     AssetType,
     BalanceAllowanceParams,
@@ -17,7 +18,6 @@ from py_clob_client_v2.exceptions import PolyApiException
 
 from bot.sim.auth import MAKER_NOT_ALLOWED, order_hash_of, order_typed_data
 from bot.wallets import deposit_wallet_address
-from eth_account.messages import encode_typed_data
 
 OPTS = PartialCreateOrderOptions(tick_size="0.01", neg_risk=False)
 
@@ -109,7 +109,8 @@ def test_an_undeployed_wallet_is_not_allowed_until_deployed(sim, market):
         == {"deployed": False}
     assert refused(client, bid(client, market["token_ids"][0])) == MAKER_NOT_ALLOWED
     sim.deploy_deposit_wallet(wallet["address"])
-    assert requests.get(f"{sim.relayer_url}/deployed", params={"address": wallet["address"]}).json() == {"deployed": True}
+    deployed = requests.get(f"{sim.relayer_url}/deployed", params={"address": wallet["address"]}).json()
+    assert deployed == {"deployed": True}
     assert client.post_order(bid(client, market["token_ids"][0]), OrderType.GTC)["status"] == "live"
 
 

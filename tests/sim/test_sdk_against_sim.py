@@ -75,7 +75,8 @@ def test_resting_tp_fills_when_the_market_rises_through_it(sim, market):
     client, wallet = sdk_client(sim)
     yes = market["token_ids"][0]
     buy(client, yes)
-    size = float(held(sim, wallet, yes).quantize(D("0.01"), rounding="ROUND_DOWN")) + 1e-9  # FACTS §4.4
+    # + 1e-9: the SDK truncates floats (floor(x * 100) / 100), which would lose a unit of e.g. 4.35
+    size = float(held(sim, wallet, yes).quantize(D("0.01"), rounding="ROUND_DOWN")) + 1e-9
     tp = client.create_and_post_order(OrderArgs(token_id=yes, price=0.57, size=size, side="SELL"), options=OPTS)
     size = D(str(round(size, 2)))
     usdc_before = D(sim.balances(wallet["address"])["usdc"])
@@ -177,8 +178,8 @@ def test_neg_risk_market_needs_the_neg_risk_exchange(sim):
 def test_book_order_and_keys_match_the_real_venue(sim, market):
     client, _ = sdk_client(sim)
     book = client.get_order_book(market["token_ids"][0])
-    bids = [D(l["price"]) for l in book["bids"]]
-    asks = [D(l["price"]) for l in book["asks"]]
+    bids = [D(level["price"]) for level in book["bids"]]
+    asks = [D(level["price"]) for level in book["asks"]]
     assert bids == sorted(bids) and asks == sorted(asks, reverse=True)   # best LAST on both sides
     assert bids[-1] == D("0.49") and asks[-1] == D("0.51")
     assert set(book) >= {"market", "asset_id", "timestamp", "hash", "bids", "asks", "min_order_size", "tick_size",
@@ -188,7 +189,7 @@ def test_book_order_and_keys_match_the_real_venue(sim, market):
         recorded = json.loads(real.read_text())
         recorded = recorded[0] if isinstance(recorded, list) else recorded
         assert set(recorded) <= set(book)
-        rb = [D(l["price"]) for l in recorded["bids"]]
+        rb = [D(level["price"]) for level in recorded["bids"]]
         assert rb == sorted(rb)   # the real book is ordered the same way
     books = client.get_order_books([BookParams(token_id=t) for t in market["token_ids"]])
     assert [b["asset_id"] for b in books] == market["token_ids"]
