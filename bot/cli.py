@@ -25,6 +25,7 @@ from bot.config import (
     load_bot_config,
     load_secrets,
     require_live_secrets,
+    with_overrides,
 )
 from bot.doctor import Doctor, as_json, format_checks
 from bot.errors import BotError, StateFileError
@@ -159,7 +160,7 @@ def _run_sim(args, config: BotConfig, state_dir: Path, store: PositionStore) -> 
         else:
             venue = LiveVenue(sim.clob_url, private_key=wallet["private_key"], funder=wallet["address"],
                               signature_type=wallet["signature_type"])
-        bot = Bot(cfg, venue, MarketScanner(sim.gamma_url, cfg.strategy), store)
+        bot = Bot(cfg, venue, MarketScanner.from_config(cfg), store)
         install_signal_handlers(bot)
         code = bot.run(loops=args.loops)
         print_status(bot.state, as_json=False)
@@ -361,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_bot_config(args.config)
         if args.dry_run:
-            config.bot.dry_run = True   # --dry-run means paper orders wherever it is given
+            config = with_overrides(config, bot__dry_run=True)   # --dry-run means paper orders wherever it is given
         if not args.sim:
             check_state_paths(config)
         state_path = Path(args.sim_dir) / "positions.json" if args.sim else Path(config.bot.positions_file)
@@ -405,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
             store.acquire_lock()
         try:
             venue = build_venue(config)
-            bot = Bot(config, venue, MarketScanner(config.api.gamma_host, config.strategy), store, once=args.live_once)
+            bot = Bot(config, venue, MarketScanner.from_config(config), store, once=args.live_once)
             if args.command in ("convert", "close"):
                 lines = bot.convert_to_monitor(args.id) if args.command == "convert" else bot.close_by_hand(args.id)
                 for line in lines:
