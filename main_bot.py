@@ -67,9 +67,8 @@ class Bot:
         self.state: BotState = store.load()
         self.venue_kind, self.wallet = venue_identity(venue)
         refuse_other_venues_positions(self.state, self.venue_kind, self.wallet, store.path)
-        self.alerter = alerter or Alerter(config.alerts.webhook_url)
-        self.manage = Manager(config, venue, scanner, self.state, self.clock, self.alerter, self.save, self._pause,
-                              rng)
+        self.manage = Manager(config, venue, scanner, self.state, self.clock,
+                              alerter or Alerter(config.alerts.webhook_url), self.save, self._pause, rng)
         self.manage.once = self.once = once   # --live-once: one position of the smallest valid size, to its end
         self.meter = CallMeter([venue, scanner], self.state)
         self.opened_once = self.stop_requested = False
@@ -83,6 +82,15 @@ class Bot:
         self._reconciled = False
         self._reconcile_only: set[str] | None = None   # positions whose start-up check is still to be done
         self._position_failures: dict[str, int] = {}
+
+    @property
+    def alerter(self) -> Alerter:
+        return self.manage.alerter
+
+    @alerter.setter
+    def alerter(self, alerter: Alerter) -> None:
+        self.manage.alerter = alerter
+        self.manage.exits.alert = alerter.send
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.time(), tz=timezone.utc)

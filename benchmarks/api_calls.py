@@ -65,7 +65,7 @@ def build(sim: SimExchange, clock: SimulatedClock, workdir: Path, mode: ExitMode
                        sl_price=Decimal("0.05"), opened_at=now, updated_at=now)
         bot.state.add(pos)
         if mode == ExitMode.LIMIT_ORDERS:
-            bot._arm_tp(pos)
+            bot.manage.arm_tp(pos, now)
             assert pos.tp_order_id, "TP placement failed in the benchmark setup"
     bot._reconciled = True
     bot.save()

@@ -6,6 +6,7 @@ from decimal import Decimal as D
 
 from bot.errors import UnknownOutcome
 from bot.exits import ExitProtocol
+from bot.orders import Role
 from bot.position_manager import CloseReason, Position, PositionState
 from bot.trader import Trader
 from bot.venue.base import Book
@@ -68,7 +69,7 @@ def test_a_lost_sell_answer_is_recovered_from_the_trades(tmp_path):
 
     venue.market_sell = sell_then_lose_the_answer
     exits.start(pos, CloseReason.STOP_LOSS, books.book, NOW)
-    assert pos.status == PositionState.EXITING and pos.pending["kind"] == "exit_sell"
+    assert pos.status == PositionState.EXITING and pos.pending.role == Role.EXIT and pos.pending.order_id
     venue.market_sell = real_sell
     exits.resume(pos, books.book, NOW + timedelta(seconds=5))
     assert pos.status == PositionState.CLOSED and pos.sold_shares == 20 and pos.exit_price == D("0.43")
@@ -76,8 +77,8 @@ def test_a_lost_sell_answer_is_recovered_from_the_trades(tmp_path):
 
 def test_a_bid_seen_below_the_floor_holds_without_sending(tmp_path):
     books, venue, exits, pos, saves = setup(tmp_path)
-    pos.metrics = {"trigger_bid": "0.45"}
-    pos.status = PositionState.EXITING
+    pos.trigger_bid = D("0.45")
+    pos.status = PositionState.EXITING   # set up directly: the bot only ever moves it through apply
     pos.close_reason = CloseReason.STOP_LOSS
     # floor 0.40; a bid within one slippage step below it (0.36 <= bid < 0.40) is waited out
     books.book = Book(TOKEN, bids=((D("0.38"), D(500)),), asks=((D("0.40"), D(500)),))
@@ -93,7 +94,7 @@ def test_an_exit_held_below_its_floor_still_stops_the_loss(tmp_path):
     books, venue, exits, pos, saves = setup(tmp_path)
     alerts = []
     exits.alert = lambda event, message: alerts.append(event)
-    pos.metrics = {"trigger_bid": "0.47", "exit_retry_at": (NOW + timedelta(seconds=30)).timestamp()}
+    pos.trigger_bid, pos.retry_at = D("0.47"), (NOW + timedelta(seconds=30)).timestamp()
     pos.status, pos.close_reason = PositionState.EXITING, CloseReason.TAKE_PROFIT
     books.set(D("0.41"))   # bid 0.40: below the floor 0.42 and at or under the SL 0.45, while backing off
     exits.resume(pos, books.book, NOW)
@@ -103,25 +104,25 @@ def test_an_exit_held_below_its_floor_still_stops_the_loss(tmp_path):
 
 def test_a_further_slippage_step_below_the_floor_re_anchors(tmp_path):
     books, venue, exits, pos, saves = setup(tmp_path)
-    pos.metrics = {"trigger_bid": "0.45"}
+    pos.trigger_bid = D("0.45")
     pos.status, pos.close_reason = PositionState.EXITING, CloseReason.STOP_LOSS
     books.book = Book(TOKEN, bids=((D("0.30"), D(500)),), asks=((D("0.32"), D(500)),))   # floor 0.40, 0.36
     exits.resume(pos, books.book, NOW)
     assert pos.status == PositionState.CLOSED and pos.exit_price == D("0.30")
-    assert pos.metrics["trigger_bid"] == "0.30" and pos.metrics["exit_reanchored"] == 1
+    assert pos.trigger_bid == D("0.30") and pos.metrics["exit_reanchored"] == 1
 
 
 def test_a_lost_sale_is_not_confused_with_another_positions_sale(tmp_path):
-    books, venue, exits, first, saves = setup(tmp_path, shares="40")
-    first.shares = D(20)
+    books, venue, exits, _, saves = setup(tmp_path, shares="40")
+    first = Position(token_id=TOKEN, shares=D(20), entry_price=D("0.5"), entry_cost=D(10), tp_price=D("0.55"),
+                     sl_price=D("0.45"), opened_at=NOW, updated_at=NOW)
     books.set(D("0.44"))
-    exits.known_order_ids = lambda: set(first.exit_order_ids)
     exits.start(first, CloseReason.STOP_LOSS, books.book, NOW)           # sells 20 and records the order
     assert first.status == PositionState.CLOSED and len(first.exit_order_ids) == 1
     second = Position(token_id=TOKEN, shares=D(20), entry_shares=D(20), entry_price=D("0.5"), entry_cost=D(10),
                       status=PositionState.EXITING, close_reason=CloseReason.STOP_LOSS, opened_at=NOW, updated_at=NOW,
                       pending={"kind": "exit_sell", "since": NOW.timestamp(), "size": "20"},
-                      metrics={"trigger_bid": "0.43"})   # died before its own sale left
+                      trigger_bid=D("0.43"))   # died before its own sale was signed (schema 2's pending)
     exits.resume(second, books.book, NOW + timedelta(seconds=1))
     assert second.exit_order_ids and second.exit_order_ids[0] not in first.exit_order_ids
     assert second.sold_shares == 20 and venue.token_balance(TOKEN) == 0   # it really sold its own 20

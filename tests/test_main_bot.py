@@ -123,7 +123,7 @@ def test_a_lagging_balance_is_not_taken_for_missing_shares(tmp_path):
         bot.venue._tokens[TOKEN] = D(0)   # the balance cache has not seen the fill yet
         books.set(D("0.40"))
         bot.run_once()
-        assert pos.status == PositionState.EXITING and pos.metrics["balance_shortfalls"] == 1
+        assert pos.status == PositionState.EXITING and pos.balance_shortfalls == 1
         bot.venue._tokens[TOKEN] = held   # ...and now it has
         frozen.tick(3)
         bot.run_once()
@@ -133,11 +133,11 @@ def test_a_lagging_balance_is_not_taken_for_missing_shares(tmp_path):
 
 def test_ab_ratio_and_seed_make_a_reproducible_split(tmp_path):
     bot, _ = make_bot(tmp_path, ab_test_ratio=0.3, ab_test_seed=42)
-    draws = [bot._choose_exit_mode() for _ in range(2000)]
+    draws = [bot.manage.choose_exit_mode() for _ in range(2000)]
     share = sum(d == ExitMode.LIMIT_ORDERS for d in draws) / len(draws)
     assert 0.27 < share < 0.33
     bot2, _ = make_bot(tmp_path / "again", ab_test_ratio=0.3, ab_test_seed=42)
-    assert [bot2._choose_exit_mode() for _ in range(2000)] == draws
+    assert [bot2.manage.choose_exit_mode() for _ in range(2000)] == draws
 
 
 def test_loop_survives_venue_errors_and_pauses_after_repeated_failures(tmp_path):
@@ -149,7 +149,7 @@ def test_loop_survives_venue_errors_and_pauses_after_repeated_failures(tmp_path)
     bot.scanner.candidates = broken
     for _ in range(5):
         bot._last_scan = None   # scan every time
-        bot._run_guarded()
+        bot.run_guarded()
     assert bot.state.paused and "boom" in bot.state.pause_reason
 
 

@@ -21,9 +21,8 @@ def closed(mode, reason, entry, exit_price, shares=D(10), minutes=0, **metrics):
                  tp_price=entry + D("0.05"), sl_price=entry - D("0.05"), sold_shares=shares,
                  exit_proceeds=exit_price * shares, exit_price=exit_price,
                  realized_pnl=(exit_price - entry) * shares, opened_at=T0 + timedelta(minutes=minutes),
-                 updated_at=T0, closed_at=T0 + timedelta(minutes=minutes + 5), metrics=metrics)
-    if reason == CloseReason.TAKE_PROFIT and mode == ExitMode.LIMIT_ORDERS:
-        p.tp_filled_shares = shares
+                 updated_at=T0, closed_at=T0 + timedelta(minutes=minutes + 5), metrics=metrics,
+                 tp_filled_shares=shares if reason == CloseReason.TAKE_PROFIT and mode == ExitMode.LIMIT_ORDERS else 0)
     return p
 
 

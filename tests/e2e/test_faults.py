@@ -35,12 +35,12 @@ def test_an_hour_with_ten_percent_faults(tmp_path, caplog):
         sim.set_faults(0.10, statuses=[429, 425, 500, 503], seed=7)
         with caplog.at_level(logging.INFO):
             for _ in range(360):
-                bot._run_guarded()
+                bot.run_guarded()
                 clock.advance(10)
             sim.set_faults(0)
             bot.config = with_overrides(bot.config, strategy__scan_interval_seconds=10**9)   # wind down: no new entries
             for _ in range(120):
-                bot._run_guarded()
+                bot.run_guarded()
                 clock.advance(10)
         faults = sim.request_counts()["faults"]
         assert faults > 50, "the test must really have been under fire"

@@ -14,6 +14,7 @@ import pytest
 
 from bot.clock import SimulatedClock
 from bot.errors import ConfigError
+from bot.orders import Role
 from bot.position_manager import CloseReason, ExitMode, Position, PositionState
 from bot.sim import SimExchange
 from tests.e2e.conftest import Harness
@@ -108,7 +109,7 @@ def test_a_tp_whose_answer_cannot_be_read_is_looked_up_not_dropped(sim, tmp_path
     h.clock.advance(31)
     h.loop()                                              # the re-armed TP's answer is garbled
     sim.set_faults(0)
-    assert pos.exit_mode == ExitMode.LIMIT_ORDERS and pos.pending and pos.pending["kind"] == "tp"
+    assert pos.exit_mode == ExitMode.LIMIT_ORDERS and pos.pending and pos.pending.role == Role.TP
     h.loop()
     open_orders = sim.engine.open_orders(h.wallet["address"])
     assert len(open_orders) == 1 and pos.tp_order_id == open_orders[0]["id"] != first_tp
@@ -242,8 +243,7 @@ def test_paper_trading_charges_the_venues_fees(sim, tmp_path):
     paper.loop()
     paper.no_new_trades()
     pos = only(paper.positions)
-    bought = D(pos.pending["usdc"]) if pos.pending else None
-    assert pos.status == PositionState.OPEN and bought is None
+    assert pos.status == PositionState.OPEN and pos.pending is None
     assert pos.shares < pos.entry_cost / pos.entry_price      # the BUY's fee was taken in shares
     sim.set_price(m["token_ids"][0], 0.40)
     for _ in range(3):

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from bot import crashpoints
 from bot.clock import SimulatedClock
 from bot.config import with_overrides
+from bot.orders import Role
 from bot.position_manager import ExitMode, PositionState, PositionStore
 from bot.scanner import MarketScanner
 from bot.sim import SimExchange
@@ -135,7 +136,7 @@ class World:
             if pos.status == PositionState.OPEN:
                 assert pos.sl_price is not None, pos.id
                 if pos.exit_mode == ExitMode.LIMIT_ORDERS and pos.shares >= pos.min_order_size:
-                    assert pos.tp_order_id or (pos.pending or {}).get("kind") == "tp", pos.id
+                    assert pos.tp_order_id or (pos.pending is not None and pos.pending.role == Role.TP), pos.id
         resting = [o for o in sim.engine.open_orders(address) if o["side"] == "SELL"]
         tokens = [o["asset_id"] for o in resting]
         assert len(tokens) == len(set(tokens)), "two resting sells on one token"
@@ -145,17 +146,18 @@ class World:
         for pos in state.positions:
             by_token.setdefault(pos.token_id, []).append(pos)
         for token, positions in by_token.items():
-            if any(p.status == PositionState.OPENING or (p.pending or {}).get("order_id") for p in positions):
+            if any(p.status == PositionState.OPENING or (p.pending is not None and p.pending.order_id)
+                   for p in positions):
                 continue   # an order's outcome is being looked up: the bot knows it does not know yet
             expected = D(0)
             for p in positions:
                 if not p.is_active:
                     continue
                 unread = D(0)
-                if p.tp_order_id:
-                    view = sim.engine.order_view(p.tp_order_id) or {}
-                    booked = p.tp_fills[p.tp_order_id].shares if p.tp_order_id in p.tp_fills else D(0)
-                    unread = D(view.get("size_matched", "0")) - booked
+                tp = p.live_tp
+                if tp is not None and tp.order_id:
+                    view = sim.engine.order_view(tp.order_id) or {}
+                    unread = D(view.get("size_matched", "0")) - tp.filled
                 expected += p.shares - unread
             held = D(str(balances["tokens"].get(token, 0)))
             assert held >= 0

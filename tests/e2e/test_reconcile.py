@@ -7,6 +7,8 @@ from decimal import Decimal as D
 from py_clob_client_v2 import ClobClient, OrderArgs, PartialCreateOrderOptions
 
 from bot.config import with_overrides
+from bot.lifecycle import OrderSigned, apply
+from bot.orders import RecordState
 from bot.position_manager import CloseReason, ExitMode, Position, PositionState
 from bot.venue.base import MarketInfo
 from tests.e2e.conftest import Harness
@@ -71,7 +73,7 @@ def test_crash_between_buy_and_save_leaves_no_untracked_shares(sim, tmp_path):
     info = MarketInfo(yes, m["condition_id"], D("0.01"), D(5), False)
 
     def record(order_id):                               # ...and the signed order's id, before it was sent...
-        pos.pending = {**pos.pending, "order_id": order_id, "sent_at": h.clock.time()}
+        apply(pos, OrderSigned(order_id, h.clock.time()), now)
         h.bot.save()
 
     h.venue.market_buy(yes, D(10), D("0.53"), info, before_post=record)   # ...it went through, the process died
@@ -112,11 +114,17 @@ def test_account_short_of_shares_at_start_needs_attention(sim, tmp_path):
     assert bot.state.paused
 
 
+def unrecorded(pos):
+    """The TP's record as it was saved before the TP left: its id known, its answer not recorded."""
+    rec = pos.live_tp
+    rec.state = RecordState.SENT
+    pos.orders = list(pos.orders)
+
+
 def test_tp_placed_but_not_recorded_is_adopted_not_doubled(sim, tmp_path):
     m, h, pos = opened(sim, tmp_path)
     tp = pos.tp_order_id
-    pos.tp_order_id = None   # as if the process died after sending the TP, before recording the answer
-    pos.pending = {"kind": "tp", "price": str(pos.tp_price), "order_id": tp}
+    unrecorded(pos)   # as if the process died after sending the TP, before recording the answer
     h.bot.save()
     bot = restart(h)
     bot.run_once()
@@ -127,9 +135,7 @@ def test_tp_placed_but_not_recorded_is_adopted_not_doubled(sim, tmp_path):
 
 def test_tp_sent_before_a_crash_and_filled_while_down_closes_the_position(sim, tmp_path):
     m, h, pos = opened(sim, tmp_path)
-    tp = pos.tp_order_id
-    pos.tp_order_id = None
-    pos.pending = {"kind": "tp", "price": str(pos.tp_price), "order_id": tp}
+    unrecorded(pos)
     h.bot.save()
     sim.set_price(m["token_ids"][0], 0.65)   # the unrecorded TP fills while the bot is down
     bot = restart(h)
