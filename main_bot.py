@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from bot.alerts import Alerter
@@ -93,7 +93,7 @@ class Bot:
         self.manage.exits.alert = alerter.send
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(self.clock.time(), tz=timezone.utc)
+        return datetime.fromtimestamp(self.clock.time(), tz=UTC)
 
     def save(self) -> None:
         stamp(self.state, self.venue_kind, self.wallet)
@@ -111,9 +111,9 @@ class Bot:
         """Run until stopped (or ``loops`` iterations); returns the process exit code."""
         for problem in check_trade_size(self.config):
             log.warning("%s", problem)
-        problem = unexitable_trade_size(self.config)
-        if problem:
-            raise ConfigError(problem)
+        unexitable = unexitable_trade_size(self.config)
+        if unexitable:
+            raise ConfigError(unexitable)
         log.info("Bot started (%s venue): %d active position(s)%s", self.venue.name, len(self.state.active_positions()),
                  "; PAUSED: " + (self.state.pause_reason or "") if self.state.paused else "")
         self._waker = Waker()
@@ -204,7 +204,8 @@ class Bot:
                     self.state.resume()
                     self.consecutive_failures = 0
                     self.save()
-                    log.warning("Resumed by the user: new trades allowed again%s", f" (was paused: {was})" if was else "")
+                    log.warning("Resumed by the user: new trades allowed again%s",
+                                f" (was paused: {was})" if was else "")
                 elif what in ("convert", "close"):
                     for line in (self.convert_to_monitor(cmd.get("id")) if what == "convert"
                                  else self.close_by_hand(cmd.get("id"))):

@@ -13,7 +13,7 @@ import json
 import logging
 import signal
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -222,7 +222,7 @@ def print_status(state: BotState, as_json: bool) -> None:
             worth = f", worth about ${fmt(p.shares * Decimal(bid), 2)} at the last bid {bid}" if bid else ""
             print(f"held to resolution: {p.id} {fmt(p.shares)} shares{worth}: below every order minimum (5 shares "
                   "or $1); its payout is booked when the market resolves")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for cid, until in state.blacklist.items():
         if until > now:
             print(f"blacklisted: {cid} until {until.isoformat()}")
@@ -261,7 +261,7 @@ def run_report(state: BotState, args) -> int:
             print(f"error: --since {args.since!r}: expected an ISO date such as 2026-11-24 or 2026-11-24T12:00",
                   file=sys.stderr)
             return 2
-        since = since if since.tzinfo else since.replace(tzinfo=timezone.utc)
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)
     if args.plot:
         plot = Path(args.plot)
         if plot.suffix.lower() != ".png":

@@ -14,9 +14,9 @@ market's resolution, still a position. Every change goes through ``bot.lifecycle
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Callable
 
 from bot.crashpoints import crashpoint
 from bot.errors import OrderRejected, TemporaryVenueError, UnknownOutcome
@@ -35,7 +35,15 @@ from bot.lifecycle import (
     TpFilled,
     apply,
 )
-from bot.money import FEE_SHARE_TOLERANCE, MIN_MARKETABLE_NOTIONAL, SHARE_EPSILON, fmt, is_dust, price_floor, round_shares
+from bot.money import (
+    FEE_SHARE_TOLERANCE,
+    MIN_MARKETABLE_NOTIONAL,
+    SHARE_EPSILON,
+    fmt,
+    is_dust,
+    price_floor,
+    round_shares,
+)
 from bot.orders import RecordState, Role
 from bot.outcomes import look_up
 from bot.position_manager import CloseReason, Position
@@ -108,14 +116,15 @@ def book_own_orders(pos: Position, venue: Venue, now: datetime) -> list[str]:
     verdict's note."""
     checked = []
     for rec in [r for r in pos.orders if r.role == Role.TP and r.order_id]:
-        state = venue.get_order(rec.order_id)
+        order_id = rec.order_id or ""
+        state = venue.get_order(order_id)
         if state is None:
-            checked.append(f"TP {rec.order_id[:12]}: unknown to the venue")
+            checked.append(f"TP {order_id[:12]}: unknown to the venue")
             continue
         final = state.status not in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING)
-        book_tp(pos, venue, rec.order_id, state.filled_size, state.price or pos.tp_price or Decimal(0), now,
+        book_tp(pos, venue, order_id, state.filled_size, state.price or pos.tp_price or Decimal(0), now,
                 final=final and rec.state == RecordState.LIVE)
-        checked.append(f"TP {rec.order_id[:12]}: {state.status.value}, {fmt(state.filled_size)} filled")
+        checked.append(f"TP {order_id[:12]}: {state.status.value}, {fmt(state.filled_size)} filled")
         if not pos.is_active:
             return checked
     if pos.pending is not None and pos.pending.role == Role.EXIT:
@@ -143,8 +152,8 @@ class ExitProtocol:
         bid = book.best_bid if book else None
         apply(pos, ExitStarted(reason, bid, now), now)
         self.save()
-        log.info("Exit %s for %s (%s): bid=%s tp=%s sl=%s", reason.value, pos.id, pos.question[:40] or pos.token_id[:12],
-                 fmt(bid), fmt(pos.tp_price), fmt(pos.sl_price))
+        log.info("Exit %s for %s (%s): bid=%s tp=%s sl=%s", reason.value, pos.id,
+                 pos.question[:40] or pos.token_id[:12], fmt(bid), fmt(pos.tp_price), fmt(pos.sl_price))
         self.resume(pos, book, now)
 
     def resume(self, pos: Position, book: Book | None, now: datetime) -> None:

@@ -16,10 +16,11 @@ apart from its state.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Callable, Union
+from typing import Any
 
 from bot.errors import BotError
 from bot.money import is_dust
@@ -175,9 +176,9 @@ class TpChecked:
     at: datetime
 
 
-Event = Union[OrderIntent, OrderSigned, OrderNotPlaced, EntryFilled, EntryUnfilled, TpResting, TpFilled, FellBack,
-              ExitStarted, ExitReanchored, ExitBackoff, BalanceShort, SellFilled, NothingLeft, DustHeld, BidSeen,
-              MarketResolved, AttentionNeeded, AgreesAgain, ClosedByHand, TpChecked]
+Event = (OrderIntent | OrderSigned | OrderNotPlaced | EntryFilled | EntryUnfilled | TpResting | TpFilled | FellBack
+         | ExitStarted | ExitReanchored | ExitBackoff | BalanceShort | SellFilled | NothingLeft | DustHeld | BidSeen
+         | MarketResolved | AttentionNeeded | AgreesAgain | ClosedByHand | TpChecked)
 
 
 # -- actions: the bookkeeping each event does (records, never quantities directly) --------------------------
@@ -338,7 +339,9 @@ def _nothing(pos: Position, e: Event, now: datetime) -> None:
 
 # -- the table ---------------------------------------------------------------------------------------------
 
-Action = Callable[[Position, Event, datetime], object]   # returns None, a CloseReason (close) or a state
+#: An action gets the position, its event (of the row's type) and the time; it returns None, a CloseReason
+#: (the position closes) or another state.
+Action = Callable[[Position, Any, datetime], object]
 
 
 @dataclass(frozen=True)

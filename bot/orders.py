@@ -9,21 +9,21 @@ and nowhere else.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Iterable
 
 from pydantic import BaseModel, ConfigDict, field_serializer
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     ENTRY = "entry"     # the buy
     TP = "tp"           # a resting take-profit SELL
     EXIT = "exit"       # a marketable exit SELL (stop-loss, time exit, monitored TP)
     PAYOUT = "payout"   # the market resolved: shares paid out at the winning price (not an order)
 
 
-class RecordState(str, enum.Enum):
+class RecordState(enum.StrEnum):
     INTENT = "intent"   # saved before signing: if the bot dies now, nothing was sent
     SENT = "sent"       # its id saved before it left; the outcome is not known yet: ask the venue by id
     LIVE = "live"       # resting on the book (a TP)

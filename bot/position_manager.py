@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from bot.orders import OPEN_STATES, OrderRecord, Quantities, RecordState, Role, 
 SCHEMA_VERSION = 3   # 3: order records (2: one TP's fills and quantities as fields; 1: the seed's)
 
 
-class PositionState(str, enum.Enum):
+class PositionState(enum.StrEnum):
     OPENING = "opening"
     OPEN = "open"
     EXITING = "exiting"
@@ -37,7 +37,7 @@ class PositionState(str, enum.Enum):
     NEEDS_ATTENTION = "needs_attention"
 
 
-class CloseReason(str, enum.Enum):
+class CloseReason(enum.StrEnum):
     TAKE_PROFIT = "take_profit"
     STOP_LOSS = "stop_loss"
     TIME_EXIT = "time_exit"
@@ -46,13 +46,13 @@ class CloseReason(str, enum.Enum):
     ENTRY_UNFILLED = "entry_unfilled"
 
 
-class ExitMode(str, enum.Enum):
+class ExitMode(enum.StrEnum):
     MONITOR = "monitor"
     LIMIT_ORDERS = "limit_orders"
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _new_id() -> str:
@@ -213,7 +213,7 @@ class Position(BaseModel):
         return self.model_dump(mode="json")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "position") -> "Position":
+    def from_dict(cls, data: dict[str, Any], where: str = "position") -> Position:
         """Load a position, tolerant of the seed's format (no exit_mode/status; 'size', 'entry_time')."""
         if not isinstance(data, dict):
             raise StateFileError(f"{where}: expected an object, got {type(data).__name__}")
@@ -237,7 +237,7 @@ class Position(BaseModel):
         for attr in ("opened_at", "updated_at", "closed_at", "last_tp_check_at"):
             value = getattr(pos, attr)
             if value is not None and value.tzinfo is None:
-                setattr(pos, attr, value.replace(tzinfo=timezone.utc))
+                setattr(pos, attr, value.replace(tzinfo=UTC))
         if "orders" in data:
             # Quantities are derived from the order records; a hand edit of one of them would be silently
             # ignored, so a file whose written quantities disagree with its records is refused.
@@ -340,7 +340,8 @@ def _legacy_records(d: dict) -> list[dict]:
     entry_cost = _dec(d.get("entry_cost")) if d.get("entry_cost") not in (None, "") else \
         entry_shares * _dec(d.get("entry_price"))
     records: list[dict] = []
-    pending = d.get("pending") if isinstance(d.get("pending"), dict) else {}
+    raw_pending = d.get("pending")
+    pending: dict = raw_pending if isinstance(raw_pending, dict) else {}
     entry_pending = pending.get("kind") == "entry"
     if entry_shares > 0 or d.get("entry_order_id") or entry_pending:
         state = RecordState.DONE
@@ -353,7 +354,8 @@ def _legacy_records(d: dict) -> list[dict]:
                         "sent_at": pending.get("sent_at") if entry_pending else None})
     tp_price = _dec(d.get("tp_price"))
     tp_total = Decimal(0)
-    fills = d.get("tp_fills") if isinstance(d.get("tp_fills"), dict) else {}
+    raw_fills = d.get("tp_fills")
+    fills: dict = raw_fills if isinstance(raw_fills, dict) else {}
     live_id = d.get("tp_order_id")
     for oid, f in fills.items():
         f = f if isinstance(f, dict) else {"shares": f, "usdc": _dec(f) * tp_price}

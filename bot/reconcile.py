@@ -15,10 +15,10 @@ An SL or time exit crossed while the bot was down fires in the first loop, befor
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Callable
 
 from bot.errors import MalformedResponse, OrderRejected, TemporaryVenueError
 from bot.exits import book_own_orders, book_tp, resolve_exit_sell
@@ -135,7 +135,8 @@ def _reconcile_position(pos: Position, venue: Venue, open_orders: dict[str, Orde
                 apply(pos, AttentionNeeded(note), now)
                 return
         elif held > pos.shares + SIZE_QUANTUM:
-            report.unaccounted.append(f"{fmt(held - pos.shares)} shares of {pos.token_id[:12]} beyond position {pos.id}")
+            report.unaccounted.append(
+                f"{fmt(held - pos.shares)} shares of {pos.token_id[:12]} beyond position {pos.id}")
     if not pos.is_active:
         return
     if pos.status == PositionState.NEEDS_ATTENTION:

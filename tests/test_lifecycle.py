@@ -2,7 +2,7 @@
 bookkeeping on order records (quantities are derived from them)."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 
 import pytest
@@ -11,7 +11,7 @@ from bot import lifecycle as lc
 from bot.orders import RecordState, Role
 from bot.position_manager import CloseReason, ExitMode, Position, PositionState
 
-NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 S = PositionState
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from decimal import Decimal as D
 
-from bot.position_manager import ExitMode, PositionState
 from bot.cli import position_row
+from bot.position_manager import ExitMode, PositionState
 from tests.e2e.conftest import Harness
 
 
