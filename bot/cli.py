@@ -408,7 +408,9 @@ def main(argv: list[str] | None = None) -> int:
             venue = build_venue(config)
             bot = Bot(config, venue, MarketScanner.from_config(config), store, once=args.live_once)
             if args.command in ("convert", "close"):
-                lines = bot.convert_to_monitor(args.id) if args.command == "convert" else bot.close_by_hand(args.id)
+                manage = bot.manage
+                lines = (manage.convert_to_monitor(bot.now(), args.id) if args.command == "convert"
+                         else manage.close_by_hand(bot.now(), args.id))
                 for line in lines:
                     print(line)
                 return 0

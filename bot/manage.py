@@ -13,12 +13,20 @@ from decimal import Decimal
 
 from bot.alerts import Alerter
 from bot.clock import Clock
-from bot.config import BotConfig
+from bot.config import BotConfig, ConfigError, check_trade_size, unexitable_trade_size
 from bot.crashpoints import crashpoint
 from bot.doctor import smallest_trade
-from bot.errors import OrderRejected, TemporaryVenueError, UnknownOutcome, VenueError
+from bot.errors import (
+    MalformedResponse,
+    OrderRejected,
+    StateFileError,
+    TemporaryVenueError,
+    UnknownOutcome,
+    VenueError,
+)
 from bot.exits import ExitProtocol, book_tp
 from bot.lifecycle import (
+    AttentionNeeded,
     BidSeen,
     ClosedByHand,
     EntryFilled,
@@ -37,6 +45,7 @@ from bot.money import SHARE_EPSILON, fmt, is_dust, round_shares
 from bot.orders import RecordState, Role
 from bot.outcomes import look_up
 from bot.position_manager import BotState, CloseReason, ExitMode, Position, PositionState
+from bot.reconcile import ReconcileReport
 from bot.scanner import Candidate, MarketScanner
 from bot.trader import EntryPlan, EntrySkipped, Trader, exit_prices
 from bot.venue.base import Book, MarketInfo, OrderState, OrderStatus, Venue
@@ -47,6 +56,10 @@ log = logging.getLogger("bot")
 RESOLUTION_CHECK_SECONDS = 60
 #: A scan tries at most this many candidates (best first) before giving up until the next scan.
 MAX_CANDIDATES_PER_SCAN = 5
+#: Even when every book shows the TPs intact, the open-orders list is read every this many check intervals.
+FULL_CHECK_EVERY = 10
+#: After this many loops in a row that failed on one position, it needs a person.
+MAX_POSITION_FAILURES = 5
 
 
 @dataclass
@@ -68,12 +81,31 @@ def tp_visibly_intact(pos: Position, book: Book | None) -> bool:
     return level + SHARE_EPSILON >= round_shares(pos.shares)
 
 
+class TpChecks:
+    """When the loop reads the open-orders list: every ``interval`` seconds, unless this loop's books show
+    every TP still resting untouched; then only every FULL_CHECK_EVERY intervals, as a safety net."""
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self.last: float | None = None
+        self.last_full: float | None = None
+
+    def due(self, resting: list[Position], books: dict[str, Book], t: float) -> bool:
+        if self.last is not None and t - self.last < self.interval:
+            return False
+        self.last = t
+        if self.last_full is None or t - self.last_full >= FULL_CHECK_EVERY * self.interval \
+                or any(not tp_visibly_intact(p, books.get(p.token_id)) for p in resting):
+            self.last_full = t
+            return True
+        return False
+
+
 class Manager:
     """The per-position handlers. ``save`` persists the whole state; ``pause(reason)`` stops new entries."""
 
     def __init__(self, config: BotConfig, venue: Venue, scanner: MarketScanner, state: BotState, clock: Clock,
-                 alerter: Alerter, save: Callable[[], None], pause: Callable[[str], None],
-                 rng: random.Random | None = None):
+                 alerter: Alerter, save: Callable[[], None], rng: random.Random | None = None):
         self.config = config
         self.venue = venue
         self.scanner = scanner
@@ -81,15 +113,45 @@ class Manager:
         self.clock = clock
         self.alerter = alerter
         self.save = save
-        self.pause = pause
         self.rng = rng or random.Random(config.trading.ab_test_seed)
         self.trader = Trader(venue)
         self.exits = ExitProtocol(self.trader, save, config.trading.exit_max_slippage_pct,
-                                  max_hold_hours=config.strategy.max_hold_hours, alert=alerter.send)
+                                  max_hold_hours=config.strategy.max_hold_hours,
+                                  alert=lambda event, message: self.alerter.send(event, message))
         self.once = False   # --live-once: the one entry is of the smallest valid size
         self._resolution_checked: dict[str, float] = {}
         self._warned_no_bid: set[str] = set()
         self._last_logged_bid: dict[str, Decimal] = {}
+        self._failures: dict[str, int] = {}
+
+    def pause(self, reason: str) -> None:
+        """Stop opening positions (existing ones are still managed) and tell the user."""
+        if self.state.paused:
+            return
+        self.state.pause(reason)
+        log.error("Pausing new trades: %s", reason)
+        self.save()
+        self.alerter.send("pause", reason)
+
+    def guarded(self, pos: Position, now: datetime, step: Callable[[], None]) -> None:
+        """Run one position's step; an error in it is logged (a venue that is busy, refused or unclear: the
+        next loop tries again; anything else MAX_POSITION_FAILURES loops in a row: it needs a person) and never
+        reaches the other positions."""
+        try:
+            step()
+            self._failures.pop(pos.id, None)
+        except (TemporaryVenueError, MalformedResponse, OrderRejected, UnknownOutcome) as exc:
+            log.warning("Position %s: %s; retrying next loop", pos.id, exc)
+        except StateFileError:
+            raise   # never go on without being able to record what the bot owns
+        except Exception as exc:  # a bug or something unforeseen in one position: the others go on
+            log.exception("Position %s: unexpected error: %s", pos.id, exc)
+            failures = self._failures[pos.id] = self._failures.get(pos.id, 0) + 1
+            if failures >= MAX_POSITION_FAILURES and pos.is_active:
+                apply(pos, AttentionNeeded(f"{failures} loops in a row failed on it; last: "
+                                           f"{type(exc).__name__}: {exc}"), now)
+                self.save()
+        self.after(pos, now)
 
     # -- before either exit mode ------------------------------------------------------------------
 
@@ -436,6 +498,70 @@ class Manager:
                             "appears", pos.id, fmt(pos.sl_price))
         else:
             self._warned_no_bid.discard(pos.id)
+
+    # -- start-up, the user's commands, the loop's summary ------------------------------------------------
+
+    def check_trade_size(self) -> None:
+        """Warn about a trade size that cannot rest a TP on typical markets; refuse one that could not get
+        out of a position at all (ConfigError)."""
+        for problem in check_trade_size(self.config):
+            log.warning("%s", problem)
+        unexitable = unexitable_trade_size(self.config)
+        if unexitable:
+            raise ConfigError(unexitable)
+
+    def fill_missing_exit_prices(self) -> None:
+        """Positions from older files may lack TP/SL prices: derive them from the config."""
+        s = self.config.strategy
+        for pos in self.state.active_positions():
+            if (pos.tp_price is None or pos.sl_price is None) and pos.entry_price > 0:
+                tp, sl = exit_prices(pos.entry_price, s.take_profit_pct, s.stop_loss_pct, pos.tick_size)
+                pos.tp_price, pos.sl_price = pos.tp_price or tp, pos.sl_price or sl
+
+    def reconciled(self, report: ReconcileReport) -> None:
+        """After start-up reconciliation: a position that needs a person pauses new entries (and alerts); a
+        pause for such positions ends once they all agree with the venue again; one line says what it found."""
+        attention = [p for p in self.state.positions if p.status == PositionState.NEEDS_ATTENTION]
+        for pos in attention:
+            self.alerter.send("needs_attention", f"position {pos.id}: {pos.attention_reason}")
+        if attention:
+            self.pause("a position needs attention (found at start-up): " + "; ".join(
+                f"{p.id}: {p.attention_reason}" for p in attention)[:500])
+        elif report.restored and self.state.paused and "needs attention" in (self.state.pause_reason or ""):
+            self.state.resume()
+            log.warning("Every position agrees with the venue again: new trades allowed")
+        self.save()
+        (log.warning if report.found_anything else log.info)(report.summary())
+        if report.found_anything:
+            self.alerter.send("reconciliation", report.summary())
+
+    def command(self, cmd: dict, now: datetime) -> None:
+        """One command given while the bot runs (see PositionStore.send_control)."""
+        what = cmd.get("command")
+        try:
+            if what == "resume":
+                was = self.state.pause_reason if self.state.paused else None
+                self.state.resume()
+                self.save()
+                log.warning("Resumed by the user: new trades allowed again%s",
+                            f" (was paused: {was})" if was else "")
+            elif what in ("convert", "close"):
+                for line in (self.convert_to_monitor(now, cmd.get("id")) if what == "convert"
+                             else self.close_by_hand(now, cmd.get("id"))):
+                    log.warning("%s (asked by the user): %s", what, line)
+            else:
+                log.warning("Ignoring an unknown command: %r", what)
+        except VenueError as exc:
+            log.error("%s (asked by the user) failed: %s; run it again", what, exc)
+
+    def summary(self) -> str:
+        """The loop's line: open positions by mode, closed ones and their P&L, the pause."""
+        active = self.state.active_positions()
+        closed = [p for p in self.state.positions if p.status == PositionState.CLOSED]
+        pnl = sum((p.realized_pnl or Decimal(0) for p in closed), Decimal(0))
+        modes = {m: sum(1 for p in active if p.exit_mode == m) for m in ExitMode}
+        return (f"{len(active)} open ({modes[ExitMode.LIMIT_ORDERS]} limit_orders, {modes[ExitMode.MONITOR]} monitor), "
+                f"{len(closed)} closed, pnl ${fmt(pnl, 2)}" + (" [PAUSED]" if self.state.paused else ""))
 
     # -- the user's commands -------------------------------------------------------------------------
 

@@ -317,7 +317,7 @@ def test_a_market_skipped_before_any_order_writes_nothing_and_the_next_candidate
 
 
 def test_a_scan_tries_a_bounded_number_of_candidates(tmp_path):
-    from main_bot import MAX_CANDIDATES_PER_SCAN
+    from bot.manage import MAX_CANDIDATES_PER_SCAN
     markets = ManyMarkets({f"T{i}": book("0.18", "0.22") for i in range(MAX_CANDIDATES_PER_SCAN + 3)})
     bot = bot_over(tmp_path, markets)
     assert not bot._place_new_trade(bot.now())

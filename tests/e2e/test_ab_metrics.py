@@ -67,7 +67,7 @@ class Receiver:
 def stop_loss_run(sim, tmp_path, url):
     m = sim.create_market("Alert?", yes_price=0.5, volatility=0)
     h = Harness(sim, tmp_path)
-    h.bot.alerter = Alerter(url, timeout_s=1)
+    h.bot.manage.alerter = Alerter(url, timeout_s=1)
     h.loop()
     h.no_new_trades()
     sim.set_price(m["token_ids"][0], 0.40)
@@ -82,7 +82,7 @@ def test_webhook_gets_stop_loss_and_attention_alerts(sim, tmp_path):
         assert [r["event"] for r in receiver.received] == ["stop_loss"]
         body = receiver.received[0]
         assert body["text"] == body["content"] and "Alert?" in body["text"] and "pnl $-" in body["text"]
-        h.bot._pause("test pause")
+        h.bot.manage.pause("test pause")
         assert receiver.received[-1]["event"] == "pause" and "test pause" in receiver.received[-1]["text"]
     finally:
         receiver.close()
@@ -95,4 +95,4 @@ def test_dead_webhook_does_not_break_the_loop(sim, tmp_path):
     h = stop_loss_run(sim, tmp_path, dead)
     pos = h.positions[0]
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
-    assert h.bot.alerter.failed == 1 and h.bot.consecutive_failures == 0
+    assert h.bot.manage.alerter.failed == 1 and h.bot.consecutive_failures == 0

@@ -85,7 +85,7 @@ def test_convert_to_monitor_cancels_tps_and_keeps_managing(sim, tmp_path):
     second = next(p for p in h.positions if p.token_id == b["token_ids"][0])
     assert h.venue_balances()["open_orders"] == 2
     sim.set_price(b["token_ids"][0], 0.65)   # B's TP fills before the user converts
-    lines = h.bot.convert_to_monitor()
+    lines = h.bot.manage.convert_to_monitor(h.bot.now())
     assert first.exit_mode == ExitMode.MONITOR and first.tp_order_id is None
     assert first.fallback_reason == "converted to monitor by the user"
     assert second.status == PositionState.CLOSED and second.close_reason == CloseReason.TAKE_PROFIT

@@ -330,8 +330,8 @@ def test_shares_really_gone_stay_a_verdict_until_a_person_closes_the_position(si
         pos = only(bot.state.positions)
         assert pos.status == PositionState.NEEDS_ATTENTION and bot.state.paused
         assert "checked:" in pos.attention_reason
-    assert bot.close_by_hand("nope")[0].startswith("no position needing attention")
-    lines = bot.close_by_hand(pos.id)
+    assert bot.manage.close_by_hand(bot.now(), "nope")[0].startswith("no position needing attention")
+    lines = bot.manage.close_by_hand(bot.now(), pos.id)
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.MANUAL, lines
     bot.state.resume()
     bot.save()
