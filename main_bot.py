@@ -27,10 +27,8 @@ from bot.venue.base import Venue
 
 log = logging.getLogger("bot")
 
-#: Metrics-only changes (API call counts) are written at most this often.
-METRICS_FLUSH_SECONDS = 60
-#: After this many loops in a row that failed with unexpected errors the bot stops opening positions.
-MAX_CONSECUTIVE_FAILURES = 5
+METRICS_FLUSH_SECONDS = 60   # metrics-only changes (API call counts) are written at most this often
+MAX_CONSECUTIVE_FAILURES = 5   # after this many failed loops in a row the bot stops opening positions
 
 
 
@@ -115,10 +113,8 @@ class Bot:
             self.consecutive_failures = 0
         except StateFileError:
             raise  # never trade on without being able to record what we own
-        except TemporaryVenueError as exc:
-            log.warning("Venue busy, will retry next loop: %s", exc)
-        except MalformedResponse as exc:
-            log.error("Malformed venue response, skipped: %s", exc)
+        except (TemporaryVenueError, MalformedResponse) as exc:   # busy, or an answer it cannot read: next loop
+            log.warning("Venue busy or its answer unreadable, will retry next loop: %s", exc)
         except Exception as exc:  # a venue error or a bug: keep the positions safe, say so
             (log.error if isinstance(exc, VenueError) else log.exception)("Error in the loop: %s", exc)
             self.consecutive_failures += 1
@@ -136,8 +132,7 @@ class Bot:
         self._update_positions(snap, now)
         if self._may_open(now):
             # The entry's calls (candidate books, buy, TP) belong to the position it opens, if any.
-            calls_before = self.meter.snapshot()
-            pos = None
+            calls_before, pos = self.meter.snapshot(), None
             try:
                 pos = self._place_new_trade(now)
             finally:
