@@ -66,13 +66,14 @@ class Bot:
         stamp(self.state, self.venue_kind, self.wallet)
         self.store.save(self.state)
 
+    def delay_scan(self, now_too: bool = False) -> None:
+        """The next scan for a new market waits a full scan interval from now (``now_too``: scan next loop)."""
+        self._last_scan = None if now_too else self.clock.time()
+
     def request_stop(self) -> None:
         """Finish the current step, save and stop; a loop's sleep ends at once."""
         self.stop_requested = True
-        if self._waker is not None:
-            self._waker.wake()
-
-    # -- the loop ---------------------------------------------------------------------------------
+        self._waker.wake() if self._waker is not None else None
 
     def run(self, loops: int | None = None) -> int:
         """Run until stopped (or ``loops`` iterations); returns the process exit code."""

@@ -19,7 +19,7 @@ NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
 def setup(tmp_path, shares="20"):
     books = Books()
     venue = PaperVenue(books, D(100), state_file=tmp_path / "paper.json")
-    venue._tokens[TOKEN] = D(shares)
+    venue.fund(TOKEN, D(shares))
     saves = []
     exits = ExitProtocol(Trader(venue), lambda: saves.append(1), D("0.10"))
     pos = Position(token_id=TOKEN, shares=D(shares), entry_shares=D(shares), entry_price=D("0.5"),
@@ -82,10 +82,10 @@ def test_a_bid_seen_below_the_floor_holds_without_sending(tmp_path):
     pos.close_reason = CloseReason.STOP_LOSS
     # floor 0.40; a bid within one slippage step below it (0.36 <= bid < 0.40) is waited out
     books.book = Book(TOKEN, bids=((D("0.38"), D(500)),), asks=((D("0.40"), D(500)),))
-    calls_before = len([o for o in venue._orders.values() if o.side == "SELL"])
+    calls_before = len([o for o in venue.orders() if o.side == "SELL"])
     exits.resume(pos, books.book, NOW)
     assert pos.metrics["exit_below_floor"] == 1 and pos.status == PositionState.EXITING
-    assert len([o for o in venue._orders.values() if o.side == "SELL"]) == calls_before   # nothing sent
+    assert len([o for o in venue.orders() if o.side == "SELL"]) == calls_before   # nothing sent
 
 
 def test_an_exit_held_below_its_floor_still_stops_the_loss(tmp_path):

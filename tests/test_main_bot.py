@@ -101,7 +101,7 @@ def test_account_short_of_shares_needs_attention_and_pauses(tmp_path):
         bot, books = make_bot(tmp_path)
         bot.run_once()
         pos = bot.state.positions[0]
-        bot.venue._tokens[TOKEN] = D(0)   # the shares vanished behind the bot's back
+        bot.venue.fund(TOKEN, D(0))   # the shares vanished behind the bot's back
         books.set(D("0.40"))
         for _ in range(3):   # first read as the venue's balance cache lagging: refreshed and retried
             bot.run_once()
@@ -119,12 +119,12 @@ def test_a_lagging_balance_is_not_taken_for_missing_shares(tmp_path):
         bot, books = make_bot(tmp_path)
         bot.run_once()
         pos = bot.state.positions[0]
-        held = bot.venue._tokens[TOKEN]
-        bot.venue._tokens[TOKEN] = D(0)   # the balance cache has not seen the fill yet
+        held = bot.venue.token_balance(TOKEN)
+        bot.venue.fund(TOKEN, D(0))   # the balance cache has not seen the fill yet
         books.set(D("0.40"))
         bot.run_once()
         assert pos.status == PositionState.EXITING and pos.balance_shortfalls == 1
-        bot.venue._tokens[TOKEN] = held   # ...and now it has
+        bot.venue.fund(TOKEN, held)   # ...and now it has
         frozen.tick(3)
         bot.run_once()
         assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
@@ -148,7 +148,7 @@ def test_loop_survives_venue_errors_and_pauses_after_repeated_failures(tmp_path)
 
     bot.scanner.candidates = broken
     for _ in range(5):
-        bot._last_scan = None   # scan every time
+        bot.delay_scan(now_too=True)   # scan every time
         bot.run_guarded()
     assert bot.state.paused and "boom" in bot.state.pause_reason
 

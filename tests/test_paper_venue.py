@@ -54,7 +54,7 @@ def test_resting_tp_reserves_shares_and_fills_when_the_bid_reaches_it(venue):
     with pytest.raises(OrderRejected) as err:
         venue.market_sell("T", D("20"), D("0.40"), INFO)
     assert err.value.is_balance
-    venue._reader.book = Book("T", bids=((D("0.61"), D("500")),), asks=((D("0.62"), D("100")),))
+    venue.reader.book = Book("T", bids=((D("0.61"), D("500")),), asks=((D("0.62"), D("100")),))
     venue.get_books(["T"])
     state = venue.get_order(tp.order_id)
     assert state.status == OrderStatus.FILLED and state.filled_size == D("20")

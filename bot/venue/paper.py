@@ -111,6 +111,27 @@ class PaperVenue:
         tmp.write_text(json.dumps(data, indent=1))
         os.replace(tmp, self._path)
 
+    # -- the paper account, for tests and people: set balances, list orders ---------------------------
+
+    @property
+    def reader(self):
+        """The read-only venue the paper venue takes its books and market info from."""
+        return self._reader
+
+    def fund(self, token_id: str | None = None, shares: Decimal | None = None, usdc: Decimal | None = None) -> None:
+        """Set the paper account's shares of ``token_id`` and/or its USDC (as the simulator's ``fund``)."""
+        with self._lock:
+            if token_id is not None and shares is not None:
+                self._tokens[token_id] = Decimal(shares)
+            if usdc is not None:
+                self._usdc = Decimal(usdc)
+            self._save()
+
+    def orders(self) -> list[OrderState]:
+        """Every paper order, open or not."""
+        with self._lock:
+            return [o.state() for o in self._orders.values()]
+
     # -- helpers ----------------------------------------------------------------------------------
 
     def _reserved(self, token_id: str) -> Decimal:

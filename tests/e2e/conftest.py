@@ -72,7 +72,7 @@ class Harness:
         """Stop scanning, so a closed position's market is not bought again within the test."""
         self.config = with_overrides(self.config, strategy__scan_interval_seconds=10**9)
         self.bot.config = self.config
-        self.bot._last_scan = self.clock.time()
+        self.bot.delay_scan()
 
     def restart(self) -> Bot:
         self.bot = Bot(self.config, self.venue, MarketScanner.from_config(self.config),

@@ -167,14 +167,14 @@ class World:
     def wind_down(self) -> None:
         """Everything calm again and the holding time over: every position exits (or is held as dust)."""
         self.config = self.bot.config = with_overrides(self.config, strategy__scan_interval_seconds=10**9)
-        self.bot._last_scan = self.clock.time()
+        self.bot.delay_scan()
         self.set_answers("normal")
         for m in self.markets:   # a book an exit can sell into (a collapsed one is held by design, not dumped)
             self.sim.set_price(m["token_ids"][0], 0.5)
         self.clock.advance(60)
         for _ in range(40):
             self.bot.run(loops=self.bot.loops_done + 1)
-            self.bot._last_scan = self.clock.time()
+            self.bot.delay_scan()
             self.check()
             if all(p.status in (PositionState.CLOSED, PositionState.HELD) for p in self.bot.state.positions):
                 break
