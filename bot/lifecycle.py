@@ -226,6 +226,7 @@ def _entry_unfilled(pos: Position, e: EntryUnfilled, now: datetime) -> CloseReas
 
 
 def _tp_resting(pos: Position, e: TpResting, now: datetime) -> CloseReason | None:
+    """(A TP found resting for a position that is exiting or needs a person is recorded; the exit cancels it.)"""
     rec = pos.pending if pos.pending is not None and pos.pending.role == Role.TP else pos.record(e.order_id)
     if rec is None:
         rec = OrderRecord(role=Role.TP, price=pos.tp_price)
@@ -233,7 +234,7 @@ def _tp_resting(pos: Position, e: TpResting, now: datetime) -> CloseReason | Non
     rec.order_id, rec.state = e.order_id, RecordState.LIVE
     rec.filled, rec.usdc, rec.fee = max(rec.filled, e.filled), max(rec.usdc, e.usdc), max(rec.fee, e.fee)
     pos.orders = list(pos.orders)
-    return CloseReason.TAKE_PROFIT if is_dust(pos.shares) else None
+    return CloseReason.TAKE_PROFIT if is_dust(pos.shares) and pos.status == S.OPEN else None
 
 
 def _tp_filled(pos: Position, e: TpFilled, now: datetime) -> CloseReason | None:
@@ -363,7 +364,7 @@ TABLE: dict[tuple[PositionState, type], Row] = {
     (S.OPENING, EntryFilled): Row(S.OPEN, _entry_filled),
     (S.OPENING, EntryUnfilled): Row(S.CLOSED, _entry_unfilled),
     # the take-profit (resting in limit_orders mode; watched in monitor mode)
-    (S.OPEN, TpResting): Row(None, _tp_resting),
+    **{(s, TpResting): Row(None, _tp_resting) for s in (S.OPEN, S.EXITING, S.NEEDS_ATTENTION)},
     **{(s, TpFilled): Row(None, _tp_filled) for s in (S.OPEN, S.EXITING, S.NEEDS_ATTENTION)},
     (S.OPEN, FellBack): Row(None, _fell_back),
     **{(s, TpChecked): Row(None, _tp_checked) for s in (S.OPEN, S.EXITING)},
@@ -372,7 +373,7 @@ TABLE: dict[tuple[PositionState, type], Row] = {
     (S.EXITING, ExitReanchored): Row(None, _reanchored),
     (S.EXITING, ExitBackoff): Row(None, _backoff),
     (S.EXITING, BalanceShort): Row(None, _short),
-    (S.EXITING, SellFilled): Row(None, _sell_filled),
+    **{(s, SellFilled): Row(None, _sell_filled) for s in (S.EXITING, S.NEEDS_ATTENTION)},
     **{(s, NothingLeft): Row(S.CLOSED, _nothing_left) for s in (S.OPEN, S.EXITING)},
     **{(s, DustHeld): Row(S.HELD) for s in (S.OPEN, S.EXITING)},
     (S.HELD, BidSeen): Row(None, _bid_seen),
