@@ -23,6 +23,7 @@ from bot.errors import OrderRejected, TemporaryVenueError, UnknownOutcome
 from bot.lifecycle import (
     AttentionNeeded,
     BalanceShort,
+    CancelRaced,
     DustHeld,
     ExitBackoff,
     ExitReanchored,
@@ -213,7 +214,7 @@ class ExitProtocol:
         if not result.was_canceled(order_id):
             log.info("TP %s not cancelled (%s): checking whether it filled", order_id,
                      result.not_canceled.get(order_id, "no answer"))
-            pos.metrics = {**pos.metrics, "cancel_race": True}
+            apply(pos, CancelRaced(), now)
         # Either way the order's own record says how much of it filled (a cancelled TP may have filled partly).
         state = self.trader.venue.get_order(order_id)
         if state is not None and state.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED):

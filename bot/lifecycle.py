@@ -176,9 +176,29 @@ class TpChecked:
     at: datetime
 
 
+@dataclass(frozen=True)
+class CancelRaced:
+    """The TP's cancel came back "not canceled": it may have filled meanwhile (a measurement for the report)."""
+
+
+@dataclass(frozen=True)
+class ExitPricesSet:
+    """A position from an older file without TP/SL prices gets them from the config."""
+    tp_price: Decimal
+    sl_price: Decimal
+
+
+@dataclass(frozen=True)
+class VenueRecorded:
+    """Where the position lives (paper or live, and the wallet), for a position that did not say."""
+    venue: str
+    wallet: str | None
+
+
 Event = (OrderIntent | OrderSigned | OrderNotPlaced | EntryFilled | EntryUnfilled | TpResting | TpFilled | FellBack
          | ExitStarted | ExitReanchored | ExitBackoff | BalanceShort | SellFilled | NothingLeft | DustHeld | BidSeen
-         | MarketResolved | AttentionNeeded | AgreesAgain | ClosedByHand | TpChecked)
+         | MarketResolved | AttentionNeeded | AgreesAgain | ClosedByHand | TpChecked | CancelRaced | ExitPricesSet
+         | VenueRecorded)
 
 
 # -- actions: the bookkeeping each event does (records, never quantities directly) --------------------------
@@ -334,6 +354,18 @@ def _tp_checked(pos: Position, e: TpChecked, now: datetime) -> None:
     pos.last_tp_check_at = e.at
 
 
+def _cancel_raced(pos: Position, e: CancelRaced, now: datetime) -> None:
+    pos.metrics = {**pos.metrics, "cancel_race": True}
+
+
+def _exit_prices(pos: Position, e: ExitPricesSet, now: datetime) -> None:
+    pos.tp_price, pos.sl_price = pos.tp_price or e.tp_price, pos.sl_price or e.sl_price
+
+
+def _venue(pos: Position, e: VenueRecorded, now: datetime) -> None:
+    pos.venue, pos.wallet = e.venue, e.wallet
+
+
 def _nothing(pos: Position, e: Event, now: datetime) -> None:
     return None
 
@@ -383,6 +415,10 @@ TABLE: dict[tuple[PositionState, type], Row] = {
     (S.NEEDS_ATTENTION, AgreesAgain): Row(None, _agrees),
     (S.NEEDS_ATTENTION, ClosedByHand): Row(S.CLOSED, _by_hand),
     (S.NEEDS_ATTENTION, FellBack): Row(None, _fell_back),
+    # bookkeeping that moves nothing
+    **{(s, CancelRaced): Row(None, _cancel_raced) for s in (S.OPEN, S.EXITING, S.NEEDS_ATTENTION)},
+    **{(s, ExitPricesSet): Row(None, _exit_prices) for s in ACTIVE},
+    **{(s, VenueRecorded): Row(None, _venue) for s in (*ACTIVE, S.CLOSED)},
 }
 
 

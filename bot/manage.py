@@ -31,6 +31,7 @@ from bot.lifecycle import (
     ClosedByHand,
     EntryFilled,
     EntryUnfilled,
+    ExitPricesSet,
     FellBack,
     MarketResolved,
     NothingLeft,
@@ -516,7 +517,7 @@ class Manager:
         for pos in self.state.active_positions():
             if (pos.tp_price is None or pos.sl_price is None) and pos.entry_price > 0:
                 tp, sl = exit_prices(pos.entry_price, s.take_profit_pct, s.stop_loss_pct, pos.tick_size)
-                pos.tp_price, pos.sl_price = pos.tp_price or tp, pos.sl_price or sl
+                apply(pos, ExitPricesSet(tp, sl), pos.updated_at)
 
     def reconciled(self, report: ReconcileReport) -> None:
         """After start-up reconciliation: a position that needs a person pauses new entries (and alerts); a

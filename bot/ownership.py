@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.errors import StateFileError
+from bot.lifecycle import VenueRecorded, apply
 from bot.position_manager import BotState, Position
 
 
@@ -27,7 +28,7 @@ def stamp(state: BotState, kind: str | None, wallet: str | None) -> None:
     if kind is not None:
         for pos in state.positions:
             if pos.venue is None:
-                pos.venue, pos.wallet = kind, wallet
+                apply(pos, VenueRecorded(kind, wallet), pos.updated_at)
 
 
 def refuse_other_venues_positions(state: BotState, kind: str | None, wallet: str | None, path: Path) -> None:
