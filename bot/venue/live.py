@@ -296,7 +296,7 @@ class LiveVenue:
         if cached:
             return cached
         if not condition_id:
-            raw = self._call("GET /markets-by-token", self._client._get,
+            raw = self._call("GET /markets-by-token", _sdk_http.get,
                              f"{self.host}/markets-by-token/{token_id}", read=True)
             condition_id = str((raw or {}).get("condition_id") or "")
             if not condition_id:
