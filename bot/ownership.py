@@ -55,7 +55,8 @@ def refuse_other_venues_positions(state: BotState, kind: str | None, wallet: str
     active = sum(1 for f in foreign if f[3])
     if kind == "live" and first_venue == "paper":
         todo = (f"to trade live with a fresh state, move {path} (and {path}.paper.json, {path}.history.sqlite) "
-                f"away, e.g. `mv {path} {path}.dry-run`; to go on paper trading, run with --dry-run or bot.dry_run: true")
+                f"away, e.g. `mv {path} {path}.dry-run`; to go on paper trading, run with --dry-run or "
+                "bot.dry_run: true")
     elif kind == "paper":
         todo = ("to manage them, run live (bot.dry_run: false, without --dry-run); to paper trade, give the "
                 "dry run its own file (bot.positions_file)")
