@@ -25,7 +25,9 @@ from tests.e2e import invariants
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = int(os.environ.get("CRASH_TEST_KILLS", "24"))
-CRASH_POINTS = ["before_send", "after_buy", "after_tp", "after_cancel", "before_sell", "after_sell"]
+# history_written: a closed position is in the history, the state file not yet saved without it
+CRASH_POINTS = ["before_send", "after_buy", "after_tp", "after_cancel", "before_sell", "after_sell",
+                "history_written"]
 
 
 def write_config(path: Path, tmp: Path, urls: dict, scan_seconds: float) -> None:
@@ -84,7 +86,11 @@ def crash_session(tmp_path: Path, points: list[str], kills: int, wind_down: int 
         done = subprocess.run([sys.executable, "main_bot.py", "--config", str(config), "--loops", str(wind_down)],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-3000:]
-        state = PositionStore(tmp_path / "positions.json").load()
+        store = PositionStore(tmp_path / "positions.json")
+        state = store.load()
+        # each position in one place: the state file holds active ones only, none the history has too
+        in_file = json.loads(store.path.read_text())["positions"]
+        assert all(p["status"] != "closed" for p in in_file) and not {p["id"] for p in in_file} & store.history.ids()
         balances = requests.get(f"{urls['clob_url']}/_sim/balances", params={"address": acct.address}).json()
         result = invariants.check(state, balances, invariants.venue_view(urls["clob_url"], key, acct.address))
         lifecycles = sum(1 for p in state.all_positions() if p.entry_shares > 0)
