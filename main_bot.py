@@ -45,6 +45,7 @@ class Bot:
         self.state: BotState = store.load()
         self.venue_kind, self.wallet = venue_identity(venue)
         refuse_other_venues_positions(self.state, self.venue_kind, self.wallet, store.path)
+        store.settle(self.state)   # closed positions left in the file (older files, a crash mid-move): to the history
         self.manage = Manager(config, venue, scanner, self.state, self.clock,
                               alerter or Alerter(config.alerts.webhook_url), self.save, rng)
         self.manage.once = self.once = once   # --live-once: one position of the smallest valid size, to its end
@@ -65,6 +66,12 @@ class Bot:
     def save(self) -> None:
         stamp(self.state, self.venue_kind, self.wallet)
         self.store.save(self.state)
+
+    def move_closed(self) -> None:
+        """Positions that closed during this loop leave the state file for the history (bot/history.py): the
+        loop's work stays in the number of active positions."""
+        stamp(self.state, self.venue_kind, self.wallet)
+        self.store.move_closed(self.state)
 
     def delay_scan(self, now_too: bool = False) -> None:
         """The next scan for a new market waits a full scan interval from now (``now_too``: scan next loop)."""
@@ -99,6 +106,7 @@ class Bot:
         finally:
             self._waker.close()
             self._waker = None
+        self.move_closed()
         self.save()
         log.info("Bot stopped after %d loop(s)", self.loops_done)
         return 0
@@ -125,7 +133,7 @@ class Bot:
 
     def run_once(self) -> None:
         """One iteration in fixed phases: the user's commands, start-up reconciliation (until it has run),
-        read the venue, update positions, maybe open one, save what is left."""
+        read the venue, update positions, maybe open one, move the closed ones to the history, save what is left."""
         now = self.now()
         self._take_control(now)
         self._reconcile(now)
@@ -138,6 +146,7 @@ class Bot:
                 pos = self._place_new_trade(now)
             finally:
                 self.meter.charge([pos] if pos else [], self.meter.snapshot() - calls_before, now)
+        self.move_closed()
         self._flush_metrics()
         log.info("Loop %d: %s, api calls %d", self.loops_done + 1, self.manage.summary(),
                  sum(self.meter.snapshot().values()))

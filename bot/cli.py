@@ -196,10 +196,20 @@ def position_row(p: Position) -> dict:
     return d
 
 
-def print_status(state: BotState, as_json: bool) -> None:
+def shown_positions(state: BotState, closed: int = 10, every: bool = False) -> list[Position]:
+    """What ``status`` lists: the last ``closed`` closed positions (every one with ``every``) from the history,
+    then those in the state file (the active ones)."""
+    h = state.history
+    stored = [] if h is None else (h.all() if every else h.recent(closed))
+    ids = {p.id for p in stored}
+    return stored + [p for p in state.positions if p.id not in ids]
+
+
+def print_status(state: BotState, as_json: bool, closed: int = 10, every: bool = False) -> None:
+    shown = shown_positions(state, closed, every)
     if as_json:
         payload = {
-            "positions": [position_row(p) for p in state.positions],
+            "positions": [position_row(p) for p in shown],
             "blacklist": [{"condition_id": cid, "until": until.isoformat()} for cid, until in state.blacklist.items()],
             "paused": state.paused,
             "pause_reason": state.pause_reason,
@@ -208,14 +218,17 @@ def print_status(state: BotState, as_json: bool) -> None:
         return
     print(f"{'id':12} {'mode':12} {'status':18} {'reason':15} {'shares':>9} {'entry':>7} {'tp':>6} {'sl':>6} "
           f"{'exit':>7} {'fees':>6} {'pnl':>8}  question")
-    for p in state.positions:
+    for p in shown:
         print(f"{p.id:12} {p.exit_mode.value:12} {p.status.value:18} "
               f"{(p.close_reason.value if p.close_reason else '-'):15} "
               f"{fmt(p.shares if p.is_active else p.sold_shares):>9} {fmt(p.entry_price, 3):>7} {fmt(p.tp_price):>6} "
               f"{fmt(p.sl_price):>6} {fmt(p.exit_price, 3):>7} {fmt(p.fees_paid, 3):>6} {fmt(p.realized_pnl, 2):>8}  "
               f"{p.question[:40]}")
-    if not state.positions:
+    if not shown:
         print("(no positions)")
+    count, pnl = state.closed_totals()
+    if count > len([p for p in shown if not p.is_active]):
+        print(f"closed: {count} in all, pnl ${fmt(pnl, 2)} (the last {closed} shown; --closed N or --all for more)")
     for p in state.positions:
         if p.status == PositionState.HELD:
             bid = p.metrics.get("last_bid")
@@ -335,6 +348,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--config", default="config.json", help="path of config.json")
     parser.add_argument("--loops", type=int, default=None, help="run N iterations of the loop and exit")
     parser.add_argument("--json", action="store_true", help="status/report: print JSON")
+    parser.add_argument("--closed", type=int, default=10, metavar="N",
+                        help="status: how many of the last closed positions to list (default 10)")
+    parser.add_argument("--all", action="store_true", help="status: list every closed position")
     parser.add_argument("--since", default=None, help="report: only positions opened since this ISO date")
     parser.add_argument("--plot", default=None, help="report: draw cumulative P&L and slippage into this PNG")
     parser.add_argument("--live-once", action="store_true",
@@ -367,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
             check_state_paths(config)
         state_path = Path(args.sim_dir) / "positions.json" if args.sim else Path(config.bot.positions_file)
         if args.command == "status":
-            print_status(PositionStore(state_path).load(), args.json)
+            print_status(PositionStore(state_path).load(), args.json, args.closed, args.all)
             return 0
         if args.command == "report":
             return run_report(PositionStore(state_path).load(), args)

@@ -3,7 +3,8 @@ die (as SIGKILL would) the first time it passes one of them. In-process tests in
 (``set_hook``) that raises where the process would die. Unset in normal use: a no-op.
 
 Points: before_send (an order's id is saved, the order not sent yet), after_buy, after_tp, after_cancel,
-before_sell, after_sell (an answer arrived, not recorded yet)."""
+before_sell, after_sell (an answer arrived, not recorded yet), history_written (closed positions are in the
+history, the state file not yet saved without them)."""
 from __future__ import annotations
 
 import os

@@ -305,7 +305,7 @@ class Doctor:
             self.add("positions", "warning", f"{path}: " + "; ".join(problems),
                      "the bot reconciles at start; review these first")
         else:
-            self.add("positions", "ok", f"{path}: {len(active)} active, {len(state.positions) - len(active)} closed"
+            self.add("positions", "ok", f"{path}: {len(active)} active, {state.closed_totals()[0]} closed"
                      + ("" if self.venue is not None else " (not compared with the venue: no credentials)"))
 
     def check_trade_size(self) -> None:

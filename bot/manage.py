@@ -558,11 +558,10 @@ class Manager:
     def summary(self) -> str:
         """The loop's line: open positions by mode, closed ones and their P&L, the pause."""
         active = self.state.active_positions()
-        closed = [p for p in self.state.positions if p.status == PositionState.CLOSED]
-        pnl = sum((p.realized_pnl or Decimal(0) for p in closed), Decimal(0))
+        closed, pnl = self.state.closed_totals()   # the history's running totals: no walk over it
         modes = {m: sum(1 for p in active if p.exit_mode == m) for m in ExitMode}
         return (f"{len(active)} open ({modes[ExitMode.LIMIT_ORDERS]} limit_orders, {modes[ExitMode.MONITOR]} monitor), "
-                f"{len(closed)} closed, pnl ${fmt(pnl, 2)}" + (" [PAUSED]" if self.state.paused else ""))
+                f"{closed} closed, pnl ${fmt(pnl, 2)}" + (" [PAUSED]" if self.state.paused else ""))
 
     # -- the user's commands -------------------------------------------------------------------------
 

@@ -1,6 +1,8 @@
 """Positions: the state machine of one position, the bot's whole state, and its atomic persistence.
 
-``positions.json`` is the source of truth for what the bot owns: written atomically (temp file, fsync,
+``positions.json`` is the source of truth for what the bot manages now (active positions, blacklist, pause,
+counters); closed positions move to the history database next to it (bot/history.py, ``move_closed``). The
+state file is written atomically (temp file, fsync,
 rename), the previous good version kept as ``<file>.prev``, the schema versioned, files of older
 versions loaded (a position without ``exit_mode`` is ``monitor``), and a file that failed to load is
 never overwritten. The blacklist (with expiry) and the pause flag live in the same file.
@@ -19,9 +21,20 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, field_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    computed_field,
+    field_serializer,
+    model_validator,
+)
 
+from bot.crashpoints import crashpoint
 from bot.errors import StateFileError
+from bot.history import History
 from bot.orders import OPEN_STATES, OrderRecord, Quantities, RecordState, Role, quantities
 
 SCHEMA_VERSION = 3   # 3: order records (2: one TP's fills and quantities as fields; 1: the seed's)
@@ -388,7 +401,9 @@ def _legacy_records(d: dict) -> list[dict]:
 
 
 class BotState(BaseModel):
-    """Everything the bot persists: positions, blacklist, pause."""
+    """Everything the bot persists in the state file: the positions it manages, blacklist, pause. ``positions``
+    holds the active positions and those that closed since the last move to the history (``move_closed``);
+    the closed ones before are in the history (``history``), which only the queries below read."""
 
     model_config = ConfigDict(validate_assignment=True)
 
@@ -398,6 +413,39 @@ class BotState(BaseModel):
     paused: bool = False
     pause_reason: str | None = None
     counters: dict = Field(default_factory=dict)  # free-form running counters (API calls per hour, ...)
+    _history: History | None = PrivateAttr(default=None)
+
+    @property
+    def history(self) -> History | None:
+        return self._history
+
+    def attach_history(self, history: History | None) -> None:
+        self._history = history
+
+    # -- the history (never read by the loop's per-position work) ---------------------------------
+
+    def closed_positions(self, since: datetime | None = None) -> list[Position]:
+        """Closed positions (opened at or after ``since``): the history's, then those not moved yet."""
+        h = self._history
+        stored = [] if h is None else (h.all() if since is None else h.since(since))
+        ids = {p.id for p in stored}
+        return stored + [p for p in self.positions if not p.is_active and p.id not in ids
+                         and (since is None or p.opened_at >= since)]
+
+    def all_positions(self, since: datetime | None = None) -> list[Position]:
+        """Every position: the closed ones (history first), then the active ones."""
+        return self.closed_positions(since) + [p for p in self.positions if p.is_active
+                                               and (since is None or p.opened_at >= since)]
+
+    def closed_totals(self) -> tuple[int, Decimal]:
+        """(closed positions, their realized P&L): the history's running totals plus those not moved yet."""
+        count, pnl = self._history.totals() if self._history is not None else (0, Decimal(0))
+        moved = self._history.ids() if self._history is not None and any(not p.is_active for p in self.positions) \
+            else set()
+        for p in self.positions:
+            if not p.is_active and p.id not in moved:
+                count, pnl = count + 1, pnl + (p.realized_pnl or Decimal(0))
+        return count, pnl
 
     def active_positions(self) -> list[Position]:
         return [p for p in self.positions if p.is_active]
@@ -425,11 +473,17 @@ class BotState(BaseModel):
         self.paused, self.pause_reason = False, None
 
     def known_order_ids(self) -> set[str]:
-        """Every order id some position already accounts for (entries, TPs, exit sales)."""
-        ids: set[str] = set()
+        """Every order id some position already accounts for (entries, TPs, exit sales), closed ones too."""
+        ids: set[str] = self._history.order_ids() if self._history is not None else set()
         for p in self.positions:
             ids.update(r.order_id for r in p.orders if r.order_id)
         return ids
+
+    def is_known_order(self, order_id: str) -> bool:
+        """``order_id in known_order_ids()`` without reading the history whole (its order-id index)."""
+        if any(r.order_id == order_id for p in self.positions for r in p.orders):
+            return True
+        return self._history is not None and self._history.has_order(order_id)
 
     def holds_market(self, condition_id: str) -> bool:
         return any(p.condition_id == condition_id for p in self.active_positions())
@@ -473,8 +527,45 @@ class PositionStore:
         self._load_failed = False
         self._lock_fd: int | None = None
         self._last_saved: dict | None = None
+        self.history = History(self.path.with_name(self.path.name + ".history.sqlite"))
+        self.pre_history_path = self.path.with_name(self.path.name + ".pre-history")
 
     def load(self) -> BotState:
+        """The stored state with its history attached (read only: closed positions still in the file stay
+        there until ``settle``). Raises StateFileError, touching nothing."""
+        state = self._load()
+        state.attach_history(self.history)
+        return state
+
+    def settle(self, state: BotState) -> int:
+        """At start-up (the lock held): closed positions still in the state file move to the history — from
+        a file of before the history (its first start: the file is kept as ``<file>.pre-history``), or left by
+        a crash in the middle of a move (those the history has already are dropped, the others appended).
+        Returns how many were in the file."""
+        if not any(not p.is_active for p in state.positions):
+            return 0
+        if not self.history.path.exists() and not self.pre_history_path.exists() and self.path.exists():
+            try:
+                shutil.copy2(self.path, self.pre_history_path)
+            except OSError as exc:
+                raise StateFileError(f"{self.pre_history_path}: cannot be written ({exc.strerror or exc}); the "
+                                     f"state file {self.path} was left untouched") from None
+        return self.move_closed(state)
+
+    def move_closed(self, state: BotState) -> int:
+        """Move the closed positions out of the state file into the history: the history first (committed),
+        then the state file without them. A crash between the two leaves them in both, which the next start
+        resolves (``settle``): never in neither place, never counted twice. Returns how many moved."""
+        closed = [p for p in state.positions if not p.is_active]
+        if not closed:
+            return 0
+        self.history.append(closed)
+        crashpoint("history_written")
+        state.positions[:] = [p for p in state.positions if p.is_active]
+        self.save(state)
+        return len(closed)
+
+    def _load(self) -> BotState:
         """The stored state (empty when there is no file). Raises StateFileError, touching nothing."""
         if not self.path.exists():
             self._load_failed = False

@@ -188,9 +188,8 @@ def _check_tp(pos: Position, venue: Venue, open_orders: dict[str, OrderState], n
 
 def _report_unknown_orders(state: BotState, venue: Venue, open_orders: dict[str, OrderState],
                            report: ReconcileReport, cancel_unknown: bool) -> None:
-    known = state.known_order_ids()
     for order_id, order in open_orders.items():
-        if order_id in known:
+        if state.is_known_order(order_id):   # closed positions' orders: the history's order-id index
             continue
         report.unknown_orders.append(order_id)
         if cancel_unknown:
@@ -207,9 +206,10 @@ def _report_unaccounted_balances(state: BotState, venue: Venue, report: Reconcil
     crash in an older version. Reported, never adopted: the bot only ever owns what it bought."""
     active = {p.token_id for p in state.active_positions()}
     recent: list[str] = []
-    for pos in reversed(state.positions):
-        if pos.token_id not in active and pos.token_id not in recent:
-            recent.append(pos.token_id)
+    history = state.history.recent_tokens(UNACCOUNTED_TOKENS_CHECKED) if state.history is not None else []
+    for token in [p.token_id for p in reversed(state.positions)] + history:   # most recently closed first
+        if token not in active and token not in recent:
+            recent.append(token)
         if len(recent) >= UNACCOUNTED_TOKENS_CHECKED:
             break
     for token in recent:

@@ -81,9 +81,9 @@ def build_report(state: BotState, since: datetime | None = None) -> dict[str, An
     calls = _mode_hours_calls(state, since)
     modes: dict[str, dict[str, Any]] = {}
     pnls: dict[str, list[float]] = {}
+    every = state.all_positions(since)   # closed ones from the history (its opened_at index with --since)
     for mode in ExitMode:
-        ps = [p for p in state.positions if p.exit_mode == mode and p.entry_shares > 0
-              and (since is None or p.opened_at >= since)]
+        ps = [p for p in every if p.exit_mode == mode and p.entry_shares > 0]
         closed = [p for p in ps if p.status == PositionState.CLOSED]
         pnl = [float(p.realized_pnl or 0) for p in closed]
         pnls[mode.value] = pnl
@@ -193,9 +193,8 @@ def plot(state: BotState, path: str, since: datetime | None = None) -> None:
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for mode, color in ((ExitMode.LIMIT_ORDERS, "tab:blue"), (ExitMode.MONITOR, "tab:orange")):
-        closed = sorted(((p.closed_at, p) for p in state.positions
-                         if p.exit_mode == mode and p.status == PositionState.CLOSED and p.closed_at is not None
-                         and p.entry_shares > 0 and (since is None or p.opened_at >= since)),
+        closed = sorted(((p.closed_at, p) for p in state.closed_positions(since)
+                         if p.exit_mode == mode and p.closed_at is not None and p.entry_shares > 0),
                         key=lambda at_p: at_p[0])
         total, xs, ys = 0.0, [], []
         for closed_at, p in closed:

@@ -150,7 +150,7 @@ def test_convert_while_the_bot_runs_reaches_it(tmp_path, capsys):
     bot, _ = make_bot(tmp_path, use_concurrent_orders=True)
     bot.store.acquire_lock()
     bot.run_once()
-    pos = bot.state.positions[0]
+    pos = bot.state.all_positions()[0]
     assert pos.exit_mode == ExitMode.LIMIT_ORDERS and pos.tp_order_id
     assert main(["convert", "--config", str(cfg)]) == 0
     assert "convert sent to the running bot" in capsys.readouterr().out

@@ -64,7 +64,7 @@ def test_time_exit_counts_days_not_the_hours_field(tmp_path):
     with freeze_time("2026-11-24 10:00:00") as frozen:
         bot, books = make_bot(tmp_path)
         bot.run_once()
-        pos = bot.state.positions[0]
+        pos = bot.state.all_positions()[0]
         assert pos.status == PositionState.OPEN and pos.exit_mode == ExitMode.MONITOR
         frozen.tick(23 * 3600)
         bot.run_once()
@@ -77,7 +77,7 @@ def test_time_exit_counts_days_not_the_hours_field(tmp_path):
 def test_limit_orders_mode_rests_tp_and_watches_sl(tmp_path):
     bot, books = make_bot(tmp_path, use_concurrent_orders=True)
     bot.run_once()
-    pos = bot.state.positions[0]
+    pos = bot.state.all_positions()[0]
     assert pos.exit_mode == ExitMode.LIMIT_ORDERS and pos.tp_order_id.startswith("dry_run_")
     assert (pos.tp_price, pos.sl_price) == (D("0.57"), D("0.45"))
     books.set(D("0.46"))     # bid 0.45: the SL fires
@@ -93,14 +93,14 @@ def test_flag_change_affects_new_positions_only(tmp_path):
     bot.config = with_overrides(bot.config, trading__use_concurrent_orders=False)
     books.set(D("0.52"))
     bot.run_once()
-    assert bot.state.positions[0].exit_mode == ExitMode.LIMIT_ORDERS
+    assert bot.state.all_positions()[0].exit_mode == ExitMode.LIMIT_ORDERS
 
 
 def test_account_short_of_shares_needs_attention_and_pauses(tmp_path):
     with freeze_time("2026-11-24 10:00:00") as frozen:
         bot, books = make_bot(tmp_path)
         bot.run_once()
-        pos = bot.state.positions[0]
+        pos = bot.state.all_positions()[0]
         bot.venue.fund(TOKEN, D(0))   # the shares vanished behind the bot's back
         books.set(D("0.40"))
         for _ in range(3):   # first read as the venue's balance cache lagging: refreshed and retried
@@ -111,14 +111,14 @@ def test_account_short_of_shares_needs_attention_and_pauses(tmp_path):
         assert pos.status == PositionState.NEEDS_ATTENTION and "account holds 0" in pos.attention_reason
         assert bot.state.paused and "needs attention" in bot.state.pause_reason
         # a paused bot opens nothing new even with a free slot
-        assert len(bot.state.positions) == 1
+        assert len(bot.state.all_positions()) == 1
 
 
 def test_a_lagging_balance_is_not_taken_for_missing_shares(tmp_path):
     with freeze_time("2026-11-24 10:00:00") as frozen:
         bot, books = make_bot(tmp_path)
         bot.run_once()
-        pos = bot.state.positions[0]
+        pos = bot.state.all_positions()[0]
         held = bot.venue.token_balance(TOKEN)
         bot.venue.fund(TOKEN, D(0))   # the balance cache has not seen the fill yet
         books.set(D("0.40"))
@@ -310,7 +310,7 @@ def test_a_market_skipped_before_any_order_writes_nothing_and_the_next_candidate
         assert bot._place_new_trade(bot.now())
     pos = only_position(bot)
     assert pos.token_id == "C" and pos.status == PositionState.OPEN
-    assert [p.token_id for p in PositionStore(bot.config.bot.positions_file).load().positions] == ["C"]
+    assert [p.token_id for p in PositionStore(bot.config.bot.positions_file).load().all_positions()] == ["C"]
     assert "Skipping Market A: its stop-loss 0.19 is at or above the best bid 0.18" in caplog.text
     assert "Skipping Market B:" in caplog.text
     assert bot.venue.open_orders() == [] and bot.venue.token_balance("A") == 0 == bot.venue.token_balance("B")
@@ -321,10 +321,10 @@ def test_a_scan_tries_a_bounded_number_of_candidates(tmp_path):
     markets = ManyMarkets({f"T{i}": book("0.18", "0.22") for i in range(MAX_CANDIDATES_PER_SCAN + 3)})
     bot = bot_over(tmp_path, markets)
     assert not bot._place_new_trade(bot.now())
-    assert bot.state.positions == [] and len(markets.info_reads) == MAX_CANDIDATES_PER_SCAN
-    assert not PositionStore(bot.config.bot.positions_file).load().positions
+    assert bot.state.all_positions() == [] and len(markets.info_reads) == MAX_CANDIDATES_PER_SCAN
+    assert not PositionStore(bot.config.bot.positions_file).load().all_positions()
 
 
 def only_position(bot):
-    assert len(bot.state.positions) == 1, bot.state.positions
-    return bot.state.positions[0]
+    assert len(bot.state.all_positions()) == 1, bot.state.all_positions()
+    return bot.state.all_positions()[0]

@@ -81,7 +81,7 @@ class Harness:
 
     @property
     def positions(self):
-        return self.bot.state.positions
+        return self.bot.state.all_positions()
 
     def venue_balances(self):
         return self.sim.balances(self.wallet["address"])

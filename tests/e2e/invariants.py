@@ -31,7 +31,7 @@ def check(state: BotState, balances: dict, view: dict) -> dict:
         qty = D(qty)
         holders = by_token.get(token, [])
         # what closed positions on the token could not sell (under the venue's 0.01 unit) is theirs, on the books
-        remainders = sum((max(p.entry_shares - p.sold_shares, D(0)) for p in state.positions
+        remainders = sum((max(p.entry_shares - p.sold_shares, D(0)) for p in state.all_positions()
                           if p.token_id == token and not p.is_active), D(0))
         if qty - remainders >= D("0.01") and not holders:
             orphan_shares.append((token[:10], str(qty)))
@@ -43,8 +43,8 @@ def check(state: BotState, balances: dict, view: dict) -> dict:
             mismatches.append((p.id, str(p.shares), str(held)))
     # every taker BUY on the venue belongs to exactly one position's entry
     buys = {t["taker_order_id"] for t in view["trades"] if t["trader_side"] == "TAKER" and t["side"] == "BUY"}
-    entries = [p.entry_order_id for p in state.positions if p.entry_order_id]
-    adopted = [p for p in state.positions if not p.entry_order_id and p.entry_shares > 0]
+    entries = [p.entry_order_id for p in state.all_positions() if p.entry_order_id]
+    adopted = [p for p in state.all_positions() if not p.entry_order_id and p.entry_shares > 0]
     duplicates = len(entries) - len(set(entries)) + max(0, len(buys) - len(set(entries)) - len(adopted))
     return {"orphan_orders": len(orphan_orders), "orphan_shares": len(orphan_shares), "duplicates": duplicates,
             "mismatches": len(mismatches), "details": {"orders": orphan_orders, "shares": orphan_shares,

@@ -271,5 +271,5 @@ def test_close_needs_an_id_and_closes_only_a_position_needing_attention(tmp_path
     assert "no position needing attention with id other" in capsys.readouterr().out
     assert cli(["close", "--config", cfg, "--id", "gone42"]) == 0
     assert "gone42: closed by hand" in capsys.readouterr().out
-    saved = PositionStore(tmp_path / "positions.json").load().positions[0]
+    saved = PositionStore(tmp_path / "positions.json").load().all_positions()[0]
     assert saved.status.value == "closed" and saved.close_reason.value == "manual"

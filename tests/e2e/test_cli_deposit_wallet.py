@@ -53,7 +53,7 @@ def test_live_once_from_a_deposit_wallet(sim, tmp_path):
     done = main_bot("--config", str(cfg), "--live-once", "--yes", env=env)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "ok       deposit_wallet" in done.stdout and "0 error(s)" in done.stdout
-    pos = PositionStore(tmp_path / "positions.json").load().positions
+    pos = PositionStore(tmp_path / "positions.json").load().all_positions()
     assert len(pos) == 1 and pos[0].status == PositionState.CLOSED and pos[0].close_reason == CloseReason.TIME_EXIT
     assert sim.balances(wallet["address"])["open_orders"] == 0
     assert sim.balances(wallet["owner"]) == {"usdc": "0", "tokens": {}, "open_orders": 0}

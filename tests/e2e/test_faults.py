@@ -45,7 +45,7 @@ def test_an_hour_with_ten_percent_faults(tmp_path, caplog):
         faults = sim.request_counts()["faults"]
         assert faults > 50, "the test must really have been under fire"
         assert "Unexpected error" not in caplog.text
-        positions = bot.state.positions
+        positions = bot.state.all_positions()
         closed = [p for p in positions if p.status == PositionState.CLOSED and p.entry_shares > 0]
         assert len(closed) >= 8, f"only {len(closed)} lifecycles completed in the hour"
         for p in positions:

@@ -54,8 +54,8 @@ def test_live_once_trades_one_smallest_position_to_its_end(sim, tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "0 error(s)" in done.stdout and "stopping (--live-once)" in done.stderr
     state = PositionStore(tmp_path / "positions.json").load()
-    assert len(state.positions) == 1
-    pos = state.positions[0]
+    assert len(state.all_positions()) == 1
+    pos = state.all_positions()[0]
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.TIME_EXIT
     assert pos.exit_mode == ExitMode.LIMIT_ORDERS and pos.tp_order_id is None
     # the smallest valid size: enough for a 5-share TP after fees at 0.51, far below max_trade_size
@@ -72,7 +72,8 @@ def test_live_once_refuses_on_doctor_errors_and_without_a_terminal(sim, tmp_path
     sim.fund(address, allowance=False)
     refused = main_bot("--config", str(cfg), "--live-once", "--yes", env=env)
     assert refused.returncode == 1 and "doctor found errors" in refused.stderr
-    assert not (tmp_path / "positions.json").exists() or not PositionStore(tmp_path / "positions.json").load().positions
+    assert not (tmp_path / "positions.json").exists() or \
+        not PositionStore(tmp_path / "positions.json").load().all_positions()
 
 
 def test_convert_to_monitor_cancels_tps_and_keeps_managing(sim, tmp_path):
@@ -104,10 +105,10 @@ def test_convert_command(sim, tmp_path):
     cfg = live_config(tmp_path, sim, max_hold_hours=24)
     opened = main_bot("--config", str(cfg), "--loops", "2", env=env)
     assert opened.returncode == 0, opened.stderr[-2000:]
-    pos_id = PositionStore(tmp_path / "positions.json").load().positions[0].id
+    pos_id = PositionStore(tmp_path / "positions.json").load().all_positions()[0].id
     unknown = main_bot("convert", "--config", str(cfg), "--to", "monitor", "--id", "nope", env=env)
     assert "no open limit_orders position with id nope" in unknown.stdout
     done = main_bot("convert", "--config", str(cfg), "--to", "monitor", "--id", pos_id, env=env)
     assert done.returncode == 0 and f"{pos_id}: now monitored" in done.stdout
-    assert PositionStore(tmp_path / "positions.json").load().positions[0].exit_mode == ExitMode.MONITOR
+    assert PositionStore(tmp_path / "positions.json").load().all_positions()[0].exit_mode == ExitMode.MONITOR
     assert sim.balances(address)["open_orders"] == 0

@@ -147,7 +147,7 @@ def test_restart_with_a_positions_file_from_the_previous_version(sim, tmp_path):
         "entry_price": "0.50", "size": "20", "entry_time": opened,
         "tp_order_id": None, "sl_order_id": None}]}))
     h = Harness(sim, tmp_path, wallet=wallet, capital__max_positions=1)
-    pos = only(h.bot.state.positions)
+    pos = only(h.bot.state.all_positions())
     assert pos.exit_mode == ExitMode.MONITOR and pos.status == PositionState.OPEN and pos.tp_price is None
     h.no_new_trades()
     h.loop()   # start-up derives the missing TP/SL from the config

@@ -176,7 +176,7 @@ def test_a_position_the_venue_cannot_check_never_blocks_another_stop_loss(sim, t
     for _ in range(3):
         bot.run_once()
         h.clock.advance(3)
-    good, ghost = bot.state.positions
+    good, ghost = bot.state.all_positions()
     assert good.status == PositionState.CLOSED and good.close_reason == CloseReason.STOP_LOSS
     assert ghost.status == PositionState.NEEDS_ATTENTION and ghost.attention_reason
 
@@ -269,7 +269,7 @@ def test_a_tp_that_fills_after_its_cancel_was_refused_is_booked_at_start_up(sim,
     bot = h.restart()
     h.no_new_trades()
     bot.run_once()
-    pos = only(bot.state.positions)
+    pos = only(bot.state.all_positions())
     assert pos.status in (PositionState.EXITING, PositionState.CLOSED) and not bot.state.paused
     h.clock.advance(61)
     bot.run_once()
@@ -327,7 +327,7 @@ def test_shares_really_gone_stay_a_verdict_until_a_person_closes_the_position(si
         bot = h.restart()
         h.no_new_trades()
         bot.run_once()
-        pos = only(bot.state.positions)
+        pos = only(bot.state.all_positions())
         assert pos.status == PositionState.NEEDS_ATTENTION and bot.state.paused
         assert "checked:" in pos.attention_reason
     assert bot.manage.close_by_hand(bot.now(), "nope")[0].startswith("no position needing attention")
@@ -338,7 +338,7 @@ def test_shares_really_gone_stay_a_verdict_until_a_person_closes_the_position(si
     bot = h.restart()
     h.no_new_trades()
     bot.run_once()
-    assert not bot.state.paused and only(bot.state.positions).status == PositionState.CLOSED
+    assert not bot.state.paused and only(bot.state.all_positions()).status == PositionState.CLOSED
 
 
 def test_a_position_whose_shares_show_up_again_goes_back_under_management(sim, tmp_path):
@@ -351,10 +351,10 @@ def test_a_position_whose_shares_show_up_again_goes_back_under_management(sim, t
     bot = h.restart()
     h.no_new_trades()
     bot.run_once()
-    assert only(bot.state.positions).status == PositionState.NEEDS_ATTENTION and bot.state.paused
+    assert only(bot.state.all_positions()).status == PositionState.NEEDS_ATTENTION and bot.state.paused
     sim.fund(h.wallet["address"], token_id=pos.token_id, shares=shares)   # ...and catches up
     bot = h.restart()
     h.no_new_trades()
     bot.run_once()
-    pos = only(bot.state.positions)
+    pos = only(bot.state.all_positions())
     assert pos.status == PositionState.OPEN and pos.attention_reason is None and not bot.state.paused

@@ -129,7 +129,7 @@ class World:
         sim, address = self.sim, self.wallet["address"]
         balances = sim.balances(address)
         assert not state.paused, state.pause_reason
-        for pos in state.positions:
+        for pos in state.all_positions():
             assert pos.status != PositionState.NEEDS_ATTENTION, (pos.id, pos.attention_reason)
             assert pos.sold_shares <= pos.entry_shares + SHARE_UNIT, (pos.id, pos.sold_shares, pos.entry_shares)
             assert pos.shares >= 0
@@ -143,7 +143,7 @@ class World:
         known = state.known_order_ids()
         assert all(o["id"] in known for o in resting), "a resting order no position knows"
         by_token: dict[str, list] = {}
-        for pos in state.positions:
+        for pos in state.all_positions():
             by_token.setdefault(pos.token_id, []).append(pos)
         for token, positions in by_token.items():
             if any(p.status == PositionState.OPENING or (p.pending is not None and p.pending.order_id)
@@ -176,14 +176,14 @@ class World:
             self.bot.run(loops=self.bot.loops_done + 1)
             self.bot.delay_scan()
             self.check()
-            if all(p.status in (PositionState.CLOSED, PositionState.HELD) for p in self.bot.state.positions):
+            if all(p.status in (PositionState.CLOSED, PositionState.HELD) for p in self.bot.state.all_positions()):
                 break
             self.clock.advance(61)
-        assert all(p.status in (PositionState.CLOSED, PositionState.HELD) for p in self.bot.state.positions), \
-            [(p.id, p.status.value, p.pending) for p in self.bot.state.positions]
+        assert all(p.status in (PositionState.CLOSED, PositionState.HELD) for p in self.bot.state.all_positions()), \
+            [(p.id, p.status.value, p.pending) for p in self.bot.state.all_positions()]
         cash = D(str(self.sim.balances(self.wallet["address"])["usdc"])) - self.start_usdc
-        booked = sum((p.exit_proceeds - p.entry_cost for p in self.bot.state.positions), D(0))
-        assert abs(cash - booked) <= D("0.001") * max(1, len(self.bot.state.positions)), (str(cash), str(booked))
+        booked = sum((p.exit_proceeds - p.entry_cost for p in self.bot.state.all_positions()), D(0))
+        assert abs(cash - booked) <= D("0.001") * max(1, len(self.bot.state.all_positions())), (str(cash), str(booked))
 
 
 @settings(settings.get_profile(PROFILE))

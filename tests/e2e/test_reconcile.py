@@ -34,7 +34,7 @@ def test_tp_filled_while_down_closes_the_position(sim, tmp_path, caplog):
     bot = restart(h)
     with caplog.at_level(logging.INFO, logger="bot"):
         bot.run_once()
-    pos = bot.state.positions[0]
+    pos = bot.state.all_positions()[0]
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.TAKE_PROFIT
     assert "Reconciled 1 position(s)" in caplog.text and "1 TP filled while down" in caplog.text
 
@@ -45,7 +45,7 @@ def test_vanished_tp_is_placed_again(sim, tmp_path):
     assert h.venue.cancel(old).was_canceled(old)     # e.g. cancelled on the website
     bot = restart(h)
     bot.run_once()
-    pos = bot.state.positions[0]
+    pos = bot.state.all_positions()[0]
     assert pos.status == PositionState.OPEN and pos.tp_order_id and pos.tp_order_id != old
     assert h.venue_balances()["open_orders"] == 1
 
@@ -55,7 +55,7 @@ def test_stop_loss_crossed_while_down_fires_first(sim, tmp_path):
     sim.set_price(m["token_ids"][0], 0.40)
     bot = restart(h)
     bot.run_once()
-    pos = bot.state.positions[0]
+    pos = bot.state.all_positions()[0]
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
     assert h.venue_balances()["open_orders"] == 0
 
@@ -79,11 +79,11 @@ def test_crash_between_buy_and_save_leaves_no_untracked_shares(sim, tmp_path):
     h.venue.market_buy(yes, D(10), D("0.53"), info, before_post=record)   # ...it went through, the process died
     bot = restart(h)
     bot.run_once()
-    pos = bot.state.positions[0]
+    pos = bot.state.all_positions()[0]
     held = D(h.venue_balances()["tokens"][yes])
     assert pos.status == PositionState.OPEN and pos.shares == held   # all it bought, to the venue's 6 decimals
     assert pos.entry_price == D("0.51") and pos.tp_order_id    # cost basis from the trades, TP armed
-    assert len(bot.state.positions) == 1
+    assert len(bot.state.all_positions()) == 1
 
 
 def test_unknown_orders_are_reported_and_cancelled_only_when_configured(sim, tmp_path, caplog):
@@ -109,7 +109,7 @@ def test_account_short_of_shares_at_start_needs_attention(sim, tmp_path):
     sim.fund(h.wallet["address"], token_id=pos.token_id, shares=0)   # sold elsewhere while the bot was down
     bot = restart(h)
     bot.run_once()
-    pos = bot.state.positions[0]
+    pos = bot.state.all_positions()[0]
     assert pos.status == PositionState.NEEDS_ATTENTION and "account holds 0" in pos.attention_reason
     assert bot.state.paused
 
@@ -128,7 +128,7 @@ def test_tp_placed_but_not_recorded_is_adopted_not_doubled(sim, tmp_path):
     h.bot.save()
     bot = restart(h)
     bot.run_once()
-    pos = bot.state.positions[0]
+    pos = bot.state.all_positions()[0]
     assert pos.tp_order_id == tp and pos.exit_mode == ExitMode.LIMIT_ORDERS and pos.pending is None
     assert h.venue_balances()["open_orders"] == 1
 
@@ -140,7 +140,7 @@ def test_tp_sent_before_a_crash_and_filled_while_down_closes_the_position(sim, t
     sim.set_price(m["token_ids"][0], 0.65)   # the unrecorded TP fills while the bot is down
     bot = restart(h)
     bot.run_once()
-    pos = bot.state.positions[0]
+    pos = bot.state.all_positions()[0]
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.TAKE_PROFIT
     assert pos.tp_order_id is None and pos.realized_pnl > 0
 
@@ -159,6 +159,6 @@ def test_an_unrecorded_entry_is_not_confused_with_an_earlier_buy_of_the_same_tok
     h.bot.save()   # the intent was saved, then the process died before the buy left
     bot = restart(h)
     bot.run_once()
-    again = bot.state.get(again.id)
+    again = next(p for p in bot.state.all_positions() if p.id == again.id)   # moved to the history
     assert again.status == PositionState.CLOSED and again.close_reason == CloseReason.ENTRY_UNFILLED
     assert not bot.state.paused
