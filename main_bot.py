@@ -33,9 +33,8 @@ MAX_CONSECUTIVE_FAILURES = 5   # after this many failed loops in a row the bot s
 
 
 class Bot:
-    """The loop: read the venue in batches, update positions, open new ones, save. What happens to each
-    position is in bot/manage.py (handlers), bot/exits.py (the exit protocol) and bot/lifecycle.py (the
-    table of its states)."""
+    """The loop: read the venue in batches, update positions, open new ones, save. What happens to a position
+    is in bot/manage.py (handlers), bot/exits.py (exit protocol) and bot/lifecycle.py (its table of states)."""
 
     def __init__(self, config: BotConfig, venue: Venue, scanner: MarketScanner, store: PositionStore,
                  clock: Clock | None = None, rng: random.Random | None = None, alerter: Alerter | None = None,
@@ -63,15 +62,12 @@ class Bot:
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.time(), tz=UTC)
 
-    def save(self) -> None:
+    def save(self, move_closed: bool = False) -> None:
+        """Save the state; ``move_closed``: positions that closed leave the state file for the history first
+        (bot/history.py), so the loop's work stays in the number of active positions."""
         stamp(self.state, self.venue_kind, self.wallet)
-        self.store.save(self.state)
-
-    def move_closed(self) -> None:
-        """Positions that closed during this loop leave the state file for the history (bot/history.py): the
-        loop's work stays in the number of active positions."""
-        stamp(self.state, self.venue_kind, self.wallet)
-        self.store.move_closed(self.state)
+        if not (move_closed and self.store.move_closed(self.state)):   # (moving them saves the rest)
+            self.store.save(self.state)
 
     def delay_scan(self, now_too: bool = False) -> None:
         """The next scan for a new market waits a full scan interval from now (``now_too``: scan next loop)."""
@@ -106,8 +102,7 @@ class Bot:
         finally:
             self._waker.close()
             self._waker = None
-        self.move_closed()
-        self.save()
+        self.save(move_closed=True)
         log.info("Bot stopped after %d loop(s)", self.loops_done)
         return 0
 
@@ -133,7 +128,7 @@ class Bot:
 
     def run_once(self) -> None:
         """One iteration in fixed phases: the user's commands, start-up reconciliation (until it has run),
-        read the venue, update positions, maybe open one, move the closed ones to the history, save what is left."""
+        read the venue, update positions, maybe open one, move the closed ones to the history, save the rest."""
         now = self.now()
         self._take_control(now)
         self._reconcile(now)
@@ -146,23 +141,20 @@ class Bot:
                 pos = self._place_new_trade(now)
             finally:
                 self.meter.charge([pos] if pos else [], self.meter.snapshot() - calls_before, now)
-        self.move_closed()
+        self.save(move_closed=True)
         self._flush_metrics()
         log.info("Loop %d: %s, api calls %d", self.loops_done + 1, self.manage.summary(),
                  sum(self.meter.snapshot().values()))
 
     def _take_control(self, now: datetime) -> None:
-        """Commands given while the bot runs (``resume``, ``convert``, ``close``), left next to the state file
-        by PositionStore.send_control: applied within one loop to the state in memory, which the next save
-        writes (never edited under the bot's feet)."""
+        """Commands given while the bot runs (``resume``, ``convert``, ``close``; PositionStore.send_control)."""
         for cmd in self.store.take_control():
             if cmd.get("command") == "resume":
                 self.consecutive_failures = 0
             self.manage.command(cmd, now)
 
     def _flush_metrics(self) -> None:
-        """Every change to a position is saved where it happens; what is left is metrics and counters,
-        written at most every METRICS_FLUSH_SECONDS (a crash loses under a minute of counts, never a position)."""
+        """Metrics and counters are written at most every METRICS_FLUSH_SECONDS (positions: where they change)."""
         t = self.clock.time()
         if self._last_flush is None or t - self._last_flush >= METRICS_FLUSH_SECONDS:
             self.save()
@@ -190,8 +182,7 @@ class Bot:
     # -- phase 1: read ----------------------------------------------------------------------------
 
     def _read_venue(self, now: datetime) -> Snapshot:
-        """One batched book read for every held token; the open-orders list when a TP check is due (see
-        TpChecks: API calls stay flat in the number of positions)."""
+        """One batched book read for every held token; the open-orders list when a TP check is due (TpChecks)."""
         active = self.state.active_positions()
         snap = Snapshot()
         if not active:
