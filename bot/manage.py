@@ -7,9 +7,11 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 from bot.alerts import Alerter
 from bot.clock import Clock
@@ -42,6 +44,7 @@ from bot.lifecycle import (
     TpResting,
     apply,
 )
+from bot.metrics import CallMeter
 from bot.money import SHARE_EPSILON, fmt, is_dust, round_shares
 from bot.orders import RecordState, Role
 from bot.outcomes import look_up
@@ -153,6 +156,37 @@ class Manager:
                                            f"{type(exc).__name__}: {exc}"), now)
                 self.save()
         self.after(pos, now)
+
+    def collect_exits(self) -> None:
+        """From now until ``run_exits``, exits that start or resume are gathered to run together."""
+        self.exits.collected = []
+
+    def run_exits(self, now: datetime, meter: CallMeter | None = None) -> None:
+        """Run the exits gathered this loop: several at once as one batch (one cancel request for all their TPs,
+        their sells sent together; bot/exits.py ``run_batch``). An error leaves them exiting, retried next loop."""
+        items = self.exits.collected or []
+        positions = [p for p, _ in items]
+        if len(items) <= 1:   # one exit runs on its own, as ever
+            self.exits.collected = None
+            for pos, book in items:
+                with meter.attribute(pos, now) if meter else nullcontext():
+                    self.guarded(pos, now, partial(self._resume_one, pos, book, now))
+            return
+        try:
+            with meter.attribute(positions, now) if meter else nullcontext():
+                self.exits.run_collected(now)
+        except (TemporaryVenueError, MalformedResponse, OrderRejected, UnknownOutcome) as exc:
+            log.warning("Mass exit of %d positions: %s; retrying next loop", len(positions), exc)
+        except StateFileError:
+            raise
+        except Exception as exc:  # a bug: the positions stay exiting, each retried next loop
+            log.exception("Mass exit of %d positions: unexpected error: %s", len(positions), exc)
+        for pos in positions:
+            self.after(pos, now)
+
+    def _resume_one(self, pos: Position, book: Book | None, now: datetime) -> None:
+        self.save()   # its start on disk first
+        self.exits.resume(pos, book, now)
 
     # -- before either exit mode ------------------------------------------------------------------
 
