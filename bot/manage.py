@@ -182,7 +182,8 @@ class Manager:
         except Exception as exc:  # a bug: the positions stay exiting, each retried next loop
             log.exception("Mass exit of %d positions: unexpected error: %s", len(positions), exc)
         for pos in positions:
-            self.after(pos, now)
+            self.after(pos, now, save=False)
+        self.save()
 
     def _resume_one(self, pos: Position, book: Book | None, now: datetime) -> None:
         self.save()   # its start on disk first
@@ -206,8 +207,9 @@ class Manager:
             return False
         return self.resolve_pending_tp(pos, now)
 
-    def after(self, pos: Position, now: datetime) -> None:
-        """A position that needs a person pauses new entries; a stop-loss blacklists its market."""
+    def after(self, pos: Position, now: datetime, save: bool = True) -> None:
+        """A position that needs a person pauses new entries; a stop-loss blacklists its market (``save``: at
+        once; a mass exit saves its blacklistings together)."""
         if pos.status == PositionState.NEEDS_ATTENTION:
             self.alerter.send("needs_attention", f"position {pos.id}: {pos.attention_reason}")
             self.pause(f"position {pos.id} needs attention: {pos.attention_reason}")
@@ -215,7 +217,8 @@ class Manager:
                 and not self.state.is_blacklisted(pos.condition_id, now):
             until = now + timedelta(hours=self.config.strategy.blacklist_hours)
             self.state.blacklist_market(pos.condition_id, until)
-            self.save()
+            if save:
+                self.save()
             log.info("Blacklisted market %s until %s after a stop-loss", pos.condition_id[:12], until.isoformat())
             self.alerter.send("stop_loss", f"{pos.question or pos.token_id}: sold {fmt(pos.sold_shares)} @ "
                                            f"{fmt(pos.exit_price, 4)}, pnl ${fmt(pos.realized_pnl, 2)}")

@@ -55,7 +55,7 @@ BOOKS_CHUNK = 500
 ORDERS_BATCH = 15
 CANCELS_BATCH = 500
 #: Requests a mass exit sends at once (reads, batches of orders).
-CONCURRENCY = 8
+CONCURRENCY = 16
 #: Statuses that mean "not now" rather than "no".
 TEMPORARY_STATUSES = {425, 429, 500, 502, 503, 504}
 #: Base units per USDC / share on chain.
