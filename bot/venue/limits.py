@@ -26,20 +26,29 @@ VENUE_LIMITS: dict[str, tuple[int, float]] = {
     "GET /tick-size": (200, 10.0),
 }
 GENERAL_LIMIT: tuple[int, float] = (9000, 10.0)
+INF = float("inf")
+#: How long to wait when the limit is full of requests still in flight.
+IN_FLIGHT_POLL_S = 0.01
 #: The share of each published limit the bot uses.
 SAFETY_MARGIN = 0.8
 
 
 class _Window:
+    """The requests of one limit: each a cell holding its completion time (inf while in flight), so a request
+    counts from when it may arrive at the venue (any moment until its answer) until a window after that."""
+
     def __init__(self, count: int, window: float):
         self.allowed = max(1, int(count * SAFETY_MARGIN))
         self.window = window
-        self.sent: deque[float] = deque()
+        self.sent: deque[list[float]] = deque()
 
     def wait(self, now: float) -> float:
-        while self.sent and self.sent[0] <= now - self.window:
+        while self.sent and self.sent[0][0] <= now - self.window:
             self.sent.popleft()
-        return 0.0 if len(self.sent) < self.allowed else self.sent[0] + self.window - now
+        if len(self.sent) < self.allowed:
+            return 0.0
+        oldest = self.sent[0][0]
+        return IN_FLIGHT_POLL_S if oldest == INF else oldest + self.window - now
 
 
 class RateLimiter:
@@ -62,7 +71,9 @@ class RateLimiter:
         """What the bot allows itself: endpoint -> (requests, window seconds)."""
         return {k: (w.allowed, w.window) for k, w in self._windows.items()}
 
-    def acquire(self, endpoint: str) -> None:
+    def acquire(self, endpoint: str) -> list[float]:
+        """Wait until a request to ``endpoint`` fits; returns its cell, to hand to ``done`` once answered."""
+        cell = [INF]
         while True:
             with self._lock:
                 now = self.clock.time()
@@ -70,7 +81,12 @@ class RateLimiter:
                 wait = max((w.wait(now) for w in windows), default=0.0)
                 if wait <= 0:
                     for w in windows:
-                        w.sent.append(now)
-                    return
+                        w.sent.append(cell)
+                    return cell
             self.waited_s += wait
             self.clock.sleep(wait)
+
+    def done(self, cell: list[float]) -> None:
+        """The request was answered (or failed): it counts until a window after now."""
+        with self._lock:
+            cell[0] = self.clock.time()

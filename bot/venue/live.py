@@ -186,11 +186,10 @@ class LiveVenue:
         finally:
             _current.counter = previous
 
-    def _throttle(self, endpoint: str) -> None:
+    def _throttle(self, endpoint: str) -> list[float] | None:
         """Self-imposed rate limit: the venue's published per-endpoint limits with a margin (bot/venue/limits.py),
         and api.max_requests_per_second over everything when set. Local work (signing) is not a request."""
-        if endpoint != "sign order":
-            self.limiter.acquire(endpoint)
+        return None if endpoint == "sign order" else self.limiter.acquire(endpoint)
 
     def _call(self, endpoint: str, fn: Callable[..., T], *args, posts_order: bool = False, read: bool = False,
               **kwargs) -> T:
@@ -214,7 +213,7 @@ class LiveVenue:
                 self.clock.sleep(delay)
 
     def _call_once(self, endpoint: str, fn: Callable[..., T], *args, posts_order: bool = False, **kwargs) -> T:
-        self._throttle(endpoint)
+        cell = self._throttle(endpoint)
         with self._tracking():
             try:
                 return fn(*args, **kwargs)
@@ -240,6 +239,9 @@ class LiveVenue:
                                         endpoint=endpoint) from None
             except Exception as exc:  # e.g. the SDK's plain Exception('no match')
                 raise OrderRejected(f"{type(exc).__name__}: {exc}", endpoint=endpoint) from None
+            finally:
+                if cell is not None:
+                    self.limiter.done(cell)
 
     def _explain(self, text: str) -> str:
         """The venue's words, plus what they mean for this wallet setup when they are about the wallet."""
