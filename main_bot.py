@@ -18,7 +18,7 @@ from bot.clock import Clock, SystemClock, Waker
 from bot.config import BotConfig
 from bot.errors import MalformedResponse, StateFileError, TemporaryVenueError, VenueError
 from bot.manage import Manager, Snapshot, TpChecks
-from bot.metrics import CallMeter
+from bot.metrics import CallMeter, loop_health
 from bot.ownership import refuse_other_venues_positions, stamp, venue_identity
 from bot.position_manager import BotState, ExitMode, Position, PositionState, PositionStore
 from bot.reconcile import reconcile
@@ -29,7 +29,6 @@ log = logging.getLogger("bot")
 
 METRICS_FLUSH_SECONDS = 60   # metrics-only changes (API call counts) are written at most this often
 MAX_CONSECUTIVE_FAILURES = 5   # after this many failed loops in a row the bot stops opening positions
-
 
 
 class Bot:
@@ -93,6 +92,7 @@ class Bot:
                 self._last_loop_at = started
                 self.run_guarded()
                 self.loops_done += 1
+                loop_health(self.state, self.clock.time() - started, self.config.bot.loop_interval_seconds, self.now())
                 if self.once and self.opened_once and not self.state.active_positions():
                     log.info("The one position is closed: stopping (--live-once)")
                     break
@@ -200,11 +200,13 @@ class Bot:
     def _update_positions(self, snap: Snapshot, now: datetime) -> None:
         """Route each active position to the handler of its own exit mode, each on its own (an error in one
         never keeps the others from being managed: Manager.guarded)."""
+        self.manage.collect_exits()   # exits starting or resuming now run together after (one cancel request...)
         for pos in self.state.active_positions():
             if pos.status == PositionState.NEEDS_ATTENTION:
                 continue
             with self.meter.attribute(pos, now):
                 self.manage.guarded(pos, now, partial(self._route, pos, snap, now))
+        self.manage.run_exits(now, self.meter)
 
     def _route(self, pos: Position, snap: Snapshot, now: datetime) -> None:
         if self.manage.prepare(pos, snap.books.get(pos.token_id), now):
@@ -214,12 +216,10 @@ class Bot:
                 self._update_position_legacy_monitoring(pos, snap, now)
 
     def _update_position_with_limit_orders(self, pos: Position, snap: Snapshot, now: datetime) -> None:
-        """Concurrent mode: the TP rests on the book; the SL is watched from the batched book."""
-        self.manage.limit_orders(pos, snap, now)
+        self.manage.limit_orders(pos, snap, now)   # concurrent mode: the TP rests on the book, the SL is watched
 
     def _update_position_legacy_monitoring(self, pos: Position, snap: Snapshot, now: datetime) -> None:
-        """Monitor mode: the bot watches TP and SL and sells when the bid reaches either."""
-        self.manage.monitor(pos, snap.books.get(pos.token_id), now)
+        self.manage.monitor(pos, snap.books.get(pos.token_id), now)   # monitor mode: the bot watches TP and SL
 
     # -- phase 3: open ----------------------------------------------------------------------------
 

@@ -213,6 +213,7 @@ def print_status(state: BotState, as_json: bool, closed: int = 10, every: bool =
             "blacklist": [{"condition_id": cid, "until": until.isoformat()} for cid, until in state.blacklist.items()],
             "paused": state.paused,
             "pause_reason": state.pause_reason,
+            "last_loop": state.counters.get("last_loop"),   # {"ms", "interval_s", "overran", "at"}: loop health
         }
         print(json.dumps(payload, indent=2))
         return

@@ -113,7 +113,9 @@ class ApiSection(BaseModel):
     signature_type: int = Field(0, ge=0, le=3)
     relayer_host: str = "https://relayer-v2.polymarket.com"   # doctor: is the deposit wallet deployed?
     request_timeout_seconds: float = Field(5, gt=0)
-    max_requests_per_second: float = Field(20, gt=0)
+    # An overall cap on all requests together, on top of the venue's per-endpoint limits the bot always keeps
+    # (bot/venue/limits.py). Unset: no overall cap (the per-endpoint limits alone).
+    max_requests_per_second: float | None = Field(None, gt=0)
 
 
 class AlertsSection(BaseModel):

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from decimal import Decimal
+from typing import TypeVar
 
 from bot.crashpoints import crashpoint
-from bot.errors import OrderRejected, TemporaryVenueError, UnknownOutcome
+from bot.errors import OrderRejected, TemporaryVenueError, UnknownOutcome, VenueError
 from bot.lifecycle import (
     AttentionNeeded,
     BalanceShort,
@@ -49,9 +51,10 @@ from bot.orders import RecordState, Role
 from bot.outcomes import look_up
 from bot.position_manager import CloseReason, Position
 from bot.trader import Trader
-from bot.venue.base import Book, Fill, MarketInfo, OrderStatus, Venue
+from bot.venue.base import Book, CancelResult, Fill, MarketInfo, OrderState, OrderStatus, SellOrder, Venue
 
 log = logging.getLogger("bot.exits")
+T = TypeVar("T")
 
 #: Exit sells that did not fill are retried after 2, 4, 8 ... seconds, at most this long apart.
 RETRY_CAP_S = 60.0
@@ -147,18 +150,26 @@ class ExitProtocol:
         self.max_slippage_pct = max_slippage_pct
         self.max_hold_hours = max_hold_hours
         self.alert = alert or (lambda event, message: None)
+        #: While not None, exits that start or resume are gathered here, to run together (``run_collected``).
+        self.collected: list[tuple[Position, Book | None]] | None = None
 
     def start(self, pos: Position, reason: CloseReason, book: Book | None, now: datetime) -> None:
         """Begin an exit (SL trigger, time exit, monitored TP) and run it as far as it goes now."""
         bid = book.best_bid if book else None
         apply(pos, ExitStarted(reason, bid, now), now)
-        self.save()
         log.info("Exit %s for %s (%s): bid=%s tp=%s sl=%s", reason.value, pos.id,
                  pos.question[:40] or pos.token_id[:12], fmt(bid), fmt(pos.tp_price), fmt(pos.sl_price))
+        if self.collected is not None:   # saved, with every other exit of this loop, before anything is sent
+            self.collected.append((pos, book))
+            return
+        self.save()
         self.resume(pos, book, now)
 
     def resume(self, pos: Position, book: Book | None, now: datetime) -> None:
         """Continue an exit from wherever it stopped (also after a restart)."""
+        if self.collected is not None:
+            self.collected.append((pos, book))
+            return
         venue = self.trader.venue
         if not resolve_exit_sell(pos, venue, now):
             return   # the last sell's outcome is not known yet: never send another before it is
@@ -211,12 +222,22 @@ class ExitProtocol:
         order_id = pos.tp_order_id
         assert order_id is not None
         result = self.trader.cancel_order(order_id)
+        if not self._tp_retired(pos, order_id, result, lambda: self.trader.venue.get_order(order_id), now):
+            return False
+        self.save()
+        crashpoint("after_cancel")
+        return True
+
+    def _tp_retired(self, pos: Position, order_id: str, result: CancelResult,
+                    read_order: Callable[[], OrderState | None], now: datetime) -> bool:
+        """The cancel's answer read, then the order's own record: book what the TP filled. False while it is
+        still open (try next loop)."""
         if not result.was_canceled(order_id):
             log.info("TP %s not cancelled (%s): checking whether it filled", order_id,
                      result.not_canceled.get(order_id, "no answer"))
             apply(pos, CancelRaced(), now)
         # Either way the order's own record says how much of it filled (a cancelled TP may have filled partly).
-        state = self.trader.venue.get_order(order_id)
+        state = read_order()
         if state is not None and state.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED):
             log.warning("TP %s of %s is still open after a cancel; retrying next loop", order_id, pos.id)
             return False
@@ -228,15 +249,14 @@ class ExitProtocol:
                          pos.tp_price or Decimal(0), now, final=True)
         if booked:
             log.info("TP %s filled %s shares before the exit", order_id, fmt(booked))
-        self.save()
-        crashpoint("after_cancel")
         return True
 
-    def _shortfall(self, pos: Position, now: datetime) -> Decimal | None:
-        """The account's shares, or None when they are fewer than the position expects even after booking
-        every order of the position by id (then retried, and finally handed to a person)."""
+    def _shortfall(self, pos: Position, now: datetime, held: Decimal | None = None) -> Decimal | None:
+        """The account's shares (``held``: already read), or None when they are fewer than the position
+        expects even after booking every order of the position by id (then retried, and finally handed to a
+        person)."""
         venue = self.trader.venue
-        held = venue.token_balance(pos.token_id, refresh=True)
+        held = venue.token_balance(pos.token_id, refresh=True) if held is None else held
         if held + pos.shares * FEE_SHARE_TOLERANCE >= pos.shares:
             return held
         checked = book_own_orders(pos, venue, now)
@@ -259,25 +279,27 @@ class ExitProtocol:
                                   f"{'; '.join(checked) or 'no orders of its own'})", now)
         return None
 
-    def _sell_remainder(self, pos: Position, info: MarketInfo, book: Book | None, now: datetime) -> None:
-        held = self._shortfall(pos, now)
+    def _plan_sell(self, pos: Position, info: MarketInfo, book: Book | None, now: datetime,
+                   held: Decimal | None = None) -> tuple[Decimal, Decimal] | None:
+        """(size, worst price) of the exit sell to send now, or None when none is (closed, held, backing off)."""
+        held = self._shortfall(pos, now, held)
         if held is None or not pos.is_active:
-            return
+            return None
         if is_dust(pos.shares):
             self._close(pos, now)
-            return
+            return None
         size = round_shares(min(held, pos.shares))
         bid = book.best_bid if book else None
         if bid is None:
             log.warning("No bid for %s: cannot sell %s shares now; retrying next loop", pos.id, fmt(size))
-            return
+            return None
         if size * bid < MIN_MARKETABLE_NOTIONAL and size < info.min_order_size:
             # Too small for any order the venue takes: still a position, held to resolution and watched.
             log.warning("Position %s: %s shares worth $%s are below the venue's minimums (5 shares or $1); held "
                         "to resolution, its payout booked then", pos.id, fmt(size), fmt(size * bid, 2))
             apply(pos, DustHeld(), now)
             self.save()
-            return
+            return None
         # The worst price is anchored at the bid that triggered the exit, so a collapsing book is not
         # chased down: below it the position is held (still exiting, still protected) and reported.
         floor = price_floor((pos.trigger_bid if pos.trigger_bid is not None else bid) * (1 - self.max_slippage_pct),
@@ -286,7 +308,14 @@ class ExitProtocol:
             log.warning("Exit of %s held: bid %s is below the worst acceptable price %s; retrying", pos.id,
                         fmt(bid), fmt(floor))
             self._back_off(pos, now, "below_floor")
+            return None
+        return size, floor
+
+    def _sell_remainder(self, pos: Position, info: MarketInfo, book: Book | None, now: datetime) -> None:
+        plan = self._plan_sell(pos, info, book, now)
+        if plan is None:
             return
+        size, floor = plan
         apply(pos, OrderIntent(Role.EXIT, floor, size), now)
         self.save()
 
@@ -296,17 +325,27 @@ class ExitProtocol:
 
         crashpoint("before_sell")
         try:
-            fill = self.trader.sell_marketable(pos.token_id, size, floor, info, before_post=record)
-        except UnknownOutcome as exc:
-            log.warning("Exit sell for %s: outcome unknown (%s); looked up by its id next loop", pos.id, exc)
+            fill: Fill | VenueError = self.trader.sell_marketable(pos.token_id, size, floor, info, before_post=record)
+        except (UnknownOutcome, OrderRejected, TemporaryVenueError) as exc:
+            fill = exc
+        self._sell_answer(pos, fill, floor, now)
+
+    def _sell_answer(self, pos: Position, fill: Fill | VenueError, floor: Decimal, now: datetime) -> None:
+        """Book an exit sell's answer: a fill, a refusal (backed off), or an outcome to look up by its id."""
+        if isinstance(fill, UnknownOutcome):
+            log.warning("Exit sell for %s: outcome unknown (%s); looked up by its id next loop", pos.id, fill)
             self._back_off(pos, now, "unknown_outcome")
             return
-        except (OrderRejected, TemporaryVenueError) as exc:
+        if isinstance(fill, (OrderRejected, TemporaryVenueError)):
             # 'not enough balance' right after a buy is the venue's balance cache lagging, not the
             # position being gone: refresh and retry with backoff.
-            log.warning("Exit sell for %s not filled (%s); retrying with backoff", pos.id, exc)
-            apply(pos, OrderNotPlaced(str(exc)), now)
+            log.warning("Exit sell for %s not filled (%s); retrying with backoff", pos.id, fill)
+            apply(pos, OrderNotPlaced(str(fill)), now)
             self._back_off(pos, now, "rejected")
+            return
+        if isinstance(fill, VenueError):   # an answer that cannot be read: the order is looked up by its id
+            log.warning("Exit sell for %s: answer unreadable (%s); looked up by its id next loop", pos.id, fill)
+            self.save()
             return
         if not fill.settled:
             log.info("Exit sell %s for %s answered %s without amounts: looked up by its id", fill.order_id[:18],
@@ -322,6 +361,119 @@ class ExitProtocol:
         else:
             self.save()
             self._log_closed(pos)
+
+    # -- many exits in one loop -------------------------------------------------------------------
+
+    def run_collected(self, now: datetime) -> list[Position]:
+        """Run the exits gathered this loop (``collected``) and stop gathering; returns their positions. One
+        exit runs as ever; several run as one batch (``run_batch``)."""
+        items, self.collected = self.collected or [], None
+        if len(items) == 1:
+            self.save()
+            self.resume(items[0][0], items[0][1], now)
+        elif items:
+            self.run_batch(items, now)
+        return [pos for pos, _ in items]
+
+    def _each(self, fn: Callable[[Position], T], positions: list[Position]) -> list[T | VenueError]:
+        """``fn`` for every position, concurrently when the venue allows it (network reads only: nothing here
+        touches a position); a venue error is that position's result."""
+        def one(pos: Position) -> T | VenueError:
+            try:
+                return fn(pos)
+            except VenueError as exc:
+                return exc
+        workers = min(int(getattr(self.trader.venue, "concurrency", 1)), len(positions))
+        if workers <= 1:
+            return [one(p) for p in positions]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(one, positions))
+
+    def run_batch(self, items: list[tuple[Position, Book | None]], now: datetime) -> None:
+        """Several exits at once (a gap through many stop-losses, time exits together), each under the rules
+        above, in phases: the TPs of them all cancelled in ONE request (DELETE /orders) and each answer read;
+        the orders and balances read concurrently; every sell signed with its id saved, then all sent together
+        (POST /orders batches, concurrently). Positions change only here, in the loop's thread, in order; the
+        state is saved at each point where the rules ask for it before something is sent."""
+        venue = self.trader.venue
+        save = self.save
+        self.save = lambda: None   # the steps' saves are gathered; written at the points below
+        try:
+            ready: list[tuple[Position, Book | None]] = []
+            for pos, book in items:
+                if not resolve_exit_sell(pos, venue, now) or not pos.is_active:
+                    continue   # the last sell's outcome is not known yet: never send another before it is
+                self._keep_protecting(pos, book.best_bid if book else None, now)
+                if pos.retry_at is not None and now.timestamp() < pos.retry_at:
+                    continue
+                ready.append((pos, book))
+            save()   # every exit's start on disk before any cancel or sell leaves
+            infos = dict(zip([p.id for p, _ in ready], self._each(
+                lambda p: venue.get_market_info(p.token_id, p.condition_id), [p for p, _ in ready]), strict=True))
+            ready = [(p, b) for p, b in ready if not self._failed(p, infos[p.id], "market info")]
+            with_tp = [p for p, _ in ready if p.tp_order_id]
+            if with_tp:
+                self._retire_tps(with_tp, now)
+                save()
+                crashpoint("after_cancel")
+            left = [(p, b) for p, b in ready if p.is_active and not p.tp_order_id]
+            for pos in [p for p, _ in left if is_dust(p.shares)]:
+                self._close(pos, now)
+            left = [(p, b) for p, b in left if p.is_active]
+            held = self._each(lambda p: venue.token_balance(p.token_id, refresh=True), [p for p, _ in left])
+            sells: list[tuple[Position, Decimal, Decimal, MarketInfo]] = []
+            for (pos, book), h in zip(left, held, strict=True):
+                info = infos[pos.id]
+                if self._failed(pos, h, "balance") or not isinstance(info, MarketInfo) or isinstance(h, VenueError):
+                    continue
+                plan = self._plan_sell(pos, info, book, now, h)
+                if plan is not None and pos.is_active:
+                    sells.append((pos, plan[0], plan[1], info))
+            if not sells:
+                return
+            for pos, size, floor, _ in sells:
+                apply(pos, OrderIntent(Role.EXIT, floor, size), now)
+            save()
+            crashpoint("before_sell")
+
+            def record(ids: list[str | None]) -> None:   # every id on disk before any order leaves
+                for (pos, *_), order_id in zip(sells, ids, strict=True):
+                    if order_id:
+                        apply(pos, OrderSigned(order_id, now.timestamp()), now)
+                save()
+
+            orders = [SellOrder(p.token_id, size, floor, info) for p, size, floor, info in sells]
+            answers = venue.market_sell_many(orders, before_post=record)
+            log.info("Mass exit: %d sells sent together", len(sells))
+            for (pos, _, floor, _), answer in zip(sells, answers, strict=True):
+                self._sell_answer(pos, answer, floor, now)
+        finally:
+            self.save = save
+            save()
+
+    def _retire_tps(self, positions: list[Position], now: datetime) -> None:
+        """Cancel the TPs of ``positions`` in one request, then read each order (concurrently) and book what it
+        filled. A position whose TP is not retired keeps its tp_order_id (tried again next loop)."""
+        venue = self.trader.venue
+        ids = [p.tp_order_id or "" for p in positions]
+        try:
+            result = venue.cancel_many(ids)
+        except VenueError as exc:
+            log.warning("Cancelling %d TPs in one request failed (%s); their exits go on next loop", len(ids), exc)
+            return
+        states = self._each(lambda p: venue.get_order(p.tp_order_id or ""), positions)
+        for pos, order_id, state in zip(positions, ids, states, strict=True):
+            if self._failed(pos, state, "TP order"):
+                continue
+            st = state if isinstance(state, OrderState) else None
+            self._tp_retired(pos, order_id, result, lambda st=st: st, now)   # type: ignore[misc]
+
+    @staticmethod
+    def _failed(pos: Position, outcome: object, what: str) -> bool:
+        if isinstance(outcome, VenueError):
+            log.warning("Exit of %s: reading its %s failed (%s); retrying next loop", pos.id, what, outcome)
+            return True
+        return False
 
     def _back_off(self, pos: Position, now: datetime, why: str) -> None:
         """Count a failed or partial exit attempt and schedule the next one (capped exponential)."""

@@ -7,9 +7,11 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 from bot.alerts import Alerter
 from bot.clock import Clock
@@ -42,6 +44,7 @@ from bot.lifecycle import (
     TpResting,
     apply,
 )
+from bot.metrics import CallMeter
 from bot.money import SHARE_EPSILON, fmt, is_dust, round_shares
 from bot.orders import RecordState, Role
 from bot.outcomes import look_up
@@ -154,6 +157,38 @@ class Manager:
                 self.save()
         self.after(pos, now)
 
+    def collect_exits(self) -> None:
+        """From now until ``run_exits``, exits that start or resume are gathered to run together."""
+        self.exits.collected = []
+
+    def run_exits(self, now: datetime, meter: CallMeter | None = None) -> None:
+        """Run the exits gathered this loop: several at once as one batch (one cancel request for all their TPs,
+        their sells sent together; bot/exits.py ``run_batch``). An error leaves them exiting, retried next loop."""
+        items = self.exits.collected or []
+        positions = [p for p, _ in items]
+        if len(items) <= 1:   # one exit runs on its own, as ever
+            self.exits.collected = None
+            for pos, book in items:
+                with meter.attribute(pos, now) if meter else nullcontext():
+                    self.guarded(pos, now, partial(self._resume_one, pos, book, now))
+            return
+        try:
+            with meter.attribute(positions, now) if meter else nullcontext():
+                self.exits.run_collected(now)
+        except (TemporaryVenueError, MalformedResponse, OrderRejected, UnknownOutcome) as exc:
+            log.warning("Mass exit of %d positions: %s; retrying next loop", len(positions), exc)
+        except StateFileError:
+            raise
+        except Exception as exc:  # a bug: the positions stay exiting, each retried next loop
+            log.exception("Mass exit of %d positions: unexpected error: %s", len(positions), exc)
+        for pos in positions:
+            self.after(pos, now, save=False)
+        self.save()
+
+    def _resume_one(self, pos: Position, book: Book | None, now: datetime) -> None:
+        self.save()   # its start on disk first
+        self.exits.resume(pos, book, now)
+
     # -- before either exit mode ------------------------------------------------------------------
 
     def prepare(self, pos: Position, book: Book | None, now: datetime) -> bool:
@@ -172,8 +207,9 @@ class Manager:
             return False
         return self.resolve_pending_tp(pos, now)
 
-    def after(self, pos: Position, now: datetime) -> None:
-        """A position that needs a person pauses new entries; a stop-loss blacklists its market."""
+    def after(self, pos: Position, now: datetime, save: bool = True) -> None:
+        """A position that needs a person pauses new entries; a stop-loss blacklists its market (``save``: at
+        once; a mass exit saves its blacklistings together)."""
         if pos.status == PositionState.NEEDS_ATTENTION:
             self.alerter.send("needs_attention", f"position {pos.id}: {pos.attention_reason}")
             self.pause(f"position {pos.id} needs attention: {pos.attention_reason}")
@@ -181,7 +217,8 @@ class Manager:
                 and not self.state.is_blacklisted(pos.condition_id, now):
             until = now + timedelta(hours=self.config.strategy.blacklist_hours)
             self.state.blacklist_market(pos.condition_id, until)
-            self.save()
+            if save:
+                self.save()
             log.info("Blacklisted market %s until %s after a stop-loss", pos.condition_id[:12], until.isoformat())
             self.alerter.send("stop_loss", f"{pos.question or pos.token_id}: sold {fmt(pos.sold_shares)} @ "
                                            f"{fmt(pos.exit_price, 4)}, pnl ${fmt(pos.realized_pnl, 2)}")

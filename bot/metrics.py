@@ -7,12 +7,15 @@ a candidate that was not bought) go to the ``shared`` bucket.
 """
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
 from bot.position_manager import BotState, Position
+
+log = logging.getLogger("bot")
 
 SHARED = "shared"
 ORDER_ENDPOINTS = {"POST /order", "POST /orders"}
@@ -84,3 +87,12 @@ class CallMeter:
     def add_run_time(self, seconds: float) -> None:
         """Time the bot has been running (the denominator of calls per hour)."""
         _add(self.state.counters, "run_seconds", seconds)
+
+
+def loop_health(state: BotState, took: float, interval: float, now: datetime) -> None:
+    """The last loop's duration goes to the state's counters (``status --json`` shows it; written with the next
+    save, at least once a minute); a loop longer than its interval (the cadence slips) is logged."""
+    state.counters["last_loop"] = {"ms": round(took * 1000, 1), "interval_s": interval, "overran": took > interval,
+                                   "at": now.isoformat()}
+    if took > interval:
+        log.warning("The loop overran its interval: it took %.2f s, the interval is %g s", took, interval)

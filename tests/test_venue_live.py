@@ -14,6 +14,7 @@ from bot.clock import SimulatedClock
 from bot.errors import MalformedResponse, OrderRejected, TemporaryVenueError, UnknownOutcome
 from bot.venue import live
 from bot.venue.base import MarketInfo
+from bot.venue.limits import RateLimiter
 from bot.venue.live import LiveVenue
 
 TOKEN = "12345678901234567890"
@@ -174,12 +175,24 @@ def test_cancel_only_503_on_an_order_is_temporary_not_unknown(venue_with):
         venue.limit_sell(TOKEN, D("0.6"), D("10"), INFO)
 
 
-def test_self_imposed_rate_limit(venue_with):
+def test_self_imposed_rate_limit_per_endpoint(venue_with):
+    """POST /books: the venue allows 500 per 10 s; the bot 80 % of that (400) in any 10 s window."""
     venue, script, clock = venue_with({"/books": [BOOK]}, key=False)
     start = clock.time()
-    for _ in range(30):   # bursts of one second's worth (20), then spaced at 20 per second
+    for _ in range(400):
         venue.get_books([TOKEN])
-    assert 0.45 <= clock.time() - start <= 0.6
+    assert clock.time() == start
+    venue.get_books([TOKEN])
+    assert 9.9 <= clock.time() - start <= 10.1
+
+
+def test_overall_cap_max_requests_per_second(venue_with):
+    venue, script, clock = venue_with({"/books": [BOOK]}, key=False)
+    venue.limiter = RateLimiter(clock, overall_per_second=20)
+    start = clock.time()
+    for _ in range(30):   # 20 in any second
+        venue.get_books([TOKEN])
+    assert 0.99 <= clock.time() - start <= 1.1
 
 
 # -- issue 10, rule 14: a transient error at start-up is retried, not fatal ------------------------------

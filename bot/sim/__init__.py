@@ -147,6 +147,11 @@ class SimExchange:
         does."""
         self.engine.advance()
 
+    def set_rate_limits(self, limits: dict[str, tuple[int, float]] | None) -> None:
+        """Enforce per-endpoint limits like the venue's (``{"POST /orders": (1000, 10.0)}``, keys as in
+        request_counts): a request beyond one is answered 429 and counted in request_counts()["rate_limited"]."""
+        self.state.set_rate_limits(limits)
+
     def request_counts(self) -> dict:
         return self.state.request_counts()
 

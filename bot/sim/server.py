@@ -26,7 +26,7 @@ import re
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -128,6 +128,7 @@ class SimState:
         # The simulated chain's deposit wallets (lower case): wallet -> {"owner", "deployed"}; owner -> wallet.
         self.deposit_wallets: dict[str, dict] = {}
         self.wallet_of_owner: dict[str, str] = {}
+        self.set_rate_limits(None)
 
     # -- HTTP 200 refusals ------------------------------------------------------------------------
 
@@ -169,18 +170,44 @@ class SimState:
             return "post_only", max(1, math.ceil(window[1] - now))
         return "normal", 0
 
+    # -- the venue's rate limits (off unless asked) -------------------------------------------------
+
+    def set_rate_limits(self, limits: dict[str, tuple[int, float]] | None) -> None:
+        """Enforce ``{"POST /orders": (count, window_s), ...}`` (keys as in request_counts) over sliding windows
+        of the engine's clock, answering 429 beyond them; None turns them off."""
+        with self.lock:
+            self.rate_limits = {k: (int(n), float(w)) for k, (n, w) in (limits or {}).items()}
+            self.rate_log: dict[str, deque[float]] = {k: deque() for k in self.rate_limits}
+            self.rate_limited = 0
+
+    def over_limit(self, key: str) -> bool:
+        """True (and counted) when this request goes beyond its endpoint's limit."""
+        with self.lock:
+            limit = self.rate_limits.get(key)
+            if limit is None:
+                return False
+            now, sent = self.engine.clock.time(), self.rate_log[key]
+            while sent and sent[0] <= now - limit[1]:
+                sent.popleft()
+            if len(sent) >= limit[0]:
+                self.rate_limited += 1
+                return True
+            sent.append(now)
+            return False
+
     def count(self, key: str) -> None:
         with self.lock:
             self.counts[key] += 1
 
     def request_counts(self) -> dict:
         with self.lock:
-            return {"total": sum(self.counts.values()), "by_endpoint": dict(self.counts), "faults": self.faulted}
+            return {"total": sum(self.counts.values()), "by_endpoint": dict(self.counts), "faults": self.faulted,
+                    "rate_limited": self.rate_limited}
 
     def reset_counts(self) -> None:
         with self.lock:
             self.counts.clear()
-            self.faulted = 0
+            self.faulted = self.rate_limited = 0
 
     def set_faults(self, rate=0.0, statuses=None, paths=None, delay_s=0.0, seed=None, after=False) -> None:
         """``after``: the request is carried out and THEN answered with the fault (an answer lost on its way
@@ -335,7 +362,10 @@ class _Handler(BaseHTTPRequestHandler):
             if path.startswith("/_sim"):
                 self._send(200, self._control(method, path, query, raw))
                 return
-            self.sim.count(endpoint_key(method, path, self.gamma))
+            key = endpoint_key(method, path, self.gamma)
+            self.sim.count(key)
+            if self.sim.over_limit(key):
+                raise HttpError(429, FAULT_BODIES[429])
             status, delay = self.sim.pick_fault(path)
             if delay:
                 time.sleep(delay)

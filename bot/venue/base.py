@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
+from bot.errors import VenueError
 from bot.money import round_fill_shares, round_fill_usdc, round_price, to_decimal
 
 
@@ -196,6 +197,16 @@ class CancelResult:
         return order_id in self.canceled
 
 
+@dataclass(frozen=True)
+class SellOrder:
+    """One fill-and-kill SELL of a batch (``Venue.market_sell_many``)."""
+
+    token_id: str
+    shares: Decimal
+    min_price: Decimal
+    info: MarketInfo
+
+
 class Venue(Protocol):
     """What the trader needs from an exchange. Errors are bot.errors types only.
 
@@ -226,6 +237,16 @@ class Venue(Protocol):
 
     def cancel(self, order_id: str) -> CancelResult:
         """Cancel one order and report the venue's answer."""
+
+    def cancel_many(self, order_ids: list[str]) -> CancelResult:
+        """Cancel several orders in one request (DELETE /orders) and report the venue's answer for each."""
+
+    def market_sell_many(self, orders: list[SellOrder],
+                         before_post: Callable[[list[str | None]], None]) -> list[Fill | VenueError]:
+        """Several fill-and-kill SELLs: all signed first, their ids (None: could not be signed) handed to
+        ``before_post`` in one call to be saved before any leaves, then sent concurrently or batched. One result
+        per order, in order: its Fill, or the error that order met (OrderRejected, TemporaryVenueError,
+        UnknownOutcome...), read exactly as ``market_sell`` reads a single answer."""
 
     def get_order(self, order_id: str) -> OrderState | None:
         """One order by id (None when the venue does not know it)."""

@@ -13,6 +13,7 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import TypeVar
@@ -31,6 +32,7 @@ from py_clob_client_v2 import (
     OrderType,
     PartialCreateOrderOptions,
 )
+from py_clob_client_v2.clob_types import PostOrdersV2Args
 from py_clob_client_v2.config import get_contract_config
 from py_clob_client_v2.exceptions import PolyApiException, PolyException
 from py_clob_client_v2.http_helpers import helpers as _sdk_http
@@ -41,13 +43,19 @@ from bot.crashpoints import crashpoint
 from bot.errors import MalformedResponse, OrderRejected, TemporaryVenueError, UnknownOutcome, VenueError
 from bot.fees import taker_fee_usdc
 from bot.money import USDC_QUANTUM, to_decimal, to_sdk_float
-from bot.venue.base import Book, CancelResult, Fill, MarketInfo, OrderState
+from bot.venue.base import Book, CancelResult, Fill, MarketInfo, OrderState, SellOrder
+from bot.venue.limits import RateLimiter
 
 log = logging.getLogger("bot.venue.live")
 
 #: Tokens per POST /books request. The venue documents no limit; 500 keeps reads at one per loop up to
 #: 500 positions while bodies stay small (about 40 kB).
 BOOKS_CHUNK = 500
+#: Orders per POST /orders request (the venue's documented maximum) and cancels per DELETE /orders request.
+ORDERS_BATCH = 15
+CANCELS_BATCH = 500
+#: Requests a mass exit sends at once (reads, batches of orders).
+CONCURRENCY = 16
 #: Statuses that mean "not now" rather than "no".
 TEMPORARY_STATUSES = {425, 429, 500, 502, 503, 504}
 #: Base units per USDC / share on chain.
@@ -119,16 +127,15 @@ class LiveVenue:
         api_creds: tuple[str, str, str] | None = None,
         timeout_s: float = 5.0,
         clock: Clock | None = None,
-        max_requests_per_second: float = 20.0,
+        max_requests_per_second: float | None = None,
         seed: int | None = None,
+        rate_limits: dict[str, tuple[int, float]] | None = None,
     ):
         install_http_client(timeout_s)
         self.host = host.rstrip("/")
         self.clock = clock or SystemClock()
         self._rng = random.Random(seed)
-        self._rate = max_requests_per_second
-        self._tokens = max_requests_per_second  # a token bucket: bursts of up to one second's worth
-        self._refilled_at = self.clock.time()
+        self.limiter = RateLimiter(self.clock, rate_limits, overall_per_second=max_requests_per_second)
         self.retries = 0
         self._counts: Counter[str] = Counter()
         self._counter = (self._counts, threading.Lock())
@@ -179,17 +186,10 @@ class LiveVenue:
         finally:
             _current.counter = previous
 
-    def _throttle(self) -> None:
-        """Self-imposed rate limit, far below the venue's: a token bucket of max_requests_per_second."""
-        now = self.clock.time()
-        self._tokens = min(self._rate, self._tokens + (now - self._refilled_at) * self._rate)
-        self._refilled_at = now
-        if self._tokens < 1:
-            wait = (1 - self._tokens) / self._rate
-            self.clock.sleep(wait)
-            self._refilled_at += wait
-            self._tokens = 1.0
-        self._tokens -= 1
+    def _throttle(self, endpoint: str) -> list[float] | None:
+        """Self-imposed rate limit: the venue's published per-endpoint limits with a margin (bot/venue/limits.py),
+        and api.max_requests_per_second over everything when set. Local work (signing) is not a request."""
+        return None if endpoint == "sign order" else self.limiter.acquire(endpoint)
 
     def _call(self, endpoint: str, fn: Callable[..., T], *args, posts_order: bool = False, read: bool = False,
               **kwargs) -> T:
@@ -213,7 +213,7 @@ class LiveVenue:
                 self.clock.sleep(delay)
 
     def _call_once(self, endpoint: str, fn: Callable[..., T], *args, posts_order: bool = False, **kwargs) -> T:
-        self._throttle()
+        cell = self._throttle(endpoint)
         with self._tracking():
             try:
                 return fn(*args, **kwargs)
@@ -239,6 +239,9 @@ class LiveVenue:
                                         endpoint=endpoint) from None
             except Exception as exc:  # e.g. the SDK's plain Exception('no match')
                 raise OrderRejected(f"{type(exc).__name__}: {exc}", endpoint=endpoint) from None
+            finally:
+                if cell is not None:
+                    self.limiter.done(cell)
 
     def _explain(self, text: str) -> str:
         """The venue's words, plus what they mean for this wallet setup when they are about the wallet."""
@@ -411,12 +414,83 @@ class LiveVenue:
 
     def cancel(self, order_id: str) -> CancelResult:
         raw = self._call("DELETE /order", self._client.cancel_order, OrderPayload(orderID=order_id))
+        return self._cancel_answer(raw, "DELETE /order")
+
+    @staticmethod
+    def _cancel_answer(raw: object, endpoint: str) -> CancelResult:
         if not isinstance(raw, dict):
-            raise MalformedResponse(f"cancel answer is not an object: {str(raw)[:200]!r}", endpoint="DELETE /order")
+            raise MalformedResponse(f"cancel answer is not an object: {str(raw)[:200]!r}", endpoint=endpoint)
         canceled = raw.get("canceled") or []
         not_canceled = raw.get("not_canceled") or {}
         return CancelResult(frozenset(str(c) for c in canceled),
                             {str(k): str(v) for k, v in dict(not_canceled).items()})
+
+    def cancel_many(self, order_ids: list[str]) -> CancelResult:
+        """DELETE /orders (the SDK's cancel_orders), CANCELS_BATCH ids per request."""
+        ids = list(dict.fromkeys(order_ids))
+        canceled: set[str] = set()
+        not_canceled: dict[str, str] = {}
+        for start in range(0, len(ids), CANCELS_BATCH):
+            chunk = ids[start:start + CANCELS_BATCH]
+            one = self._cancel_answer(self._call("DELETE /orders", self._client.cancel_orders, chunk),
+                                      "DELETE /orders")
+            canceled |= one.canceled
+            not_canceled.update(one.not_canceled)
+        return CancelResult(frozenset(canceled), not_canceled)
+
+    concurrency = CONCURRENCY   # how many reads a mass exit may have in flight at once
+
+    def market_sell_many(self, orders: list[SellOrder],
+                         before_post: Callable[[list[str | None]], None]) -> list[Fill | VenueError]:
+        """Sign every SELL (FAK), hand all their ids to ``before_post`` at once, then POST /orders in batches of
+        ORDERS_BATCH, the batches concurrently. Each element of an answer is read as a single order's answer
+        (``_fill``); a batch whose request failed gives its orders that request's error (a transport error or
+        5xx: UnknownOutcome, looked up by id)."""
+        signed: list[object | None] = []
+        ids: list[str | None] = []
+        errors: dict[int, VenueError] = {}
+        for i, o in enumerate(orders):
+            args = MarketOrderArgs(token_id=o.token_id, amount=to_sdk_float(o.shares), side="SELL",
+                                   price=to_sdk_float(o.min_price), order_type=OrderType.FAK)
+            try:
+                one = self._call("sign order", self._client.create_market_order, args, self._options(o.info))
+            except VenueError as exc:
+                errors[i] = OrderRejected(f"the order could not be signed: {exc.message}", endpoint="sign order")
+                signed.append(None)
+                ids.append(None)
+                continue
+            signed.append(one)
+            ids.append(self._order_hash(one, o.info.neg_risk))
+        before_post(list(ids))
+        crashpoint("before_send")
+        todo = [i for i in range(len(orders)) if signed[i] is not None]
+        batches = [todo[k:k + ORDERS_BATCH] for k in range(0, len(todo), ORDERS_BATCH)]
+
+        def post(batch: list[int]) -> list[Fill | VenueError]:
+            try:
+                raw = self._call("POST /orders", self._client.post_orders,
+                                 [PostOrdersV2Args(order=signed[i], orderType=OrderType.FAK) for i in batch],
+                                 posts_order=True)
+            except VenueError as exc:
+                return [exc for _ in batch]
+            if not isinstance(raw, list) or len(raw) != len(batch):
+                return [UnknownOutcome(f"batch answer is not a list of {len(batch)}: {str(raw)[:200]!r}",
+                                       endpoint="POST /orders") for _ in batch]
+            out: list[Fill | VenueError] = []
+            for i, answer in zip(batch, raw, strict=True):
+                try:
+                    out.append(self._fill(answer, "SELL", "POST /orders", ids[i] or "", orders[i].info))
+                except VenueError as exc:
+                    out.append(exc)
+            return out
+
+        results: list[Fill | VenueError | None] = [errors.get(i) for i in range(len(orders))]
+        if batches:
+            with ThreadPoolExecutor(max_workers=min(CONCURRENCY, len(batches))) as pool:
+                for batch, answers in zip(batches, pool.map(post, batches), strict=True):
+                    for i, answer in zip(batch, answers, strict=True):
+                        results[i] = answer
+        return [r if r is not None else UnknownOutcome("no answer", endpoint="POST /orders") for r in results]
 
     def get_order(self, order_id: str) -> OrderState | None:
         raw = self._call("GET /data/order", self._client.get_order, order_id, read=True)

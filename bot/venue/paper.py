@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from bot.errors import OrderRejected, StateFileError
+from bot.errors import OrderRejected, StateFileError, VenueError
 from bot.fees import taker_fee_shares, taker_fee_usdc
 from bot.money import MIN_MARKETABLE_NOTIONAL, SHARE_EPSILON, USDC_QUANTUM, fmt, round_shares
-from bot.venue.base import Book, CancelResult, Fill, MarketInfo, OrderState, OrderStatus, Venue
+from bot.venue.base import Book, CancelResult, Fill, MarketInfo, OrderState, OrderStatus, SellOrder, Venue
 
 log = logging.getLogger("bot.venue.paper")
 
@@ -247,10 +247,25 @@ class PaperVenue:
 
     def market_sell(self, token_id: str, shares: Decimal, min_price: Decimal, info: MarketInfo,
                     before_post: Callable[[str], None] | None = None) -> Fill:
-        book = self._book(token_id)
         oid = self._new_id()
         if before_post is not None:
             before_post(oid)
+        return self._market_sell(oid, token_id, shares, min_price, info)
+
+    def market_sell_many(self, orders: list[SellOrder],
+                         before_post: Callable[[list[str | None]], None]) -> list[Fill | VenueError]:
+        ids = [self._new_id() for _ in orders]
+        before_post(list(ids))
+        out: list[Fill | VenueError] = []
+        for oid, o in zip(ids, orders, strict=True):
+            try:
+                out.append(self._market_sell(oid, o.token_id, o.shares, o.min_price, o.info))
+            except VenueError as exc:
+                out.append(exc)
+        return out
+
+    def _market_sell(self, oid: str, token_id: str, shares: Decimal, min_price: Decimal, info: MarketInfo) -> Fill:
+        book = self._book(token_id)
         with self._lock:
             available = self._tokens.get(token_id, Decimal(0)) - self._reserved(token_id)
             if shares > available + SHARE_EPSILON:
@@ -281,6 +296,15 @@ class PaperVenue:
             self._save()
         log.info("DRY RUN cancel %s", order_id)
         return CancelResult(frozenset({order_id}), {})
+
+    def cancel_many(self, order_ids: list[str]) -> CancelResult:
+        canceled: set[str] = set()
+        not_canceled: dict[str, str] = {}
+        for oid in order_ids:
+            one = self.cancel(oid)
+            canceled |= one.canceled
+            not_canceled.update(one.not_canceled)
+        return CancelResult(frozenset(canceled), not_canceled)
 
     def get_order(self, order_id: str) -> OrderState | None:
         with self._lock:

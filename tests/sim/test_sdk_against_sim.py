@@ -238,7 +238,7 @@ def test_request_counts_are_exact(sim, market):
     resp = buy(client, yes)   # a fresh client: /version, /markets-by-token, /clob-markets, then the order
     client.get_order(resp["orderID"])
     client.get_order(resp["orderID"])
-    assert sim.request_counts() == {"total": 8, "faults": 0, "by_endpoint": {
+    assert sim.request_counts() == {"total": 8, "faults": 0, "rate_limited": 0, "by_endpoint": {
         "GET /book": 1, "POST /books": 1, "GET /version": 1, "GET /markets-by-token/{token_id}": 1,
         "GET /clob-markets/{condition_id}": 1, "POST /order": 1, "GET /data/order/{id}": 2}}
     requests.get(f"{sim.gamma_url}/markets/{market['id']}")
