@@ -30,22 +30,23 @@ CRASH_POINTS = ["before_send", "after_buy", "after_tp", "after_cancel", "before_
                 "history_written"]
 
 
-def write_config(path: Path, tmp: Path, urls: dict, scan_seconds: float) -> None:
+def write_config(path: Path, tmp: Path, urls: dict, scan_seconds: float, loop_seconds: float = 0.25) -> None:
     path.write_text(json.dumps({
-        "bot": {"dry_run": False, "loop_interval_seconds": 0.25, "positions_file": str(tmp / "positions.json"),
+        "bot": {"dry_run": False, "loop_interval_seconds": loop_seconds, "positions_file": str(tmp / "positions.json"),
                 "log_file": str(tmp / "bot.log")},
         "capital": {"total": 60, "max_trade_size": 10, "max_positions": 3},
         "trading": {"ab_test_ratio": 0.5, "order_check_interval_seconds": 0.5},
         # close exits (a 3% SL sat on the bid: such entries are skipped now), still allowed by the entry checks
         "strategy": {"take_profit_pct": 0.06, "stop_loss_pct": 0.08, "max_spread_share_of_tp": 1,
-                     "max_hold_hours": 3 / 3600,
+                     "max_hold_hours": 12 * loop_seconds / 3600,
                      "blacklist_hours": 2 / 3600, "min_liquidity": 0, "min_hours_to_end": 0, "max_spread": 0.1,
                      "scan_interval_seconds": scan_seconds},
         "api": {"clob_host": urls["clob_url"], "gamma_host": urls["gamma_url"], "max_requests_per_second": 200},
     }))
 
 
-def crash_session(tmp_path: Path, points: list[str], kills: int, wind_down: int = 60) -> None:
+def crash_session(tmp_path: Path, points: list[str], kills: int, wind_down: int = 60,
+                  loop_seconds: float = 0.25) -> None:
     """Run the bot again and again, each run killed at its crash point (``points``, in order) or, after
     those, at a random moment (``kills`` runs); then wind down and check everything."""
     rng = random.Random(20261124)
@@ -62,7 +63,7 @@ def crash_session(tmp_path: Path, points: list[str], kills: int, wind_down: int 
         requests.post(f"{urls['clob_url']}/_sim/faults", json={"rate": 0.15, "statuses": [429, 425, 503],
                                                                 "paths": ["/order"], "seed": 5})
         config = tmp_path / "config.json"
-        write_config(config, tmp_path, urls, scan_seconds=0.25)
+        write_config(config, tmp_path, urls, scan_seconds=0.25, loop_seconds=loop_seconds)
         env = {**os.environ, "POLY_PRIVATE_KEY": key, "POLY_FUNDER_ADDRESS": acct.address}
         done_kills, reached = 0, []
         for i in range(kills + len(points)):
@@ -82,7 +83,7 @@ def crash_session(tmp_path: Path, points: list[str], kills: int, wind_down: int 
         assert reached == points, f"crash points never reached: {sorted(set(points) - set(reached))}"
         # Wind down: a calm venue, no new entries; the bot reconciles and lets every exit finish.
         requests.post(f"{urls['clob_url']}/_sim/faults", json={"rate": 0})
-        write_config(config, tmp_path, urls, scan_seconds=10**9)
+        write_config(config, tmp_path, urls, scan_seconds=10**9, loop_seconds=loop_seconds)
         done = subprocess.run([sys.executable, "main_bot.py", "--config", str(config), "--loops", str(wind_down)],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-3000:]
@@ -116,7 +117,7 @@ def crash_session(tmp_path: Path, points: list[str], kills: int, wind_down: int 
 
 
 def test_each_named_crash_point_loses_nothing(tmp_path):
-    crash_session(tmp_path, CRASH_POINTS, kills=0, wind_down=30)
+    crash_session(tmp_path, CRASH_POINTS, kills=0, wind_down=40, loop_seconds=0.1)
 
 
 @pytest.mark.slow
