@@ -43,6 +43,13 @@ CREATE INDEX IF NOT EXISTS closed_positions_opened_at ON closed_positions (opene
 CREATE INDEX IF NOT EXISTS closed_positions_closed_at ON closed_positions (closed_at);
 CREATE INDEX IF NOT EXISTS closed_positions_exit_mode ON closed_positions (exit_mode);
 CREATE INDEX IF NOT EXISTS closed_positions_condition_id ON closed_positions (condition_id);
+CREATE TABLE IF NOT EXISTS api_calls (
+    hour TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    n REAL NOT NULL,
+    PRIMARY KEY (hour, mode, endpoint)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS order_ids (
     order_id TEXT PRIMARY KEY,
     position_id TEXT NOT NULL
@@ -126,6 +133,33 @@ class History:
             count, pnl = self._totals
             self._totals = (count + len(new), pnl + sum((r[11] or Decimal(0) for r in new), Decimal(0)))
         return len(new)
+
+    def store_api_calls(self, by_hour: dict[str, dict[str, dict[str, float]]]) -> None:
+        """Store complete hours of API-call counts (hour -> mode -> endpoint -> calls). An hour stored again
+        replaces itself, so a move interrupted after this write and done again counts it once."""
+        rows = [(hour, mode, endpoint, float(n)) for hour, modes in by_hour.items()
+                for mode, endpoints in modes.items() for endpoint, n in endpoints.items()]
+        if not rows:
+            return
+        conn = self._db()
+        assert conn is not None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT OR REPLACE INTO api_calls (hour, mode, endpoint, n) VALUES (?,?,?,?)", rows)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StateFileError(f"{self.path}: the API-call counts cannot be written ({exc}); the state file "
+                                 "still holds them") from None
+
+    def api_calls(self, since_hour: str | None = None) -> dict[str, dict[str, dict[str, float]]]:
+        """Stored hours of API-call counts (hour -> mode -> endpoint -> calls), from ``since_hour`` on."""
+        out: dict[str, dict[str, dict[str, float]]] = {}
+        rows = self._query("SELECT hour, mode, endpoint, n FROM api_calls WHERE hour >= ?", (since_hour or "",))
+        for hour, mode, endpoint, n in rows:
+            out.setdefault(hour, {}).setdefault(mode, {})[endpoint] = n
+        return out
 
     # -- reading ---------------------------------------------------------------------------------------
 

@@ -614,9 +614,16 @@ class PositionStore:
     def save(self, state: BotState) -> None:
         """Atomic write: temp file + fsync, previous version kept as .prev, rename, fsync the folder.
         A file that cannot be written is a StateFileError naming it; the last good version stays in place
-        and no half-written temp file is left behind."""
+        and no half-written temp file is left behind. Complete hours of API-call counts move to the history
+        first (the file keeps only the current hour: it does not grow an entry an hour forever)."""
         if self._load_failed:
             raise StateFileError(f"{self.path}: refusing to overwrite a file that failed to load")
+        by_hour = state.counters.get("api_calls_by_hour") or {}
+        if len(by_hour) > 1:   # the meter only writes to the latest hour: the others are complete
+            latest = max(by_hour)
+            done = {hour: modes for hour, modes in by_hour.items() if hour != latest}
+            self.history.store_api_calls(done)
+            state.counters["api_calls_by_hour"] = {latest: by_hour[latest]}
         data = state.to_dict()
         if data == self._last_saved and self.path.exists():
             return  # nothing changed since the last write: spare the disk (the loop saves every iteration)

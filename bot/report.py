@@ -50,7 +50,10 @@ def _errors(pos: Position) -> int:
 
 def _mode_hours_calls(state: BotState, since: datetime | None) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
-    for hour, modes in state.counters.get("api_calls_by_hour", {}).items():
+    first = since.strftime("%Y-%m-%dT%H:00") if since is not None else None
+    stored = state.history.api_calls(first) if state.history is not None else {}
+    hours = {**stored, **state.counters.get("api_calls_by_hour", {})}   # complete hours there, the current here
+    for hour, modes in hours.items():
         if since is not None and hour < since.strftime("%Y-%m-%dT%H:00"):
             continue
         for mode, endpoints in modes.items():

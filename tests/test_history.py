@@ -175,3 +175,24 @@ def test_summary_counts_from_running_totals():
     assert state.closed_totals() == (5, sum((p.realized_pnl for p in known_state().positions), D(0)))
     assert [p.status for p in state.all_positions()][-1] == PositionState.OPEN
     assert {p.exit_mode for p in state.closed_positions()} == {ExitMode.LIMIT_ORDERS, ExitMode.MONITOR}
+
+
+def test_complete_hours_of_api_calls_move_to_the_history_and_count_once(tmp_path):
+    """The state file keeps only the current hour of API-call counts (it used to grow an entry an hour
+    forever); the report's figures are the same before and after, and saving again counts nothing twice."""
+    state = known_state()
+    hours = {f"2026-11-20T{h:02d}:00": {"monitor": {"POST /books": 10.0 + h}, "limit_orders": {"GET /data/orders": 2.0}}
+             for h in range(10, 14)}
+    state.counters = {**state.counters, "api_calls_by_hour": hours}
+    before = build_report(state)
+    store = PositionStore(tmp_path / "positions.json")
+    store.save(state)
+    on_disk = json.loads((tmp_path / "positions.json").read_text())
+    assert list(on_disk["counters"]["api_calls_by_hour"]) == ["2026-11-20T13:00"]
+    assert sorted(store.history.api_calls()) == [f"2026-11-20T{h}:00" for h in (10, 11, 12)]
+    loaded = store.load()
+    assert build_report(loaded)["modes"] == before["modes"]
+    store.history.store_api_calls({"2026-11-20T10:00": hours["2026-11-20T10:00"]})   # an interrupted move, again
+    assert build_report(store.load())["modes"] == before["modes"]
+    since = build_report(store.load(), T0 + timedelta(hours=-1))   # 11:00 on: the index, not a walk
+    assert since["modes"]["monitor"]["api_calls"] == round(21 + 22 + 23, 1)
