@@ -112,22 +112,13 @@ class History:
             orders.extend((r.order_id, p.id) for r in p.orders if r.order_id)
         if not rows:
             return 0
-        conn = self._db()
-        assert conn is not None
         known = self.ids()
         new = [r for r in rows if r[0] not in known]
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("INSERT OR IGNORE INTO closed_positions (id, opened_at, closed_at, exit_mode, "
-                             "close_reason, condition_id, token_id, realized_pnl, venue, wallet, data) "
-                             "VALUES (?,?,?,?,?,?,?,?,?,?,?)", [r[:11] for r in new])
-            conn.executemany("INSERT OR IGNORE INTO order_ids (order_id, position_id) VALUES (?, ?)", orders)
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise StateFileError(f"{self.path}: the history of closed positions cannot be written ({exc}); "
-                                 "the state file still holds the positions") from None
+        self._write("the history of closed positions", "the positions", [
+            ("INSERT OR IGNORE INTO closed_positions (id, opened_at, closed_at, exit_mode, close_reason, "
+             "condition_id, token_id, realized_pnl, venue, wallet, data) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+             [r[:11] for r in new]),
+            ("INSERT OR IGNORE INTO order_ids (order_id, position_id) VALUES (?, ?)", orders)])
         known.update(r[0] for r in new)
         if self._totals is not None:
             count, pnl = self._totals
@@ -139,19 +130,24 @@ class History:
         replaces itself, so a move interrupted after this write and done again counts it once."""
         rows = [(hour, mode, endpoint, float(n)) for hour, modes in by_hour.items()
                 for mode, endpoints in modes.items() for endpoint, n in endpoints.items()]
-        if not rows:
-            return
+        if rows:
+            self._write("the API-call counts", "them",
+                        [("INSERT OR REPLACE INTO api_calls (hour, mode, endpoint, n) VALUES (?,?,?,?)", rows)])
+
+    def _write(self, what: str, kept: str, statements: list[tuple[str, list[tuple]]]) -> None:
+        """One transaction, committed and synced before returning; StateFileError naming ``what`` if not."""
         conn = self._db()
         assert conn is not None
         try:
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("INSERT OR REPLACE INTO api_calls (hour, mode, endpoint, n) VALUES (?,?,?,?)", rows)
+            for sql, rows in statements:
+                conn.executemany(sql, rows)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            raise StateFileError(f"{self.path}: the API-call counts cannot be written ({exc}); the state file "
-                                 "still holds them") from None
+            raise StateFileError(f"{self.path}: {what} cannot be written ({exc}); the state file still holds "
+                                 f"{kept}") from None
 
     def api_calls(self, since_hour: str | None = None) -> dict[str, dict[str, dict[str, float]]]:
         """Stored hours of API-call counts (hour -> mode -> endpoint -> calls), from ``since_hour`` on."""
