@@ -58,6 +58,9 @@ T = TypeVar("T")
 
 #: Exit sells that did not fill are retried after 2, 4, 8 ... seconds, at most this long apart.
 RETRY_CAP_S = 60.0
+#: For this long after a position's entry its balance is refreshed before an exit reads it (the venue's
+#: balance cache lags a fresh fill).
+FRESH_FILL_S = 60.0
 #: How many times a balance below the position's shares is re-read before the position needs a person.
 BALANCE_SHORTFALL_RETRIES = 3
 
@@ -420,7 +423,10 @@ class ExitProtocol:
             for pos in [p for p, _ in left if is_dust(p.shares)]:
                 self._close(pos, now)
             left = [(p, b) for p, b in left if p.is_active]
-            held = self._each(lambda p: venue.token_balance(p.token_id, refresh=True), [p for p, _ in left])
+            # The venue's balance cache lags a fresh fill by seconds: refreshed only for a recent entry or a
+            # shortfall seen before (a stale read elsewhere is refused by the venue and retried, never lost).
+            held = self._each(lambda p: venue.token_balance(p.token_id, refresh=p.balance_shortfalls > 0 or (
+                now - p.opened_at).total_seconds() < FRESH_FILL_S), [p for p, _ in left])
             sells: list[tuple[Position, Decimal, Decimal, MarketInfo]] = []
             for (pos, book), h in zip(left, held, strict=True):
                 info = infos[pos.id]
