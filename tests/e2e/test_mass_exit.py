@@ -117,3 +117,20 @@ def test_mass_exit_stays_under_the_venues_rate_limits(tmp_path):
         counts = sim.request_counts()
         assert counts["rate_limited"] == 0, counts
         assert counts["by_endpoint"]["POST /orders"] == 2 and counts["by_endpoint"]["DELETE /orders"] == 1
+
+
+def test_a_mass_exit_of_older_positions_reads_balances_without_refreshing_them(sim, tmp_path):
+    """Past the fresh-fill window (FRESH_FILL_S) the batch reads the balance cache as it is: one balance
+    request per position instead of two, and every position still ends out, nothing sold twice."""
+    from bot.exits import FRESH_FILL_S
+
+    h = Harness(sim, tmp_path)
+    positions = hold(h, 6)
+    h.clock.advance(FRESH_FILL_S + 1)
+    h.loop()   # a quiet loop after the window
+    sim.reset_request_counts()
+    gap(h, positions)
+    h.loop()
+    assert_all_out(h, positions)
+    counts = sim.request_counts()["by_endpoint"]
+    assert "GET /balance-allowance/update" not in counts and counts.get("GET /balance-allowance") == 6
