@@ -118,6 +118,32 @@ class ApiSection(BaseModel):
     max_requests_per_second: float | None = Field(None, gt=0)
 
 
+class FeedsSection(BaseModel):
+    """Push feeds (the CLOB's WebSocket market and user channels; bot/feeds.py). ``enabled: false`` is the
+    REST-only loop of before, exactly."""
+
+    model_config = _STRICT
+    enabled: bool = True
+    market_url: str = "wss://ws-subscriptions-clob.polymarket.com/ws/market"
+    user_url: str = "wss://ws-subscriptions-clob.polymarket.com/ws/user"
+    #: The text PING is sent this often (the venue drops a connection that stays quiet for about 10 s).
+    ping_seconds: float = Field(10, gt=0)
+    #: A token whose feed sent nothing for this long is checked against a REST read (the staleness limit:
+    #: a silent socket or a lost subscription is found within it, and its token falls back to REST).
+    check_seconds: float = Field(75, gt=0)
+    #: After a resubscribe, the fresh book must arrive within this long, else the connection is replaced.
+    resubscribe_timeout_seconds: float = Field(5, gt=0)
+    #: The user channel must mention an order the bot sent within this long, else it is reconnected.
+    user_ack_seconds: float = Field(5, gt=0)
+    #: Tokens per market-channel connection (the venue stops sending snapshots above 500).
+    max_assets_per_connection: int = Field(200, ge=1, le=500)
+    #: Reconnects back off from the first to the second value, with jitter.
+    reconnect_min_seconds: float = Field(0.25, gt=0)
+    reconnect_max_seconds: float = Field(5, gt=0)
+    #: With a healthy user channel, the open-orders list is still read this often (the safety net).
+    orders_check_seconds: float = Field(600, gt=0)
+
+
 class AlertsSection(BaseModel):
     model_config = _STRICT
     webhook_url: str | None = None
@@ -133,6 +159,7 @@ class BotConfig(BaseModel):
     strategy: StrategySection = Field(default_factory=StrategySection)
     api: ApiSection = Field(default_factory=ApiSection)
     alerts: AlertsSection = Field(default_factory=AlertsSection)
+    feeds: FeedsSection = Field(default_factory=FeedsSection)
     source_path: str = Field("", exclude=True)
 
 
