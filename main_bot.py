@@ -9,21 +9,27 @@ from __future__ import annotations
 import logging
 import random
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
+from typing import TYPE_CHECKING
 
 from bot.alerts import Alerter
 from bot.clock import Clock, SystemClock, Waker
 from bot.config import BotConfig
 from bot.errors import MalformedResponse, StateFileError, TemporaryVenueError, VenueError
-from bot.manage import Manager, Snapshot, TpChecks
+from bot.manage import Manager
 from bot.metrics import CallMeter, loop_health
 from bot.ownership import refuse_other_venues_positions, stamp, venue_identity
 from bot.position_manager import BotState, ExitMode, Position, PositionState, PositionStore
+from bot.reading import Reader, Snapshot
 from bot.reconcile import reconcile
 from bot.scanner import MarketScanner
 from bot.venue.base import Venue
+
+if TYPE_CHECKING:
+    from bot.feeds import Feeds
 
 log = logging.getLogger("bot")
 
@@ -37,7 +43,7 @@ class Bot:
 
     def __init__(self, config: BotConfig, venue: Venue, scanner: MarketScanner, store: PositionStore,
                  clock: Clock | None = None, rng: random.Random | None = None, alerter: Alerter | None = None,
-                 once: bool = False):
+                 once: bool = False, feeds: Feeds | None = None):
         self.config, self.venue, self.scanner, self.store = config, venue, scanner, store
         self.clock = clock or SystemClock()
         self.state: BotState = store.load()
@@ -47,8 +53,9 @@ class Bot:
         self.manage = Manager(config, venue, scanner, self.state, self.clock,
                               alerter or Alerter(config.alerts.webhook_url), self.save, rng)
         self.manage.once = self.once = once   # --live-once: one position of the smallest valid size, to its end
-        self.tp_checks = TpChecks(config.trading.order_check_interval_seconds)
         self.meter = CallMeter([venue, scanner], self.state)
+        self.feeds = feeds   # push feeds (bot/feeds.py): books and TP fills between loops; None: REST only
+        self.reader = Reader(venue, config, self.clock, self.meter, feeds)
         self.opened_once = self.stop_requested = False
         self._waker: Waker | None = None
         self.loops_done = self.consecutive_failures = 0
@@ -75,6 +82,10 @@ class Bot:
     def request_stop(self) -> None:
         """Finish the current step, save and stop; a loop's sleep ends at once."""
         self.stop_requested = True
+        self.wake()
+
+    def wake(self) -> None:
+        """End the loop's sleep now (a stop request, or a feed event to handle: ``run_events``)."""
         self._waker.wake() if self._waker is not None else None
 
     def run(self, loops: int | None = None) -> int:
@@ -85,6 +96,7 @@ class Bot:
         self._waker = Waker()
         if self.stop_requested:
             self._waker.wake()
+        self.feeds.start() if self.feeds is not None else None
         try:
             while not self.stop_requested and (loops is None or self.loops_done < loops):
                 started = self.clock.time()
@@ -98,22 +110,29 @@ class Bot:
                     break
                 if self.stop_requested or (loops is not None and self.loops_done >= loops):
                     break
-                self._sleep(max(0.0, self.config.bot.loop_interval_seconds - (self.clock.time() - started)))
+                self._sleep_until(started + self.config.bot.loop_interval_seconds)
         finally:
+            self.feeds.stop() if self.feeds is not None else None
             self._waker.close()
             self._waker = None
         self.save(move_closed=True)
         log.info("Bot stopped after %d loop(s)", self.loops_done)
         return 0
 
-    def _sleep(self, seconds: float) -> None:
-        wait = getattr(self.clock, "wait", None)   # a stop request ends the clock's wait at once
-        wait(seconds, self._waker) if wait is not None and self._waker else self.clock.sleep(seconds)
+    def _sleep_until(self, deadline: float) -> None:
+        """Sleep until the next loop; what the feeds push meanwhile is handled as it comes (``run_events``)."""
+        while not self.stop_requested and (left := deadline - self.clock.time()) > 0:
+            wait = getattr(self.clock, "wait", None)   # a stop request or a feed event ends the clock's wait
+            wait(left, self._waker) if wait is not None and self._waker else self.clock.sleep(left)
+            if self.feeds is None or self.stop_requested or self._waker is None:
+                return
+            self._waker.clear()
+            self.run_guarded(self.run_events)
 
-    def run_guarded(self) -> None:
-        """One loop with every exception classified here, so none escapes the loop."""
+    def run_guarded(self, step: Callable[[], None] | None = None) -> None:
+        """One loop (or ``step``) with every exception classified here, so none escapes the loop."""
         try:
-            self.run_once()
+            (step or self.run_once)()
             self.consecutive_failures = 0
         except StateFileError:
             raise  # never trade on without being able to record what we own
@@ -142,6 +161,7 @@ class Bot:
             finally:
                 self.meter.charge([pos] if pos else [], self.meter.snapshot() - calls_before, now)
         self.save(move_closed=True)
+        self.reader.sync(self.state.active_positions())
         self._flush_metrics()
         log.info("Loop %d: %s, api calls %d", self.loops_done + 1, self.manage.summary(),
                  sum(self.meter.snapshot().values()))
@@ -182,26 +202,34 @@ class Bot:
     # -- phase 1: read ----------------------------------------------------------------------------
 
     def _read_venue(self, now: datetime) -> Snapshot:
-        """One batched book read for every held token; the open-orders list when a TP check is due (TpChecks)."""
-        active = self.state.active_positions()
-        snap = Snapshot()
-        if not active:
-            return snap
-        with self.meter.attribute(active, now):
-            snap.books = self.venue.get_books([p.token_id for p in active])
-        resting = [p for p in active if p.exit_mode == ExitMode.LIMIT_ORDERS and p.tp_order_id]
-        if resting and self.tp_checks.due(resting, snap.books, self.clock.time()):
-            with self.meter.attribute(resting, now):
-                snap.open_orders = {o.order_id: o for o in self.venue.open_orders()}
-        return snap
+        """Books of every held token (from the push feed where it is fresh, else one batched REST read), the
+        open-orders list when a TP check is due (bot/reading.py)."""
+        return self.reader.read(self.state.active_positions(), now)
+
+    def run_events(self) -> None:
+        """Between loops, as the feeds push it: a crossed stop-loss (or watched TP) is handled from the feed's
+        book, a TP fill from the user channel; in this thread, by the same handlers as the loop."""
+        if not self._reconciled:
+            return   # the next loop reads everything anyway
+        now = self.now()
+        snap, moved, told = self.reader.on_events(self.state.active_positions())
+        if moved:
+            self._update_positions(snap, now, moved)
+        for pos in told:
+            with self.meter.attribute(pos, now):
+                self.manage.guarded(pos, now, partial(self.manage.tp_from_feed, pos, snap.feed_orders[pos.tp_order_id
+                                                                                                   or ""], now))
+        if moved or told:
+            self.save(move_closed=True)
+            self.reader.sync(self.state.active_positions())
 
     # -- phase 2: update (the seed's entry points) -------------------------------------------------
 
-    def _update_positions(self, snap: Snapshot, now: datetime) -> None:
-        """Route each active position to the handler of its own exit mode, each on its own (an error in one
-        never keeps the others from being managed: Manager.guarded)."""
+    def _update_positions(self, snap: Snapshot, now: datetime, only: list[Position] | None = None) -> None:
+        """Route each active position (or ``only`` these) to the handler of its own exit mode, each on its own
+        (an error in one never keeps the others from being managed: Manager.guarded)."""
         self.manage.collect_exits()   # exits starting or resuming now run together after (one cancel request...)
-        for pos in self.state.active_positions():
+        for pos in self.state.active_positions() if only is None else only:
             if pos.status == PositionState.NEEDS_ATTENTION:
                 continue
             with self.meter.attribute(pos, now):
@@ -219,7 +247,7 @@ class Bot:
         self.manage.limit_orders(pos, snap, now)   # concurrent mode: the TP rests on the book, the SL is watched
 
     def _update_position_legacy_monitoring(self, pos: Position, snap: Snapshot, now: datetime) -> None:
-        self.manage.monitor(pos, snap.books.get(pos.token_id), now)   # monitor mode: the bot watches TP and SL
+        self.manage.monitor(pos, snap.books.get(pos.token_id), now, snap.seen.get(pos.token_id))   # watched TP/SL
 
     # -- phase 3: open ----------------------------------------------------------------------------
 

@@ -84,6 +84,15 @@ class Waker:
     def woken(self) -> bool:
         return self._woken
 
+    def clear(self) -> None:
+        """Ready for the next wake (the loop handled what woke it; a stop request is the bot's own flag)."""
+        self._woken = False
+        try:
+            while os.read(self._r, 512):
+                pass
+        except OSError:  # drained (or closed)
+            pass
+
     def wait(self, seconds: float) -> bool:
         """Wait up to ``seconds``; True when woken (now or before)."""
         if not self._woken and seconds > 0:

@@ -20,6 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TypeVar
 
+from bot.clock import Clock, SystemClock
 from bot.crashpoints import crashpoint
 from bot.errors import OrderRejected, TemporaryVenueError, UnknownOutcome, VenueError
 from bot.lifecycle import (
@@ -147,8 +148,10 @@ class ExitProtocol:
     ``alert(event, message)`` tells the user when an exit had to re-anchor its floor."""
 
     def __init__(self, trader: Trader, save: Callable[[], None], max_slippage_pct: Decimal,
-                 max_hold_hours: float = float("inf"), alert: Callable[[str, str], object] | None = None):
+                 max_hold_hours: float = float("inf"), alert: Callable[[str, str], object] | None = None,
+                 clock: Clock | None = None):
         self.trader = trader
+        self.time = (clock or SystemClock()).time   # when a sell is signed (its trigger's delay is measured to it)
         self.save = save
         self.max_slippage_pct = max_slippage_pct
         self.max_hold_hours = max_hold_hours
@@ -156,10 +159,14 @@ class ExitProtocol:
         #: While not None, exits that start or resume are gathered here, to run together (``run_collected``).
         self.collected: list[tuple[Position, Book | None]] | None = None
 
-    def start(self, pos: Position, reason: CloseReason, book: Book | None, now: datetime) -> None:
-        """Begin an exit (SL trigger, time exit, monitored TP) and run it as far as it goes now."""
+    def start(self, pos: Position, reason: CloseReason, book: Book | None, now: datetime,
+              seen: tuple[str, float] | None = None) -> None:
+        """Begin an exit (SL trigger, time exit, monitored TP) and run it as far as it goes now. ``seen``: the
+        book's source (``push``: the market channel; ``poll``: a REST read) and the clock time it was seen,
+        recorded with the exit (``status`` and ``report`` show the delay from it to the exit order)."""
         bid = book.best_bid if book else None
-        apply(pos, ExitStarted(reason, bid, now), now)
+        source, seen_at = seen if seen is not None else (None, None)
+        apply(pos, ExitStarted(reason, bid, now, source, seen_at), now)
         log.info("Exit %s for %s (%s): bid=%s tp=%s sl=%s", reason.value, pos.id,
                  pos.question[:40] or pos.token_id[:12], fmt(bid), fmt(pos.tp_price), fmt(pos.sl_price))
         if self.collected is not None:   # saved, with every other exit of this loop, before anything is sent
@@ -323,7 +330,7 @@ class ExitProtocol:
         self.save()
 
         def record(order_id: str) -> None:   # the id is on disk before the order leaves
-            apply(pos, OrderSigned(order_id, now.timestamp()), now)
+            apply(pos, OrderSigned(order_id, self.time()), now)
             self.save()
 
         crashpoint("before_sell")
@@ -445,7 +452,7 @@ class ExitProtocol:
             def record(ids: list[str | None]) -> None:   # every id on disk before any order leaves
                 for (pos, *_), order_id in zip(sells, ids, strict=True):
                     if order_id:
-                        apply(pos, OrderSigned(order_id, now.timestamp()), now)
+                        apply(pos, OrderSigned(order_id, self.time()), now)
                 save()
 
             orders = [SellOrder(p.token_id, size, floor, info) for p, size, floor, info in sells]

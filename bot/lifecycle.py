@@ -102,9 +102,13 @@ class FellBack:
 
 @dataclass(frozen=True)
 class ExitStarted:
+    """``source``: what showed the trigger (``push``: the market channel, ``poll``: a REST read), ``seen_at``
+    when (clock seconds); the delay from then to the exit's first order is recorded when it is signed."""
     reason: CloseReason
     bid: Decimal | None
     at: datetime
+    source: str | None = None
+    seen_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -220,6 +224,9 @@ def _signed(pos: Position, e: OrderSigned, now: datetime) -> None:
     rec = _pending(pos)
     rec.order_id, rec.sent_at, rec.state = e.order_id, e.sent_at, RecordState.SENT
     pos.orders = list(pos.orders)
+    seen_at = pos.metrics.get("trigger_seen_at")
+    if rec.role == Role.EXIT and seen_at is not None and "trigger_delay_ms" not in pos.metrics:
+        pos.metrics = {**pos.metrics, "trigger_delay_ms": round(max(0.0, e.sent_at - float(seen_at)) * 1000, 1)}
 
 
 def _not_placed(pos: Position, e: OrderNotPlaced, now: datetime) -> None:
@@ -282,6 +289,8 @@ def _exit_started(pos: Position, e: ExitStarted, now: datetime) -> None:
     pos.trigger_bid, pos.retry_at, pos.balance_shortfalls = e.bid, None, 0
     pos.metrics = {**pos.metrics, "trigger_bid": str(e.bid) if e.bid is not None else None,
                    "trigger_at": e.at.isoformat(), "trigger_reason": e.reason.value}
+    if e.source is not None:
+        pos.metrics = {**pos.metrics, "trigger_source": e.source, "trigger_seen_at": e.seen_at}
 
 
 def _reanchored(pos: Position, e: ExitReanchored, now: datetime) -> None:

@@ -8,10 +8,10 @@ import logging
 import random
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
+from typing import TYPE_CHECKING
 
 from bot.alerts import Alerter
 from bot.clock import Clock
@@ -45,14 +45,18 @@ from bot.lifecycle import (
     apply,
 )
 from bot.metrics import CallMeter
-from bot.money import SHARE_EPSILON, fmt, is_dust, round_shares
+from bot.money import fmt, is_dust, round_shares
 from bot.orders import RecordState, Role
 from bot.outcomes import look_up
 from bot.position_manager import BotState, CloseReason, ExitMode, Position, PositionState
+from bot.reading import Snapshot
 from bot.reconcile import ReconcileReport
 from bot.scanner import Candidate, MarketScanner
 from bot.trader import EntryPlan, EntrySkipped, Trader, exit_prices
 from bot.venue.base import Book, MarketInfo, OrderState, OrderStatus, Venue
+
+if TYPE_CHECKING:
+    from bot.feeds import OrderFeed
 
 log = logging.getLogger("bot")
 
@@ -60,49 +64,8 @@ log = logging.getLogger("bot")
 RESOLUTION_CHECK_SECONDS = 60
 #: A scan tries at most this many candidates (best first) before giving up until the next scan.
 MAX_CANDIDATES_PER_SCAN = 5
-#: Even when every book shows the TPs intact, the open-orders list is read every this many check intervals.
-FULL_CHECK_EVERY = 10
 #: After this many loops in a row that failed on one position, it needs a person.
 MAX_POSITION_FAILURES = 5
-
-
-@dataclass
-class Snapshot:
-    """What one loop read from the venue: books of held tokens, and open orders when they were due."""
-
-    books: dict[str, Book] = field(default_factory=dict)
-    open_orders: dict[str, OrderState] | None = None
-
-
-def tp_visibly_intact(pos: Position, book: Book | None) -> bool:
-    """True when the book shows the position's TP cannot have traded: no bid reaches its price and the
-    ask level at its price holds at least its size."""
-    if book is None or pos.tp_price is None:
-        return False
-    if book.best_bid is not None and book.best_bid >= pos.tp_price:
-        return False
-    level = next((size for price, size in book.asks if price == pos.tp_price), Decimal(0))
-    return level + SHARE_EPSILON >= round_shares(pos.shares)
-
-
-class TpChecks:
-    """When the loop reads the open-orders list: every ``interval`` seconds, unless this loop's books show
-    every TP still resting untouched; then only every FULL_CHECK_EVERY intervals, as a safety net."""
-
-    def __init__(self, interval: float):
-        self.interval = interval
-        self.last: float | None = None
-        self.last_full: float | None = None
-
-    def due(self, resting: list[Position], books: dict[str, Book], t: float) -> bool:
-        if self.last is not None and t - self.last < self.interval:
-            return False
-        self.last = t
-        if self.last_full is None or t - self.last_full >= FULL_CHECK_EVERY * self.interval \
-                or any(not tp_visibly_intact(p, books.get(p.token_id)) for p in resting):
-            self.last_full = t
-            return True
-        return False
 
 
 class Manager:
@@ -121,7 +84,7 @@ class Manager:
         self.trader = Trader(venue)
         self.exits = ExitProtocol(self.trader, save, config.trading.exit_max_slippage_pct,
                                   max_hold_hours=config.strategy.max_hold_hours,
-                                  alert=lambda event, message: self.alerter.send(event, message))
+                                  alert=lambda event, message: self.alerter.send(event, message), clock=clock)
         self.once = False   # --live-once: the one entry is of the smallest valid size
         self._resolution_checked: dict[str, float] = {}
         self._warned_no_bid: set[str] = set()
@@ -389,6 +352,8 @@ class Manager:
         if pos.status == PositionState.EXITING:
             self.exits.resume(pos, book, now)
             return
+        if pos.tp_order_id and pos.tp_order_id in snap.feed_orders:
+            self.tp_from_feed(pos, snap.feed_orders[pos.tp_order_id], now)
         if snap.open_orders is not None and pos.tp_order_id:
             self.check_tp(pos, snap.open_orders, now)
         if pos.status != PositionState.OPEN:
@@ -397,10 +362,32 @@ class Manager:
         bid = book.best_bid if book else None
         reason = self._exit_trigger(pos, bid, now, watch_tp=pos.tp_order_id is None)
         if reason is not None:
-            self.exits.start(pos, reason, book, now)
+            self.exits.start(pos, reason, book, now, snap.seen.get(pos.token_id))
         elif snap.open_orders is not None:
             log.info("Position %s TP=%s SL=armed@%s bid=%s", pos.id, "open" if pos.tp_order_id else "none",
                      fmt(pos.sl_price), fmt(bid))
+
+    def tp_from_feed(self, pos: Position, told: OrderFeed, now: datetime) -> None:
+        """What the user channel said of the position's resting TP: its fills are booked at once, from the
+        channel's own trades when they account for all of it (maker fills: no fee), else from the order's
+        trades over REST. A TP the channel says was cancelled, or whose trade failed, is checked over REST
+        (``check_tp``: the venue's word before a new TP is placed)."""
+        if pos.status != PositionState.OPEN or pos.tp_order_id != told.order_id:
+            return   # an exit retires its own TP; an older TP's news is its own
+        if told.canceled or told.failed:
+            self.check_tp(pos, {}, now)
+            return
+        new = book_tp(pos, self.venue, told.order_id, told.size_matched, pos.tp_price or Decimal(0), now,
+                      final=told.final, known=told.maker_fill)
+        if new <= 0:
+            return
+        self.save()
+        if pos.is_active:
+            log.info("TP %s of %s partly filled (user channel): %s shares left", told.order_id[:18], pos.id,
+                     fmt(pos.shares))
+        else:
+            log.info("TAKE PROFIT %s (user channel): sold %s @ %s, pnl=$%s", pos.id, fmt(pos.sold_shares),
+                     fmt(pos.exit_price, 4), fmt(pos.realized_pnl, 2))
 
     def check_tp(self, pos: Position, open_orders: dict[str, OrderState], now: datetime) -> None:
         """Book TP fills from the open-orders list; one follow-up read for a TP that left it (filled: the
@@ -501,8 +488,9 @@ class Manager:
 
     # -- legacy monitoring: the bot watches TP and SL ------------------------------------------------
 
-    def monitor(self, pos: Position, book: Book | None, now: datetime) -> None:
-        """Monitor mode: bid >= TP or bid <= SL -> marketable sell; time exit by real elapsed time."""
+    def monitor(self, pos: Position, book: Book | None, now: datetime, seen: tuple[str, float] | None = None) -> None:
+        """Monitor mode: bid >= TP or bid <= SL -> marketable sell; time exit by real elapsed time. ``seen``:
+        where the book came from (push or poll) and when (recorded with an exit it triggers)."""
         if pos.status == PositionState.EXITING:
             self.exits.resume(pos, book, now)
             return
@@ -515,7 +503,7 @@ class Manager:
             log.info("Position %s price=%s tp=%s sl=%s", pos.id, fmt(bid), fmt(pos.tp_price), fmt(pos.sl_price))
         reason = self._exit_trigger(pos, bid, now, watch_tp=True)
         if reason is not None:
-            self.exits.start(pos, reason, book, now)
+            self.exits.start(pos, reason, book, now, seen)
 
     def _exit_trigger(self, pos: Position, bid: Decimal | None, now: datetime, watch_tp: bool) -> CloseReason | None:
         """Barriers in fixed priority: stop-loss, then a watched take-profit, then the holding time."""

@@ -1,0 +1,206 @@
+"""Phase 1 of the loop: what the bot knows of the venue, and where it came from.
+
+Without push feeds: one batched REST book read for every held token each loop, and the open-orders list when
+``TpChecks`` says. With feeds (bot/feeds.py): a token whose feed is fresh takes its book from the feed; the
+others (stale, just (re)subscribed, or due for the safety-net check) are read over REST in one batch, and each
+REST book is compared with the feed's (``Feeds.verify``). The open-orders list is read when the user channel
+is not fresh, after it reconnected (the venue replays nothing), when a book shows a TP trading that the user
+channel did not report, and otherwise only every ``feeds.orders_check_seconds``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from bot.clock import Clock
+from bot.config import BotConfig
+from bot.metrics import CallMeter
+from bot.money import SHARE_EPSILON, round_shares
+from bot.position_manager import ExitMode, Position, PositionState
+from bot.venue.base import Book, OrderState, Venue
+
+if TYPE_CHECKING:
+    from bot.feeds import Feeds, OrderFeed
+
+#: Even when every book shows the TPs intact, the open-orders list is read every this many check intervals.
+FULL_CHECK_EVERY = 10
+PUSH, POLL = "push", "poll"
+
+
+@dataclass
+class Snapshot:
+    """What the bot read from the venue: books of held tokens (``seen``: token -> (``push`` | ``poll``, clock
+    time it was seen)), open orders when they were due, and what the user channel said of the bot's orders."""
+
+    books: dict[str, Book] = field(default_factory=dict)
+    open_orders: dict[str, OrderState] | None = None
+    seen: dict[str, tuple[str, float]] = field(default_factory=dict)
+    feed_orders: dict[str, OrderFeed] = field(default_factory=dict)
+
+
+def tp_visibly_intact(pos: Position, book: Book | None) -> bool:
+    """True when the book shows the position's TP cannot have traded: no bid reaches its price and the
+    ask level at its price holds at least its size."""
+    if book is None or pos.tp_price is None:
+        return False
+    if book.best_bid is not None and book.best_bid >= pos.tp_price:
+        return False
+    level = next((size for price, size in book.asks if price == pos.tp_price), Decimal(0))
+    return level + SHARE_EPSILON >= round_shares(pos.shares)
+
+
+class TpChecks:
+    """When the loop reads the open-orders list: every ``interval`` seconds, unless this loop's books show
+    every TP still resting untouched; then only every FULL_CHECK_EVERY intervals, as a safety net. With a
+    fresh user channel (``push_interval``): when forced, when a book shows a TP trading that the channel did
+    not report, or every ``push_interval``."""
+
+    def __init__(self, interval: float, push_interval: float | None = None):
+        self.interval = interval
+        self.push_interval = push_interval
+        self.last: float | None = None
+        self.last_full: float | None = None
+        self.forced = False
+
+    def force(self) -> None:
+        """Read the list at the next loop (the user channel reconnected: it replays nothing)."""
+        self.forced = True
+
+    def due(self, resting: list[Position], books: dict[str, Book], t: float, push: bool = False,
+            reported: set[str] | None = None) -> bool:
+        if self.forced:
+            self.forced = False
+            self.last = self.last_full = t
+            return True
+        if self.last is not None and t - self.last < self.interval:
+            return False
+        if push and self.push_interval is not None:
+            untold = any(not tp_visibly_intact(p, books.get(p.token_id)) and p.tp_order_id not in (reported or ())
+                         for p in resting)
+            if not untold and self.last_full is not None and t - self.last_full < self.push_interval:
+                return False
+            self.last = self.last_full = t
+            return True
+        self.last = t
+        if self.last_full is None or t - self.last_full >= FULL_CHECK_EVERY * self.interval \
+                or any(not tp_visibly_intact(p, books.get(p.token_id)) for p in resting):
+            self.last_full = t
+            return True
+        return False
+
+
+def triggers(positions: list[Position]) -> dict[str, tuple[Decimal | None, Decimal | None]]:
+    """Per held token, the bids that must wake the loop at once: at or below the stop-loss, at or above a
+    watched take-profit (monitor mode, or no TP resting); an exiting position's every bid change."""
+    out: dict[str, tuple[Decimal | None, Decimal | None]] = {}
+    for p in positions:
+        if p.status == PositionState.OPEN:
+            watch_tp = p.exit_mode == ExitMode.MONITOR or not p.tp_order_id
+            low, high = p.sl_price, p.tp_price if watch_tp else None
+        elif p.status == PositionState.EXITING:
+            low, high = Decimal(1), None
+        else:
+            continue
+        old_low, old_high = out.get(p.token_id, (None, None))
+        out[p.token_id] = (max((x for x in (low, old_low) if x is not None), default=None),
+                           min((x for x in (high, old_high) if x is not None), default=None))
+    return out
+
+
+class Reader:
+    """Reads the venue for the loop (see the module's doc); ``feeds`` None: REST only, as without feeds."""
+
+    def __init__(self, venue: Venue, config: BotConfig, clock: Clock, meter: CallMeter, feeds: Feeds | None = None):
+        self.venue, self.clock, self.meter, self.feeds = venue, clock, meter, feeds
+        self.tp_checks = TpChecks(config.trading.order_check_interval_seconds,
+                                  config.feeds.orders_check_seconds if feeds is not None else None)
+        self._expected: set[str] | None = None   # TPs known at the last sync (None: not synced yet)
+
+    def read(self, active: list[Position], now: datetime) -> Snapshot:
+        """The loop's read: books of every held token (batched), open orders when due."""
+        snap = Snapshot()
+        if self.feeds is not None:
+            self._take_changes(snap)
+        if not active:
+            return snap
+        tokens = list(dict.fromkeys(p.token_id for p in active))
+        rest = tokens
+        if self.feeds is not None:
+            t = self.clock.time()
+            for token in tokens:
+                book = self.feeds.book(token) if self.feeds.fresh(token) else None
+                if book is not None:
+                    snap.books[token] = book
+                    snap.seen[token] = (PUSH, self.feeds.seen_at(token) or t)
+            due = set(self.feeds.due_for_check(t))
+            rest = [tok for tok in tokens if tok not in snap.books or tok in due]
+        if rest:
+            started = self.clock.time()
+            with self.meter.attribute(active, now):
+                books = self.venue.get_books(rest)
+            for token, book in books.items():
+                snap.books[token] = book
+                snap.seen[token] = (POLL, started)
+                if self.feeds is not None:
+                    self.feeds.verify(token, book, started)
+        resting = [p for p in active if p.exit_mode == ExitMode.LIMIT_ORDERS and p.tp_order_id]
+        push = self.feeds is not None and self.feeds.user_fresh()
+        if resting and self.tp_checks.due(resting, snap.books, self.clock.time(), push,
+                                          self._reported(resting) if push else None):
+            with self.meter.attribute(resting, now):
+                snap.open_orders = {o.order_id: o for o in self.venue.open_orders()}
+            if self.feeds is not None:
+                self.feeds.user_verified()   # the REST read covers whatever the channel missed before
+        return snap
+
+    def _reported(self, resting: list[Position]) -> set[str]:
+        """TPs whose fills the user channel reported (a book showing them trade is then no news)."""
+        assert self.feeds is not None
+        out = set()
+        for p in resting:
+            known = self.feeds.order(p.tp_order_id or "")
+            if known is not None and known.size_matched > 0:
+                out.add(p.tp_order_id or "")
+        return out
+
+    def _take_changes(self, snap: Snapshot) -> set[str]:
+        """What the feeds said since the last take: the bot's orders into ``snap``; a user channel that
+        reconnected forces the open-orders read. Returns the tokens whose trigger was crossed."""
+        assert self.feeds is not None
+        changes = self.feeds.take_changes()
+        snap.feed_orders.update(changes.orders)
+        if changes.user_reconnected:
+            self.tp_checks.force()
+        return changes.tokens
+
+    def on_events(self, active: list[Position]) -> tuple[Snapshot, list[Position], list[Position]]:
+        """Between loops: the snapshot of what the feeds pushed, the positions whose trigger was crossed (with
+        a fresh book), and the positions with news of their TP."""
+        snap = Snapshot()
+        if self.feeds is None:
+            return snap, [], []
+        crossed = self._take_changes(snap)
+        moved = []
+        for p in active:
+            book = self.feeds.book(p.token_id) if p.token_id in crossed and self.feeds.fresh(p.token_id) else None
+            if book is not None:
+                snap.books[p.token_id] = book
+                snap.seen[p.token_id] = (PUSH, self.feeds.seen_at(p.token_id) or self.clock.time())
+                moved.append(p)
+        told = [p for p in active if p.tp_order_id and p.tp_order_id in snap.feed_orders and p not in moved]
+        return snap, moved, told
+
+    def sync(self, active: list[Position]) -> None:
+        """Tell the feeds what the bot holds now: tokens and their triggers, the bot's TP orders (a TP new
+        since the last sync must show up on the user channel, or the channel is stale)."""
+        if self.feeds is None:
+            return
+        live = [p for p in active if p.status != PositionState.CLOSED]
+        self.feeds.watch({p.token_id: p.condition_id for p in live}, triggers(live))
+        tps = {p.tp_order_id for p in live if p.tp_order_id}
+        self.feeds.watch_orders(tps)
+        for order_id in tps - self._expected if self._expected is not None else ():
+            self.feeds.expect_order(order_id)   # (the TPs found at start-up have nothing new to say)
+        self._expected = tps
