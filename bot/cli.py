@@ -68,8 +68,28 @@ def build_venue(config: BotConfig) -> Venue:
                      timeout_s=api.request_timeout_seconds, max_requests_per_second=api.max_requests_per_second)
 
 
+def make_bot(config: BotConfig, venue: Venue, store: PositionStore, once: bool = False, feeds: bool = True) -> Bot:
+    """The bot on ``venue``, with the push feeds when ``feeds.enabled`` (bot/feeds.py; the user channel only
+    with the venue's own API key)."""
+    from bot.clock import SystemClock
+    from main_bot import Bot
+
+    clock = SystemClock()
+    bot: Bot | None = None
+    pushed = None
+    if feeds and config.feeds.enabled:
+        from bot.feeds import Feeds
+
+        creds = venue.feed_credentials()
+        for secret in (creds or {}).values():
+            register_secret(secret)   # (the API key too: it names the account)
+        pushed = Feeds(config.feeds, clock, lambda: bot.wake() if bot is not None else None, creds)
+    bot = Bot(config, venue, MarketScanner.from_config(config), store, clock=clock, once=once, feeds=pushed)
+    return bot
+
+
 def sim_config(config: BotConfig, clob_url: str, gamma_url: str, state_dir: Path,
-               loop_seconds: float = 1) -> BotConfig:
+               loop_seconds: float = 1, ws_url: str = "") -> BotConfig:
     """The config for --sim: the sim's hosts, short intervals (loops and scans every ``loop_seconds``,
     order checks every second loop, 20 s holds, 30 s blacklist) and a lively market so that a short run
     shows positions opening and closing; an unset A/B ratio becomes 0.5 so both exit modes show. The SL
@@ -87,6 +107,8 @@ def sim_config(config: BotConfig, clob_url: str, gamma_url: str, state_dir: Path
     if data["trading"]["ab_test_ratio"] is None:
         data["trading"]["ab_test_ratio"] = 0.5  # show both exit modes side by side
     data["api"].update(clob_host=clob_url, gamma_host=gamma_url)
+    if ws_url:
+        data["feeds"].update(market_url=f"{ws_url}/ws/market", user_url=f"{ws_url}/ws/user")
     return BotConfig.model_validate(data)
 
 
@@ -141,11 +163,10 @@ def _run_sim(args, config: BotConfig, state_dir: Path, store: PositionStore) -> 
     from bot.sim import SimExchange
     from bot.venue.live import LiveVenue
     from bot.venue.paper import PaperVenue
-    from main_bot import Bot
 
     with SimExchange(markets=args.sim_markets, seed=args.seed, default_volatility=Decimal("0.015")) as sim:
         cfg = sim_config(config, sim.clob_url, sim.gamma_url, state_dir,
-                         loop_seconds=getattr(args, "sim_loop_seconds", 1))
+                         loop_seconds=getattr(args, "sim_loop_seconds", 1), ws_url=sim.ws_url)
         get_logger(cfg)
         deposit = getattr(args, "sim_wallet", "eoa") == "deposit"
         wallet = sim.new_wallet(usdc=cfg.capital.total, signature_type=3 if deposit else 0)
@@ -160,7 +181,7 @@ def _run_sim(args, config: BotConfig, state_dir: Path, store: PositionStore) -> 
         else:
             venue = LiveVenue(sim.clob_url, private_key=wallet["private_key"], funder=wallet["address"],
                               signature_type=wallet["signature_type"])
-        bot = Bot(cfg, venue, MarketScanner.from_config(cfg), store)
+        bot = make_bot(cfg, venue, store)
         install_signal_handlers(bot)
         code = bot.run(loops=args.loops)
         print_status(bot.state, as_json=False)
@@ -217,11 +238,13 @@ def print_status(state: BotState, as_json: bool, closed: int = 10, every: bool =
         }
         print(json.dumps(payload, indent=2))
         return
-    print(f"{'id':12} {'mode':12} {'status':18} {'reason':15} {'shares':>9} {'entry':>7} {'tp':>6} {'sl':>6} "
-          f"{'exit':>7} {'fees':>6} {'pnl':>8}  question")
+    from bot.report import trigger_text
+
+    print(f"{'id':12} {'mode':12} {'status':18} {'reason':15} {'trigger':11} {'shares':>9} {'entry':>7} {'tp':>6} "
+          f"{'sl':>6} {'exit':>7} {'fees':>6} {'pnl':>8}  question")
     for p in shown:
         print(f"{p.id:12} {p.exit_mode.value:12} {p.status.value:18} "
-              f"{(p.close_reason.value if p.close_reason else '-'):15} "
+              f"{(p.close_reason.value if p.close_reason else '-'):15} {trigger_text(p):11} "
               f"{fmt(p.shares if p.is_active else p.sold_shares):>9} {fmt(p.entry_price, 3):>7} {fmt(p.tp_price):>6} "
               f"{fmt(p.sl_price):>6} {fmt(p.exit_price, 3):>7} {fmt(p.fees_paid, 3):>6} {fmt(p.realized_pnl, 2):>8}  "
               f"{p.question[:40]}")
@@ -417,13 +440,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.live_once and not confirm_live_once(args, config):
             return 1
         get_logger(config)
-        from main_bot import Bot
 
         if args.command not in ("convert", "close"):   # they hold it already
             store.acquire_lock()
         try:
             venue = build_venue(config)
-            bot = Bot(config, venue, MarketScanner.from_config(config), store, once=args.live_once)
+            bot = make_bot(config, venue, store, once=args.live_once,
+                           feeds=args.command not in ("convert", "close"))
             if args.command in ("convert", "close"):
                 manage = bot.manage
                 lines = (manage.convert_to_monitor(bot.now(), args.id) if args.command == "convert"

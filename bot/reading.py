@@ -136,6 +136,8 @@ class Reader:
                     snap.seen[token] = (PUSH, self.feeds.seen_at(token) or t)
             due = set(self.feeds.due_for_check(t))
             rest = [tok for tok in tokens if tok not in snap.books or tok in due]
+            if snap.books:
+                self.venue.books_seen(dict(snap.books))
         if rest:
             started = self.clock.time()
             with self.meter.attribute(active, now):
@@ -189,6 +191,8 @@ class Reader:
                 snap.books[p.token_id] = book
                 snap.seen[p.token_id] = (PUSH, self.feeds.seen_at(p.token_id) or self.clock.time())
                 moved.append(p)
+        if snap.books:
+            self.venue.books_seen(dict(snap.books))
         told = [p for p in active if p.tp_order_id and p.tp_order_id in snap.feed_orders and p not in moved]
         return snap, moved, told
 

@@ -43,6 +43,38 @@ def tp_filled_as_maker(pos: Position) -> bool:
     return pos.close_reason == CloseReason.TAKE_PROFIT and pos.tp_filled_shares > 0
 
 
+def trigger_of(pos: Position) -> tuple[str, float | None] | None:
+    """How the position's exit was triggered: (``push`` | ``poll``, milliseconds from the book that showed it
+    to the exit's first order, None before that order); None when no watched trigger started it."""
+    source = pos.metrics.get("trigger_source")
+    if source not in ("push", "poll"):
+        return None
+    delay = pos.metrics.get("trigger_delay_ms")
+    return str(source), float(delay) if isinstance(delay, (int, float)) else None
+
+
+def trigger_text(pos: Position) -> str:
+    """``status``'s trigger column: ``push 12ms``, ``poll 3.1s``, ``-``."""
+    trig = trigger_of(pos)
+    if trig is None:
+        return "-"
+    source, delay = trig
+    if delay is None:
+        return source
+    return f"{source} {delay:.0f}ms" if delay < 1000 else f"{source} {delay / 1000:.1f}s"
+
+
+def _triggers(closed: list[Position]) -> dict[str, dict[str, Any]]:
+    """Per source (push, poll): exits it triggered, and the median and worst delay to their first order."""
+    out: dict[str, dict[str, Any]] = {}
+    for source in ("push", "poll"):
+        trigs = [t for t in (trigger_of(p) for p in closed) if t is not None and t[0] == source]
+        delays = sorted(d for _, d in trigs if d is not None)
+        out[source] = {"exits": len(trigs), "p50_delay_ms": round(statistics.median(delays), 1) if delays else None,
+                       "max_delay_ms": round(delays[-1], 1) if delays else None}
+    return out
+
+
 def _errors(pos: Position) -> int:
     m = pos.metrics
     return int(m.get("exit_retries", 0)) + (1 if pos.fallback_reason else 0) + (1 if m.get("cancel_race") else 0)
@@ -115,6 +147,7 @@ def build_report(state: BotState, since: datetime | None = None) -> dict[str, An
             "api_calls_by_endpoint": {k: round(v, 1) for k, v in sorted(calls.get(mode.value, {}).items())},
             "errors_per_position": round(sum(_errors(p) for p in ps) / len(ps), 3) if ps else None,
             "fallbacks": sum(1 for p in ps if p.fallback_reason),
+            "exit_triggers": _triggers(closed),
         }
     mon, lim = modes["monitor"], modes["limit_orders"]
     t = welch_t(pnls["limit_orders"], pnls["monitor"])
@@ -160,6 +193,10 @@ def format_text(report: dict[str, Any]) -> str:
         ("API calls per position", lambda m: _num(m["api_calls_per_position"])),
         ("errors per position", lambda m: _num(m["errors_per_position"])),
         ("fallbacks to monitoring", lambda m: str(m["fallbacks"])),
+        ("exits triggered by push / poll", lambda m: f"{m['exit_triggers']['push']['exits']} / "
+                                                     f"{m['exit_triggers']['poll']['exits']}"),
+        ("trigger to order p50 push / poll (ms)", lambda m: f"{_num(m['exit_triggers']['push']['p50_delay_ms'])} / "
+                                                            f"{_num(m['exit_triggers']['poll']['p50_delay_ms'])}"),
     ]
     lim, mon = report["modes"]["limit_orders"], report["modes"]["monitor"]
     width = max(len(r[0]) for r in rows)

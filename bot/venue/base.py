@@ -265,5 +265,13 @@ class Venue(Protocol):
         unix seconds), summed into one Fill (0 shares when none): the trade history does not lag a fresh
         fill the way the balance cache does."""
 
+    def books_seen(self, books: dict[str, Book]) -> None:
+        """Books the bot got without asking this venue (the push feed): the paper venue fills its resting
+        orders from them as from its own reads; the live venue has nothing to do."""
+
+    def feed_credentials(self) -> dict[str, str] | None:
+        """The API credentials the user channel (bot/feeds.py) authenticates with: {"apiKey", "secret",
+        "passphrase"}; None when the venue trades with no key of its own (paper orders: no user channel)."""
+
     def api_calls(self) -> dict[str, int]:
         """Requests this venue object has sent, by 'METHOD /path' (ids collapsed)."""

@@ -576,6 +576,16 @@ class LiveVenue:
                 log.warning("Skipping malformed trade from GET /data/trades: %s", exc)
         return Fill(order_id, "matched" if shares > 0 else "", shares, usdc.quantize(USDC_QUANTUM), fee)
 
+    def books_seen(self, books: dict[str, Book]) -> None:
+        """(The venue's own books: nothing to do.)"""
+
+    def feed_credentials(self) -> dict[str, str] | None:
+        """The API credentials (None without a key); handed only to the user channel's subscribe message."""
+        creds = getattr(self._client, "creds", None)
+        if creds is None:
+            return None
+        return {"apiKey": creds.api_key, "secret": creds.api_secret, "passphrase": creds.api_passphrase}
+
     def server_time(self) -> int:
         """The venue's clock (unix seconds)."""
         raw = self._call("GET /time", self._client.get_server_time, read=True)

@@ -181,13 +181,17 @@ class PaperVenue:
 
     # -- Venue ------------------------------------------------------------------------------------
 
-    def get_books(self, token_ids: Iterable[str]) -> dict[str, Book]:
-        books = self._reader.get_books(token_ids)
+    def books_seen(self, books: dict[str, Book]) -> None:
+        """Books pushed by the feed: resting paper orders fill from them as from a read."""
         with self._lock:
             before = sum(o.filled for o in self._orders.values())
             self._fill_resting(books)
             if sum(o.filled for o in self._orders.values()) != before:
                 self._save()
+
+    def get_books(self, token_ids: Iterable[str]) -> dict[str, Book]:
+        books = self._reader.get_books(token_ids)
+        self.books_seen(books)
         return books
 
     def get_market_info(self, token_id: str, condition_id: str = "") -> MarketInfo:
@@ -330,6 +334,10 @@ class PaperVenue:
             if o is None or o.token_id != token_id or o.filled <= 0:
                 return Fill(order_id, "", Decimal(0), Decimal(0))
             return Fill(o.order_id, "matched", o.filled, o.usdc, o.fee)
+
+    def feed_credentials(self) -> dict[str, str] | None:
+        """Paper orders have no user channel: their fills are the paper venue's own."""
+        return None
 
     def api_calls(self) -> dict[str, int]:
         return self._reader.api_calls()
