@@ -34,6 +34,8 @@ def e2e_config(tmp_path: Path, sim: SimExchange, **overrides) -> BotConfig:
                      "min_price": "0.2", "max_price": "0.8", "min_liquidity": "0", "min_volume": "0",
                      "max_spread": "0.1", "min_hours_to_end": 0, "scan_interval_seconds": 1},
         "api": {"clob_host": sim.clob_url, "gamma_host": sim.gamma_url},
+        # Used only by a harness built with feeds=True (the others run REST-only, as with feeds.enabled false).
+        "feeds": {"market_url": f"{sim.ws_url}/ws/market", "user_url": f"{sim.ws_url}/ws/user"},
     }
     for dotted, value in overrides.items():
         section, key = dotted.split("__")
@@ -46,7 +48,7 @@ class Harness:
     ``signature_type`` 3: the key's deposit wallet holds the funds and makes the orders."""
 
     def __init__(self, sim: SimExchange, tmp_path: Path, dry_run: bool = False, wallet=None, signature_type: int = 0,
-                 **overrides):
+                 feeds: bool = False, **overrides):
         self.sim = sim
         self.config = e2e_config(tmp_path, sim, **overrides)
         self.wallet = wallet or sim.new_wallet(usdc=100, signature_type=signature_type)
@@ -60,8 +62,23 @@ class Harness:
             self.venue = LiveVenue(sim.clob_url, private_key=self.wallet["private_key"], funder=self.wallet["address"],
                                    signature_type=signature_type, clock=self.clock)
         self.store = PositionStore(self.config.bot.positions_file)
+        self.wakes = 0
+        self.feeds = None
+        if feeds:   # the push feeds of bot/sim, started here (the loop's run() starts them; tests step it)
+            from bot.feeds import Feeds
+
+            self.feeds = Feeds(self.config.feeds, self.clock, self._wake, self.venue.feed_credentials())
+            self.feeds.start()
         self.bot = Bot(self.config, self.venue, MarketScanner.from_config(self.config), self.store,
-                       clock=self.clock)
+                       clock=self.clock, feeds=self.feeds)
+
+    def _wake(self) -> None:
+        self.wakes += 1
+
+    def close(self) -> None:
+        """Stop the feeds' threads (a harness built with feeds=True)."""
+        if self.feeds is not None:
+            self.feeds.stop()
 
     def loop(self, n: int = 1, advance: float = 1.0) -> None:
         for _ in range(n):
@@ -76,7 +93,7 @@ class Harness:
 
     def restart(self) -> Bot:
         self.bot = Bot(self.config, self.venue, MarketScanner.from_config(self.config),
-                       PositionStore(self.config.bot.positions_file), clock=self.clock)
+                       PositionStore(self.config.bot.positions_file), clock=self.clock, feeds=self.feeds)
         return self.bot
 
     @property
