@@ -151,3 +151,18 @@ def test_an_older_file_loads_into_records_with_the_same_quantities():
     assert pos.tp_order_id == "0xtp" and pos.entry_order_id == "0xbuy"
     assert [r.role for r in pos.orders] == [Role.ENTRY, Role.TP]
     assert Position.from_dict(pos.to_dict()) == pos
+
+
+def test_an_exit_records_what_triggered_it_and_the_delay_to_its_first_sell():
+    pos = opened()
+    lc.apply(pos, lc.ExitStarted(CloseReason.STOP_LOSS, D("0.44"), NOW, "push", 100.0), NOW)
+    lc.apply(pos, lc.OrderIntent(Role.EXIT, D("0.40"), D("19.58")), NOW)
+    lc.apply(pos, lc.OrderSigned("0xsell", 100.0125), NOW)
+    assert pos.metrics["trigger_source"] == "push" and pos.metrics["trigger_delay_ms"] == 12.5
+    lc.apply(pos, lc.OrderNotPlaced("refused"), NOW)
+    lc.apply(pos, lc.OrderIntent(Role.EXIT, D("0.40"), D("19.58")), NOW)
+    lc.apply(pos, lc.OrderSigned("0xsell2", 105.0), NOW)
+    assert pos.metrics["trigger_delay_ms"] == 12.5, "measured to the first sell only"
+    plain = opened()
+    lc.apply(plain, lc.ExitStarted(CloseReason.TIME_EXIT, D("0.5"), NOW), NOW)
+    assert "trigger_source" not in plain.metrics

@@ -101,3 +101,21 @@ def test_report_command_json_and_plot(tmp_path):
     bad = subprocess.run([sys.executable, "main_bot.py", "report", "--config", str(cfg), "--since", "yesterday"],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--since 'yesterday'" in bad.stderr
+
+
+def test_status_and_report_say_how_exits_were_triggered_and_how_fast():
+    from bot.report import _triggers, trigger_text
+
+    def closed(source, delay):
+        p = Position(token_id="t", status=PositionState.CLOSED, exit_mode=ExitMode.MONITOR,
+                     close_reason=CloseReason.STOP_LOSS)
+        p.metrics = {"trigger_source": source, **({"trigger_delay_ms": delay} if delay is not None else {})}
+        return p
+
+    assert trigger_text(closed("push", 12.4)) == "push 12ms"
+    assert trigger_text(closed("poll", 3100.0)) == "poll 3.1s"
+    assert trigger_text(closed("push", None)) == "push"
+    assert trigger_text(Position(token_id="t")) == "-"
+    out = _triggers([closed("push", 10.0), closed("push", 30.0), closed("push", 20.0), closed("poll", 4000.0)])
+    assert out == {"push": {"exits": 3, "p50_delay_ms": 20.0, "max_delay_ms": 30.0},
+                   "poll": {"exits": 1, "p50_delay_ms": 4000.0, "max_delay_ms": 4000.0}}
