@@ -165,7 +165,8 @@ class ExitProtocol:
         book's source (``push``: the market channel; ``poll``: a REST read) and the clock time it was seen,
         recorded with the exit (``status`` and ``report`` show the delay from it to the exit order)."""
         bid = book.best_bid if book else None
-        source, seen_at = seen if seen is not None else (None, None)
+        price_trigger = seen is not None and reason in (CloseReason.STOP_LOSS, CloseReason.TAKE_PROFIT)
+        source, seen_at = seen if seen is not None and price_trigger else (None, None)   # (a clock ends time exits)
         apply(pos, ExitStarted(reason, bid, now, source, seen_at), now)
         log.info("Exit %s for %s (%s): bid=%s tp=%s sl=%s", reason.value, pos.id,
                  pos.question[:40] or pos.token_id[:12], fmt(bid), fmt(pos.tp_price), fmt(pos.sl_price))
