@@ -124,6 +124,7 @@ class _Conn:
         self.connected = False
         self.closing = False
         self.delivered = False           # the current socket delivered data (the backoff starts over)
+        self.refused = False             # the venue refused it (a close 1008, HTTP 401/403)
         self.thread: threading.Thread | None = None
 
 
@@ -202,9 +203,9 @@ class Feeds:
         with self._lock:
             self._started = True
             for c in self._conns:
-                self._spawn(c, self._run_market)
+                self._spawn(c)
             if self._has_user and self._user.items:
-                self._spawn(self._user, self._run_user)
+                self._spawn(self._user)
 
     def stop(self) -> None:
         self._stop.set()
@@ -214,10 +215,10 @@ class Feeds:
         for t in threads:
             t.join(max(0.0, deadline - time.monotonic()))
 
-    def _spawn(self, c: _Conn, target: Callable[[_Conn], None]) -> None:
+    def _spawn(self, c: _Conn) -> None:
         """Start ``c``'s thread (under the lock)."""
         if c.thread is None and self._started and not self._stop.is_set():
-            c.thread = threading.Thread(target=target, args=(c,), name=f"feeds-{c.name}", daemon=True)
+            c.thread = threading.Thread(target=self._run, args=(c,), name=f"feeds-{c.name}", daemon=True)
             self._threads = [t for t in self._threads if t.is_alive()] + [c.thread]
             c.thread.start()
 
@@ -250,11 +251,10 @@ class Feeds:
                     self._n_conns += 1
                     room = _Conn(f"market-{self._n_conns}")
                     self._conns.append(room)
-                    self._spawn(room, self._run_market)
+                    self._spawn(room)
                 room.items.add(t)
                 room.unsub.discard(t)
-                if room.connected:
-                    room.sub.add(t)
+                room.sub.add(t)   # sent by a live session; a (re)connect's first subscribe names it anyway
                 self._tokens[t] = _Tok(room)
             u = self._user
             for m in u.items - markets:
@@ -263,13 +263,12 @@ class Feeds:
                     u.unsub.add(m)
             for m in markets - u.items:
                 u.unsub.discard(m)
-                if u.connected:
-                    u.sub.add(m)
+                u.sub.add(m)
             u.items = markets
             if self._has_user and markets:
                 if u.thread is not None and not u.thread.is_alive():
                     u.thread = None
-                self._spawn(u, self._run_user)
+                self._spawn(u)
 
     def watch_orders(self, order_ids: set[str]) -> None:
         with self._lock:
@@ -438,7 +437,7 @@ class Feeds:
         if kind == "market_resolved":
             raw = ev.get("assets_ids")
             ids: list[Any] = raw if isinstance(raw, list) else [ev.get("asset_id")]
-            mine = [t for t in ids if self._own(c, t) is not None]
+            mine = [t for t in ids if isinstance(t, str) and t in self._tokens]   # whichever connection said it
             for t in mine:
                 self._tokens[t].seen_at = now
                 self._ch_resolved.add(t)
@@ -643,22 +642,22 @@ class Feeds:
             self._once(f"{channel}-shape", "feeds: %s channel sent a message that is not an object (skipped)", channel)
         return good
 
-    def _describe(self, exc: BaseException) -> str:
+    def _describe(self, exc: BaseException) -> tuple[str, bool]:
+        """Why a connection ended, and whether the venue refused it (bad credentials, most likely)."""
         rcvd = getattr(exc, "rcvd", None)
         if rcvd is not None:
             why = " (policy violation: refused credentials, or a PING before the subscribe)" * (rcvd.code == 1008)
-            return self._scrub(f"closed by the venue, code {rcvd.code}{why}: {rcvd.reason or 'no reason given'}")
-        return self._scrub(f"{type(exc).__name__}: {exc}")[:300]
+            text = f"closed by the venue, code {rcvd.code}{why}: {rcvd.reason or 'no reason given'}"
+            return self._scrub(text), rcvd.code == 1008
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        return self._scrub(f"{type(exc).__name__}: {exc}")[:300], status in (401, 403)
 
-    def _run_market(self, c: _Conn) -> None:
-        self._run(c, self._cfg.market_url, lambda toks: {"type": "market", "assets_ids": toks, "initial_dump": True,
-                                                         "custom_feature_enabled": True}, "assets_ids")
+    def _hello(self, c: _Conn, items: list[str]) -> dict[str, Any]:
+        if c is self._user:
+            return {"type": "user", "auth": dict(self._creds), "markets": items}
+        return {"type": "market", "assets_ids": items, "initial_dump": True, "custom_feature_enabled": True}
 
-    def _run_user(self, c: _Conn) -> None:
-        self._run(c, self._cfg.user_url, lambda ms: {"type": "user", "auth": dict(self._creds), "markets": ms},
-                  "markets")
-
-    def _run(self, c: _Conn, url: str, hello: Callable[[list[str]], dict[str, Any]], key: str) -> None:
+    def _run(self, c: _Conn) -> None:
         """A connection's thread: connect, subscribe, receive; reconnect with capped backoff until stopped."""
         failures, quiet = 0, False
         while not self._stop.is_set():
@@ -667,36 +666,37 @@ class Feeds:
                     c.thread = None
                     return
             try:
-                delivered, reason = self._session(c, url, hello, key)
+                delivered, reason = self._session(c)
             except Exception:   # a bug here must not end the thread: its tokens would never come back
                 log.exception("feeds: %s: unexpected error", c.name)
                 delivered, reason = False, ""
             if self._stop.is_set() or c.closing or not c.items:
                 continue
-            failures = 0 if delivered else failures + 1
+            failures = 0 if delivered else failures
             base = min(self._cfg.reconnect_max_seconds, self._cfg.reconnect_min_seconds * 2 ** min(failures, 20))
+            failures += 1
             with self._lock:
                 delay = min(self._cfg.reconnect_max_seconds, base * (0.8 + 0.4 * self._rng.random()))
                 self._reconnects += 1
             if reason:
                 level = logging.DEBUG if quiet else logging.WARNING
-                if c is self._user and "code 1008" in reason:
+                if c is self._user and c.refused:
                     level = logging.DEBUG if quiet else logging.ERROR
                     reason += f" (apiKey {self._creds['apiKey'][:8]}…)"
                 log.log(level, "feeds: %s: %s; reconnecting in %.2f s", c.name, reason, delay)
             quiet = not delivered   # consecutive failures: one line, then debug until data flows again
             self._stop.wait(delay)
 
-    def _session(self, c: _Conn, url: str, hello: Callable[[list[str]], dict[str, Any]],
-                 key: str) -> tuple[bool, str]:
+    def _session(self, c: _Conn) -> tuple[bool, str]:
         """One connection's life; returns (it delivered data, why it ended)."""
-        c.delivered, reason = False, ""
+        c.delivered, c.refused, reason = False, False, ""
+        url = self._cfg.user_url if c is self._user else self._cfg.market_url
         try:
             with self._connect_fn(url, open_timeout=_OPEN_TIMEOUT, ping_interval=None, close_timeout=_CLOSE_TIMEOUT,
                                   max_size=_MAX_MESSAGE, logger=_WS_LOG) as ws:
-                reason = self._converse(c, ws, hello, key)
+                reason = self._converse(c, ws)
         except Exception as exc:   # a refused or failed connect, a close, a socket error
-            reason = self._describe(exc)
+            reason, c.refused = self._describe(exc)
         finally:
             with self._lock:
                 c.connected = False
@@ -712,7 +712,7 @@ class Feeds:
                 self._wake()
         return c.delivered, reason
 
-    def _converse(self, c: _Conn, ws: Any, hello: Callable[[list[str]], dict[str, Any]], key: str) -> str:
+    def _converse(self, c: _Conn, ws: Any) -> str:
         """Subscribe, then receive, ping and send the pending operations until something ends it (why)."""
         is_user = c is self._user
         with self._lock:
@@ -724,7 +724,7 @@ class Feeds:
             c.deadlines.clear()
         if not items or c.closing or self._stop.is_set():
             return ""
-        ws.send(json.dumps(hello(items)))
+        ws.send(json.dumps(self._hello(c, items)))
         with self._lock:
             c.connected = True
             if is_user:
@@ -756,7 +756,7 @@ class Feeds:
                         self._on_user(text)
                     else:
                         self._on_market(c, text)
-            reason = self._operations(c, ws, key, now)
+            reason = self._operations(c, ws, now)
             if reason:
                 return reason
             if now >= next_ping:
@@ -766,8 +766,9 @@ class Feeds:
                 return f"nothing received for {now - last_rx:.1f} s (not even a PONG)"
         return ""
 
-    def _operations(self, c: _Conn, ws: Any, key: str, now: float) -> str:
+    def _operations(self, c: _Conn, ws: Any, now: float) -> str:
         """Send the pending (un)subscribes; returns why the connection must be replaced, or ''."""
+        key = "markets" if c is self._user else "assets_ids"
         with self._lock:
             if c.closing:
                 return "closing"
