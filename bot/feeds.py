@@ -73,20 +73,27 @@ class OrderFeed:
     """What the user channel said about one of the bot's orders (cumulative)."""
 
     order_id: str
+    #: The larger of the order events' size_matched and the sum of its trades seen (FAILED ones removed).
     size_matched: Decimal
+    #: It no longer rests: fully matched, or a CANCELLATION was seen.
     final: bool
     canceled: bool
+    #: The fill, when every trade seen had the order as a maker and they add up to size_matched (fee 0);
+    #: None otherwise: the bot reads the order's trades over REST.
     maker_fill: Fill | None
+    #: A trade of it came back FAILED (or unreadable): the bot re-checks over REST.
     failed: bool
 
 
 @dataclass
 class FeedChanges:
-    tokens: set[str]
-    orders: dict[str, OrderFeed]
-    market_reconnected: bool
-    user_reconnected: bool
-    resolved: set[str]
+    """What happened since the last ``take_changes``."""
+
+    tokens: set[str]               # best bid crossed the token's trigger
+    orders: dict[str, OrderFeed]   # watched orders with new user events
+    market_reconnected: bool       # a market connection (re)subscribed (the first time too)
+    user_reconnected: bool         # the user channel (re)subscribed (the first time too)
+    resolved: set[str]             # market_resolved arrived for these tokens
 
 
 class _Tok:
@@ -200,6 +207,7 @@ class Feeds:
     # ----------------------------------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
+        """Arm the feeds; nothing connects until watch() names something."""
         with self._lock:
             self._started = True
             for c in self._conns:
@@ -208,6 +216,7 @@ class Feeds:
                 self._spawn(self._user)
 
     def stop(self) -> None:
+        """Close everything and join the threads (within about 2 s)."""
         self._stop.set()
         deadline = time.monotonic() + 2.0
         with self._lock:
@@ -225,6 +234,8 @@ class Feeds:
     # -------------------------------------------------------------------------------------- subscriptions
 
     def watch(self, tokens: dict[str, str], triggers: dict[str, tuple[Decimal | None, Decimal | None]]) -> None:
+        """The held tokens (token id -> condition id; cheap when unchanged) and their triggers (low, high): a best
+        bid that changes to <= low or >= high wakes the loop and lands in FeedChanges.tokens."""
         with self._lock:
             self._triggers = dict(triggers)
             markets = {m for m in tokens.values() if m}
@@ -271,6 +282,7 @@ class Feeds:
                 self._spawn(u)
 
     def watch_orders(self, order_ids: set[str]) -> None:
+        """The bot's order ids whose user events matter (events seen a moment before are kept for them)."""
         with self._lock:
             self._watched = set(order_ids)
             for oid in [o for o in self._orders if o not in self._watched]:
@@ -283,6 +295,7 @@ class Feeds:
             self._wake()
 
     def expect_order(self, order_id: str) -> None:
+        """The bot just sent this order: the user channel must mention it within user_ack_seconds."""
         with self._lock:
             if not self._has_user:
                 return
@@ -299,16 +312,19 @@ class Feeds:
         return st.conn.connected and st.subscribed and st.snapshot and st.verified and not st.stale
 
     def fresh(self, token_id: str) -> bool:
+        """Connected, subscribed, a snapshot since the last (re)subscribe, verify()-ed since, not stale."""
         with self._lock:
             st = self._tokens.get(token_id)
             return st is not None and self._is_fresh(st)
 
     def fresh_since(self, token_id: str) -> float | None:
+        """Bot-clock time it last became fresh (None while it is not)."""
         with self._lock:
             st = self._tokens.get(token_id)
             return st.fresh_since if st is not None and self._is_fresh(st) else None
 
     def book(self, token_id: str) -> Book | None:
+        """The maintained book (best first), only while fresh."""
         with self._lock:
             st = self._tokens.get(token_id)
             if st is None or not self._is_fresh(st):
@@ -319,17 +335,22 @@ class Feeds:
             return st.cache
 
     def seen_at(self, token_id: str) -> float | None:
+        """Bot-clock time of the token's last feed message."""
         with self._lock:
             st = self._tokens.get(token_id)
             return st.seen_at if st is not None else None
 
     def due_for_check(self, now: float) -> list[str]:
+        """Fresh tokens with neither a feed message nor a verify() in the last check_seconds."""
         limit = now - self._cfg.check_seconds
         with self._lock:
             return [t for t, st in self._tokens.items() if self._is_fresh(st)
                     and max(st.seen_at or 0.0, st.checked_at or 0.0) <= limit]
 
     def verify(self, token_id: str, rest_book: Book, read_started: float) -> bool:
+        """The loop read the token's book over REST (``read_started``: clock.time() before the read). Agreeing
+        (or a feed message since read_started) makes it fresh; disagreeing with a silent feed makes it stale:
+        logged once, resubscribed, and its connection replaced if no snapshot follows. Returns fresh()."""
         now = self._clock.time()
         with self._lock:
             st = self._tokens.get(token_id)
@@ -489,6 +510,7 @@ class Feeds:
     # -------------------------------------------------------------------------------------- the user side
 
     def user_fresh(self) -> bool:
+        """User channel up and subscribed, no order acknowledgement overdue, and user_verified() since."""
         now = time.monotonic()
         with self._lock:
             u = self._user
@@ -496,11 +518,13 @@ class Feeds:
                     and not any(d <= now for d in self._acks.values()))
 
     def user_verified(self) -> None:
+        """The loop reconciled the orders over REST after the (re)connect it last took from take_changes()."""
         with self._lock:
             if self._user.connected and self._u_gen == self._u_gen_taken:
                 self._u_verified = True
 
     def order(self, order_id: str) -> OrderFeed | None:
+        """The current cumulative view of a watched order."""
         with self._lock:
             st = self._orders.get(order_id)
             return st.view(order_id) if st is not None else None
@@ -594,6 +618,7 @@ class Feeds:
     # ---------------------------------------------------------------------------------- changes and stats
 
     def take_changes(self) -> FeedChanges:
+        """Return and clear what accumulated."""
         with self._lock:
             ch = FeedChanges(self._ch_tokens, {o: self._orders[o].view(o) for o in self._ch_orders
                                                if o in self._orders},
@@ -676,7 +701,8 @@ class Feeds:
             base = min(self._cfg.reconnect_max_seconds, self._cfg.reconnect_min_seconds * 2 ** min(failures, 20))
             failures += 1
             with self._lock:
-                delay = min(self._cfg.reconnect_max_seconds, base * (0.8 + 0.4 * self._rng.random()))
+                delay = min(self._cfg.reconnect_max_seconds,
+                            max(self._cfg.reconnect_min_seconds, base * (0.8 + 0.4 * self._rng.random())))
                 self._reconnects += 1
             if reason:
                 level = logging.DEBUG if quiet else logging.WARNING
@@ -689,28 +715,36 @@ class Feeds:
 
     def _session(self, c: _Conn) -> tuple[bool, str]:
         """One connection's life; returns (it delivered data, why it ended)."""
-        c.delivered, c.refused, reason = False, False, ""
+        c.delivered, c.refused, reason, lost = False, False, "", False
         url = self._cfg.user_url if c is self._user else self._cfg.market_url
         try:
             with self._connect_fn(url, open_timeout=_OPEN_TIMEOUT, ping_interval=None, close_timeout=_CLOSE_TIMEOUT,
                                   max_size=_MAX_MESSAGE, logger=_WS_LOG) as ws:
-                reason = self._converse(c, ws)
+                try:
+                    reason = self._converse(c, ws)
+                finally:
+                    lost = True
+                    self._lost(c)   # before the closing handshake, which may take a while
         except Exception as exc:   # a refused or failed connect, a close, a socket error
             reason, c.refused = self._describe(exc)
-        finally:
-            with self._lock:
-                c.connected = False
-                c.sent = set()
-                c.deadlines.clear()
-                owned = bool(c.items) and not c.closing
-                if c is not self._user:
-                    for t in c.items:
-                        st = self._tokens.get(t)
-                        if st is not None and st.conn is c:
-                            st.subscribed = st.snapshot = st.verified = False
-            if owned and not self._stop.is_set():
-                self._wake()
+            if not lost:
+                self._lost(c)
         return c.delivered, reason
+
+    def _lost(self, c: _Conn) -> None:
+        """The connection ended (or never was): its tokens are not fresh, at once, and the loop is woken."""
+        with self._lock:
+            c.connected = False
+            c.sent = set()
+            c.deadlines.clear()
+            owned = bool(c.items) and not c.closing
+            if c is not self._user:
+                for t in c.items:
+                    st = self._tokens.get(t)
+                    if st is not None and st.conn is c:
+                        st.subscribed = st.snapshot = st.verified = False
+        if owned and not self._stop.is_set():
+            self._wake()
 
     def _converse(self, c: _Conn, ws: Any) -> str:
         """Subscribe, then receive, ping and send the pending operations until something ends it (why)."""

@@ -359,8 +359,10 @@ def test_dropped_connection_is_not_fresh_at_once_then_reconnects(server: Server,
     peer.close(1011, "boom")
     wait_for(lambda: not rig.feeds.fresh(T1))
     assert rig.wakes.count > wakes and rig.feeds.book(T1) is None
+    rig.feeds.watch({T1: M1, T2: M1}, {})          # added around the reconnect: subscribed all the same
     second = server.peer("/ws/market", 1)
-    assert wait_for(second.json)[0]["assets_ids"] == [T1]
+    assert T1 in wait_for(second.json)[0]["assets_ids"]
+    wait_for(lambda: any(T2 in m["assets_ids"] for m in second.json()))
     wait_for(lambda: rig.feeds.take_changes().market_reconnected)
     assert not rig.feeds.verify(T1, rest(T1, "0.50", "0.52"), rig.clock.time())   # no snapshot yet
     n = rig.feeds.stats()["messages"]
@@ -585,6 +587,23 @@ def test_refused_user_connection_is_logged_without_the_secret(
     rig.feeds.stop()
     text = "\n".join(r.getMessage() for r in records)
     assert SECRET not in text and PASSPHRASE not in text and CREDS["apiKey"] not in text
+
+
+def test_user_connection_refused_at_the_handshake(server: Server, rigs: Callable[..., Rig],
+                                                  records: list[logging.LogRecord]) -> None:
+    rejecting = serve(lambda ws: None, "127.0.0.1", 0,
+                      process_request=lambda conn, req: conn.respond(401, f"bad key {SECRET}\n"))
+    threading.Thread(target=rejecting.serve_forever, daemon=True).start()
+    try:
+        port = rejecting.socket.getsockname()[1]
+        rig = rigs(server, CREDS, user_url=f"ws://127.0.0.1:{port}/ws/user")
+        rig.feeds.watch({T1: M1}, {})
+        wait_for(lambda: [r for r in records if r.levelno == logging.ERROR])
+        assert not rig.feeds.user_fresh() and not rig.feeds.stats()["user_connected"]
+        text = "\n".join(r.getMessage() for r in records)
+        assert "401" in text and "abcdef12" in text and SECRET not in text
+    finally:
+        rejecting.shutdown()
 
 
 def test_malformed_user_messages_are_skipped(server: Server, rigs: Callable[..., Rig]) -> None:
