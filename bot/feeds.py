@@ -130,7 +130,7 @@ class _Conn:
         self.deadlines: dict[str, float] = {}   # token -> monotonic time its snapshot must arrive by
         self.connected = False
         self.closing = False
-        self.delivered = False           # the current socket delivered data (the backoff starts over)
+        self.delivered = False           # the current socket received something (the backoff starts over)
         self.refused = False             # the venue refused it (a close 1008, HTTP 401/403)
         self.thread: threading.Thread | None = None
 
@@ -406,7 +406,7 @@ class Feeds:
         was = self._is_fresh(st)
         st.verified = False
         self._once("bbo-mismatch", "feeds: token %s: the pushed best bid/ask (%s/%s) disagrees with the maintained "
-                   "book (%s/%s); it is read over REST until verified again (logged once)", token,
+                   "book (%s/%s); it is read over REST until verified again", token,
                    ev.get("best_bid"), ev.get("best_ask"), st.best_bid, st.best_ask)
         return was
 
@@ -647,7 +647,7 @@ class Feeds:
     def _once(self, kind: str, msg: str, *args: Any) -> None:
         if kind not in self._logged:
             self._logged.add(kind)
-            log.warning(self._scrub(msg % args if args else msg))
+            log.warning(self._scrub(msg % args if args else msg) + " (logged once)")
 
     def _scrub(self, text: str) -> str:
         for s in self._secrets:
@@ -782,10 +782,9 @@ class Feeds:
                 msg = None
             now = time.monotonic()
             if msg is not None:
-                last_rx = now
+                last_rx, c.delivered = now, True   # a PONG too: the venue kept the subscription
                 text = msg.decode("utf-8", "replace") if isinstance(msg, bytes) else msg
                 if text != "PONG":
-                    c.delivered = True
                     if is_user:
                         self._on_user(text)
                     else:
