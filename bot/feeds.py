@@ -227,7 +227,7 @@ class Feeds:
     def _spawn(self, c: _Conn) -> None:
         """Start ``c``'s thread (under the lock)."""
         if c.thread is None and self._started and not self._stop.is_set():
-            c.thread = threading.Thread(target=self._run, args=(c,), name=f"feeds-{c.name}", daemon=True)
+            c.thread = threading.Thread(target=self._run, args=(c,), name=f"feeds-{c.name.split()[0]}", daemon=True)
             self._threads = [t for t in self._threads if t.is_alive()] + [c.thread]
             c.thread.start()
 
