@@ -1001,8 +1001,8 @@ class Engine:
         for acct, owner in ((t.taker_account, t.taker_owner), (t.maker_account, t.maker_owner)):
             if acct != MM_ACCOUNT:
                 event = self._trade_json(t, acct)
-                event.update(event_type="trade", type="TRADE", status=status, timestamp=self._ms(),
-                             last_update=str(int(self.clock.time())))
+                event.update(event_type="trade", type="TRADE", status=status, trade_owner=owner,
+                             timestamp=self._ms(), last_update=str(int(self.clock.time())))
                 self._user_out.append((acct, owner, event))
 
     def _published_trade(self, t: Trade, maker: Order) -> None:
@@ -1130,7 +1130,7 @@ class Engine:
                 self._market_tail.append((market.token_ids, True, {
                     "event_type": "market_resolved", "id": market.id, "market": market.condition_id,
                     "assets_ids": list(market.token_ids), "winning_asset_id": win_token,
-                    "winning_outcome": market.outcome_of(win_token), "timestamp": self._ms()}))
+                    "winning_outcome": market.outcome_of(win_token), "timestamp": self._ms(), "tags": []}))
             for acct, toks in self._tokens.items():
                 for token in market.token_ids:
                     qty = toks.pop(token, Decimal(0))

@@ -260,7 +260,7 @@ def test_custom_feature_adds_best_bid_ask_and_market_resolved(fsim, mkt):
         resolved = recv(custom)
         assert resolved == {"event_type": "market_resolved", "id": mkt["id"], "market": mkt["condition_id"],
                             "assets_ids": [yes, no], "winning_asset_id": yes, "winning_outcome": "Yes",
-                            "timestamp": resolved["timestamp"]}
+                            "timestamp": resolved["timestamp"], "tags": []}
         assert recv(plain)["event_type"] == "price_change"
         assert_quiet(plain)
 
@@ -299,7 +299,8 @@ def test_a_resting_sell_is_placed_updated_by_fills_and_its_trades_matched_then_c
             [("trade", "MATCHED"), ("order", "LIVE"), ("trade", "CONFIRMED")]
         trade, update = first[0], first[1]
         assert (trade["type"], trade["trader_side"], trade["price"], trade["size"]) == ("TRADE", "MAKER", "0.57", "4")
-        assert trade["maker_orders"][0]["order_id"] == oid and trade["owner"] == client.creds.api_key
+        assert trade["maker_orders"][0]["order_id"] == oid
+        assert trade["owner"] == trade["trade_owner"] == client.creds.api_key
         assert (update["type"], update["size_matched"], update["associate_trades"]) == ("UPDATE", "4", [trade["id"]])
         assert first[2]["id"] == trade["id"]
         fsim.set_price(yes, 0.65)
