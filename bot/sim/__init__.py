@@ -1,5 +1,6 @@
-"""A simulated Polymarket on loopback (CLOB + Gamma over HTTP) that the real py-clob-client-v2 trades
-against. ``SimExchange`` starts it in-process; ``python -m bot.sim`` serves it from the command line."""
+"""A simulated Polymarket on loopback (CLOB + Gamma over HTTP, the CLOB's WebSocket market and user channels)
+that the real py-clob-client-v2 trades against. ``SimExchange`` starts it in-process; ``python -m bot.sim``
+serves it from the command line."""
 from __future__ import annotations
 
 import random
@@ -11,6 +12,7 @@ from eth_utils import to_checksum_address
 
 from bot.clock import Clock, SystemClock
 from bot.sim.engine import Engine, SimReject, dec_str
+from bot.sim.feeds import FeedServer
 from bot.sim.server import SimHTTPServer, SimState, make_server
 from bot.wallets import deposit_wallet_address
 
@@ -18,14 +20,15 @@ __all__ = ["SimExchange", "SimReject"]
 
 
 class SimExchange:
-    """The simulated exchange: a context manager serving CLOB and Gamma on free 127.0.0.1 ports.
+    """The simulated exchange: a context manager serving CLOB and Gamma on free 127.0.0.1 ports, and the
+    WebSocket channels at ``ws_url + "/ws/market"`` and ``ws_url + "/ws/user"``.
 
     Every ``/_sim/...`` control route has a Python twin here with the same arguments and results.
     """
 
     def __init__(self, *, markets: int = 0, seed: int = 0, clock: Clock | None = None, port: int = 0,
                  gamma_port: int = 0, default_volatility=None, settlement_delay_s: float = 0.0,
-                 step_seconds: float = 1.0, page_size: int = 500):
+                 step_seconds: float = 1.0, page_size: int = 500, ws_port: int = 0):
         self.clock = clock or SystemClock()
         self.seed = seed
         self.engine = Engine(seed=seed, clock=self.clock,
@@ -33,9 +36,11 @@ class SimExchange:
                              else Decimal("0.004"), step_seconds=step_seconds, settlement_delay_s=settlement_delay_s)
         self.state = SimState(self.engine, seed=seed, page_size=page_size)
         self._ports = (port, gamma_port)
+        self._ws_port = ws_port
         self._servers: list[SimHTTPServer] = []
         self._threads: list[threading.Thread] = []
-        self.clob_url = self.gamma_url = self.relayer_url = ""
+        self.feeds = FeedServer(self.engine, self.state.keys, self.state.accounts_of_owner)
+        self.clob_url = self.gamma_url = self.relayer_url = self.ws_url = ""
         rng = random.Random(seed)
         for i in range(markets):
             self.create_market(f"Simulated market {i + 1}: will it happen?",
@@ -54,9 +59,11 @@ class SimExchange:
         self.clob_url = f"http://127.0.0.1:{self._servers[0].server_address[1]}"
         self.gamma_url = f"http://127.0.0.1:{self._servers[1].server_address[1]}"
         self.relayer_url = self.clob_url   # the relayer's GET /deployed is served by the CLOB server
+        self.ws_url = self.feeds.start(self._ws_port)
         return self
 
     def stop(self) -> None:
+        self.feeds.stop()
         for server in self._servers:
             server.shutdown()
             server.server_close()
@@ -153,10 +160,41 @@ class SimExchange:
         self.state.set_rate_limits(limits)
 
     def request_counts(self) -> dict:
+        """REST requests by endpoint (WebSocket traffic is not counted here: see feed_stats)."""
         return self.state.request_counts()
 
     def reset_request_counts(self) -> None:
         self.state.reset_counts()
+
+    # -- push feeds (the WebSocket channels) and latency ------------------------------------------
+
+    def drop_feeds(self, channel: str | None = None) -> None:
+        """Close every WebSocket connection of ``channel`` ("market", "user"; None: both) abruptly, as a
+        network failure would (no close frame). New connections are accepted as usual."""
+        self.feeds.drop(channel)
+
+    def silence_feeds(self, channel: str | None = None) -> None:
+        """The connections of ``channel`` (None: both) open now stay open and answer PING with PONG, but send
+        no more events. Connections opened later are normal (a reconnect cures it)."""
+        self.feeds.silence(channel)
+
+    def stop_subscription(self, token_id) -> None:
+        """The open market connections send nothing more about ``token_id`` (other tokens keep flowing); a new
+        subscribe for it (operation subscribe or a new connection) restores it, with a fresh snapshot."""
+        self.feeds.stop_subscription(token_id)
+
+    def feed_stats(self) -> dict:
+        """{"connections": {"market": n_open, "user": n_open}, "opened": {... ever}, "messages": {event_type: n}
+        (events queued to connections), "pings": n}."""
+        return self.feeds.stats()
+
+    def order_arrivals(self) -> dict[str, float]:
+        """Order id -> ``time.time()`` when its post had been read by the server (before any processing);
+        the latest 100 000 orders."""
+        return self.state.order_arrivals()
+
+    def clear_order_arrivals(self) -> None:
+        self.state.clear_order_arrivals()
 
     def new_wallet(self, usdc=0, signature_type=0, deployed=True) -> dict:
         """A fresh throwaway key and the wallet it trades from, funded with ``usdc``: {"private_key", "address"

@@ -106,6 +106,16 @@ class ApiKeys:
         self._by_key[api_key] = {**creds, "address": address.lower()}
         return creds
 
+    def check(self, api_key, secret, passphrase) -> dict | None:
+        """The key record of these exact credentials (as the user channel's ``auth`` carries them), else None."""
+        rec = self._by_key.get(api_key) if isinstance(api_key, str) else None
+        if rec is None or not isinstance(secret, str) or not isinstance(passphrase, str):
+            return None
+        if not (hmac.compare_digest(secret.encode(), rec["secret"].encode())
+                and hmac.compare_digest(passphrase.encode(), rec["passphrase"].encode())):
+            return None
+        return rec
+
     def verify_l2(self, headers, method: str, path: str, body: bytes) -> dict:
         """Recompute the HMAC; returns the key record ({apiKey, secret, passphrase, address})."""
         key = headers.get("POLY_API_KEY")

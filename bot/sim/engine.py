@@ -23,6 +23,12 @@ Per-market options that reproduce the real venue's harder answers (all off by de
   back to the market's own tick inside; orders off the current tick are refused;
 - ``fee_rate_bps``: the string trades report in ``fee_rate_bps`` (V2 sends ``""``, the default).
 
+Push feeds (the WebSocket channels of ``bot.sim.feeds``): nothing of this runs until a feed client
+subscribes. While one does, every public operation that can change books records the tokens it touched
+(``_touch``) and the user events it caused, in the order they happened; at the end of the outermost
+operation (still under the lock) the touched books are diffed against what was last published and the
+messages handed to ``feed.publish``, which only queues them (the sockets are written by other threads).
+
 Simplifications: the YES and NO books are separate (the real CLOB mirrors them); their prices are kept
 consistent by quoting NO around 1 - YES. Trades are CONFIRMED at once with a transaction hash.
 Market maker ("other traders") orders never trade with each other.
@@ -41,6 +47,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal
+from typing import Protocol
 
 from bot.clock import Clock, SystemClock
 
@@ -155,6 +162,54 @@ class Trade:
     tx_hash: str
 
 
+#: A market-channel message: (the tokens it is about, only for custom-feature subscribers?, the message).
+MarketEvent = tuple[tuple[str, ...], bool, dict]
+#: A user-channel message: (the account whose order it is about, that order's owner (API key), the message).
+UserEvent = tuple[str, str, dict]
+
+
+class FeedSink(Protocol):
+    """Where the engine hands its push messages (bot.sim.feeds.FeedServer). Called under the engine's lock:
+    it must only queue them, never write to a socket."""
+
+    def publish(self, market: list[MarketEvent], user: list[UserEvent]) -> None:
+        """Route the messages of one engine operation, in order, to the subscribed connections."""
+
+
+@dataclass
+class _Published:
+    """What the market channel last said about a token's book: aggregated levels, tick and best prices."""
+
+    bids: dict[Decimal, Decimal]
+    asks: dict[Decimal, Decimal]
+    tick: Decimal
+    best_bid: str
+    best_ask: str
+
+
+class _Operation:
+    """``with engine._operation:`` takes the engine's lock for a public operation that can change books; when
+    the outermost one ends, what it changed is published to the feeds (before the lock is released, so
+    messages are queued in the order the operations happened)."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def __enter__(self) -> None:
+        e = self.engine
+        e.lock.acquire()
+        e._depth += 1
+
+    def __exit__(self, *exc) -> None:
+        e = self.engine
+        try:
+            e._depth -= 1
+            if e._depth == 0 and (e._dirty or e._market_tail or e._user_out or e._confirm_now):
+                e._flush()
+        finally:
+            e.lock.release()
+
+
 class _Side:
     """One side of a book: price levels (FIFO queues) with a sorted price list."""
 
@@ -231,13 +286,25 @@ class Engine:
         self._last_advance = self.clock.time()
         self._next_market_id = 100001
         self._delayed: list[tuple[float, int, str]] = []  # (due time, seq, order id) of DELAYED orders
+        # Push feeds (see the module doc). All empty/False while no feed client is subscribed.
+        self.feed: FeedSink | None = None
+        self._operation = _Operation(self)
+        self._depth = 0
+        self._watched: dict[str, _Published] = {}   # market-channel tokens -> what was last published
+        self._watch_users = False
+        self._dirty: dict[str, None] = {}           # watched tokens changed in this operation (ordered set)
+        self._market_tail: list[MarketEvent] = []   # last_trade_price / market_resolved, after the book diffs
+        self._user_out: list[UserEvent] = []
+        self._confirm_now: list[Trade] = []         # trades to report CONFIRMED at the end of this operation
+        self._confirm_due: list[tuple[float, int, Trade]] = []   # (due time, seq, trade) with a settlement lag
+        self._next_confirm = 0
 
     # -- markets ------------------------------------------------------------------------------------
 
     def add_market(self, question: str, yes_price=Decimal("0.5"), tick_size="0.01", min_order_size=5,
                    neg_risk=False, volatility=None, end_date=None, fee_rate=None, fee_exponent=None,
                    liquidity_depth=None, seconds_delay=0, dynamic_tick=False, fee_rate_bps=None) -> SimMarket:
-        with self.lock:
+        with self._operation:
             base_tick = Decimal(str(tick_size))
             tick, mid = self._tick_and_mid(Decimal(str(yes_price)), base_tick, bool(dynamic_tick))
             mid_int = self._next_market_id
@@ -272,7 +339,7 @@ class Engine:
     def set_market_options(self, market: SimMarket, seconds_delay=None, dynamic_tick=None,
                            fee_rate_bps=None) -> None:
         """Switch the per-market options of an existing market (None leaves one as it is)."""
-        with self.lock:
+        with self._operation:
             if seconds_delay is not None:
                 market.seconds_delay = float(seconds_delay)
             if fee_rate_bps is not None:
@@ -399,7 +466,7 @@ class Engine:
                     maker_amount: Decimal, taker_amount: Decimal, order_type: str, post_only: bool = False,
                     expiration: int = 0) -> dict:
         """Validate and match an order whose signature the server already checked (see module doc)."""
-        with self.lock:
+        with self._operation:
             acct = account.lower()
             token_id = str(token_id)
             market = self._by_token.get(token_id)
@@ -473,8 +540,10 @@ class Engine:
                 fillable = self._walk(opposite, acct, side, price, shares, budget, dry=True)
                 complete = (budget - fillable[1] < Decimal("0.01")) if budget is not None else fillable[0] >= shares
                 if not complete:
-                    raise SimReject("order couldn't be fully filled. FOK orders are fully filled or killed.",
-                                    order_id=order_id)
+                    reason = "order couldn't be fully filled. FOK orders are fully filled or killed."
+                    self._emit_killed(Order(order_id, owner, acct, token_id, side, price, shares, order_type,
+                                            int(self.clock.time()), 0, expiration), reason)
+                    raise SimReject(reason, order_id=order_id)
             if order_type == "FAK" and self._walk(opposite, acct, side, price, shares, budget, dry=True)[0] <= 0:
                 raise SimReject("no orders found to match with FAK order. FAK orders are partially filled or "
                                 "killed if no match is found.", order_id=order_id)
@@ -487,6 +556,8 @@ class Engine:
                 self._books[token_id].side(side).add(order)
                 self._open_by_account.setdefault(acct, set()).add(order_id)
                 order.status = "LIVE"
+                self._touch(token_id)
+                self._emit_order(order, "PLACEMENT")
             else:
                 order.status = "MATCHED" if order.matched > 0 else "CANCELED"
                 if budget is not None:
@@ -512,13 +583,16 @@ class Engine:
         self._orders[order_id] = order
         self._open_by_account.setdefault(acct, set()).add(order_id)
         heapq.heappush(self._delayed, (now + market.seconds_delay, order.seq, order_id))
+        self._emit_order(order, "PLACEMENT", "LIVE")   # the venue has taken it; it shows DELAYED over REST
         return {"success": True, "errorMsg": "", "orderID": order_id, "status": "delayed",
                 "makingAmount": "", "takingAmount": "", "transactionsHashes": [], "tradeIDs": []}
 
     def run_due(self) -> None:
         """Match the delayed orders whose delay has passed on the clock (oldest first)."""
-        with self.lock:
+        with self._operation:
             now = self.clock.time()
+            if self._confirm_due:
+                self._run_due_confirmations()
             while self._delayed and self._delayed[0][0] <= now:
                 _, _, oid = heapq.heappop(self._delayed)
                 order = self._orders.get(oid)
@@ -526,6 +600,14 @@ class Engine:
                     self._match_delayed(order)
 
     def _match_delayed(self, order: Order) -> None:
+        """Match a delayed order now; the user channel then hears how it ended (it had its PLACEMENT)."""
+        self._settle_delayed(order)
+        if order.status == "UNMATCHED":
+            self._emit_order(order, "CANCELLATION", "CANCELED")
+        elif order.matched > 0:
+            self._emit_order(order, "UPDATE")
+
+    def _settle_delayed(self, order: Order) -> None:
         market = self._by_token[order.token_id]
         self._open_by_account.get(order.account, set()).discard(order.id)
         order.status = "UNMATCHED"
@@ -549,6 +631,7 @@ class Engine:
             self._books[order.token_id].side(order.side).add(order)
             self._open_by_account.setdefault(order.account, set()).add(order.id)
             order.status = "LIVE"
+            self._touch(order.token_id)
         elif order.matched > 0:
             order.status = "MATCHED"
             if order.budget is not None:
@@ -635,15 +718,19 @@ class Engine:
             self._close_order(maker, "MATCHED")
         self._books[token].last_trade_price = price
         market.volume += notional
+        self._touch(token)
+        if self._watched or self._watch_users:
+            self._published_trade(trade, maker)
 
     def _close_order(self, order: Order, status: str) -> None:
         self._books[order.token_id].side(order.side).remove(order)
         self._open_by_account.get(order.account, set()).discard(order.id)
         order.status = status
+        self._touch(order.token_id)
 
     def cancel(self, account: str, order_ids: list[str]) -> dict:
         acct = account.lower()
-        with self.lock:
+        with self._operation:
             canceled, not_canceled = [], {}
             for oid in order_ids:
                 order = self._orders.get(oid)
@@ -653,15 +740,16 @@ class Engine:
                     not_canceled[oid] = "already canceled or matched"
                 else:
                     self._close_order(order, "CANCELED")
+                    self._emit_order(order, "CANCELLATION")
                     canceled.append(oid)
             return {"canceled": canceled, "not_canceled": not_canceled}
 
     def cancel_all(self, account) -> dict:
-        with self.lock:
+        with self._operation:
             return self.cancel(account, sorted(self._open_by_account.get(account.lower(), ())))
 
     def cancel_market(self, account, market: str | None = None, asset_id: str | None = None) -> dict:
-        with self.lock:
+        with self._operation:
             ids = []
             for oid in self._open_by_account.get(account.lower(), ()):
                 o = self._orders[oid]
@@ -782,6 +870,164 @@ class Engine:
         with self.lock:
             return self._books[str(token_id)].last_trade_price
 
+    # -- push feeds (see the module doc) ------------------------------------------------------------
+
+    def watch_books(self, token_ids) -> list[dict]:
+        """Publish the book changes of ``token_ids`` from now on; returns their ``book`` snapshots (unknown
+        token ids are skipped). The feed server calls this under the lock and queues the snapshots before
+        releasing it, so a subscriber gets the snapshot and then every change after it, in order."""
+        with self.lock:
+            out, seen = [], set()
+            for token in map(str, token_ids):
+                market = self._by_token.get(token)
+                if market is None or token in seen:
+                    continue
+                seen.add(token)
+                if token not in self._watched:
+                    b = self._books[token]
+                    self._watched[token] = _Published(self._levels(b.bids), self._levels(b.asks), market.tick_size,
+                                                      *self._bests(b))
+                out.append(self._book_message(token))
+            return out
+
+    def unwatch_books(self, keep) -> None:
+        """Stop publishing the tokens not in ``keep`` (the ones no feed client subscribes to any more)."""
+        with self.lock:
+            for token in [t for t in self._watched if t not in keep]:
+                del self._watched[token]
+                self._dirty.pop(token, None)
+
+    def watch_users(self, on: bool) -> None:
+        """Build user-channel events (orders and trades of users) while ``on``."""
+        with self.lock:
+            self._watch_users = bool(on)
+            if not on:
+                self._confirm_due.clear()
+
+    def _ms(self) -> str:
+        return str(int(self.clock.time() * 1000))
+
+    def _touch(self, token: str) -> None:
+        """``token``'s book changed in this operation (recorded only while the market channel watches it)."""
+        if token in self._watched:
+            self._dirty[token] = None
+
+    @staticmethod
+    def _levels(side: _Side) -> dict[Decimal, Decimal]:
+        return {p: sum((o.remaining for o in side.levels[p]), Decimal(0)) for p in side.prices}
+
+    @staticmethod
+    def _bests(b: _Book) -> tuple[str, str]:
+        """(best bid, best ask) as the market channel writes them, "" for an empty side."""
+        return (dec_str(b.bids.prices[-1]) if b.bids.prices else "",
+                dec_str(b.asks.prices[0]) if b.asks.prices else "")
+
+    def _book_message(self, token: str) -> dict:
+        """A market-channel ``book`` message: the REST book's levels (best LAST), tick and last trade price."""
+        data = self.book(token)
+        return {"event_type": "book", **{k: data[k] for k in ("market", "asset_id", "timestamp", "hash", "bids",
+                                                               "asks", "tick_size", "last_trade_price")}}
+
+    def _diff_book(self, token: str, out: list[MarketEvent]) -> None:
+        """Append the messages that bring a subscriber from what was last published about ``token`` to its book
+        now: tick_size_change, one price_change listing every changed level, best_bid_ask (custom feature)."""
+        pub = self._watched.get(token)
+        if pub is None:
+            return
+        market, b = self._by_token[token], self._books[token]
+        bids, asks = self._levels(b.bids), self._levels(b.asks)
+        best_bid, best_ask = self._bests(b)
+        ts, key, cond = self._ms(), (token,), market.condition_id
+        if market.tick_size != pub.tick:
+            out.append((key, False, {"event_type": "tick_size_change", "market": cond, "asset_id": token,
+                                     "old_tick_size": dec_str(pub.tick), "new_tick_size": dec_str(market.tick_size),
+                                     "timestamp": ts}))
+        changes = [(price, side, new.get(price, Decimal(0)))
+                   for side, new, old in (("BUY", bids, pub.bids), ("SELL", asks, pub.asks))
+                   for price in sorted(new.keys() | old.keys())
+                   if new.get(price, Decimal(0)) != old.get(price, Decimal(0))]
+        if changes:
+            digest = hashlib.sha1(repr((token, sorted(bids.items()), sorted(asks.items()))).encode()).hexdigest()
+            out.append((key, False, {"event_type": "price_change", "market": cond, "price_changes": [
+                {"asset_id": token, "price": dec_str(price), "size": dec_str(size), "side": side, "hash": digest,
+                 "best_bid": best_bid, "best_ask": best_ask} for price, side, size in changes], "timestamp": ts}))
+        if (best_bid, best_ask) != (pub.best_bid, pub.best_ask):
+            spread = dec_str(Decimal(best_ask) - Decimal(best_bid)) if best_bid and best_ask else ""
+            out.append((key, True, {"event_type": "best_bid_ask", "market": cond, "asset_id": token,
+                                    "best_bid": best_bid, "best_ask": best_ask, "spread": spread, "timestamp": ts}))
+        pub.bids, pub.asks, pub.tick, pub.best_bid, pub.best_ask = bids, asks, market.tick_size, best_bid, best_ask
+
+    def _flush(self) -> None:
+        """End of an operation: diff the touched books, then the trades and resolutions, then the user events
+        (CONFIRMED last), handed to the feed in one call."""
+        market: list[MarketEvent] = []
+        for token in self._dirty:
+            self._diff_book(token, market)
+        self._dirty.clear()
+        market.extend(self._market_tail)
+        self._market_tail.clear()
+        for trade in self._confirm_now:
+            self._emit_trade(trade, "CONFIRMED")
+        self._confirm_now.clear()
+        user, self._user_out = self._user_out, []
+        if self.feed is not None and (market or user):
+            self.feed.publish(market, user)
+
+    def _order_event(self, o: Order, kind: str, status: str | None = None) -> dict:
+        """A user-channel ``order`` event (PLACEMENT, UPDATE or CANCELLATION) in the venue's shape."""
+        m = self._by_token[o.token_id]
+        return {"event_type": "order", "type": kind, "id": o.id, "owner": o.owner, "order_owner": o.owner,
+                "market": m.condition_id, "asset_id": o.token_id, "side": o.side, "original_size": dec_str(o.size),
+                "size_matched": dec_str(o.matched), "price": dec_str(o.price),
+                "associate_trades": list(o.trade_ids) or None, "outcome": m.outcome_of(o.token_id),
+                "created_at": str(o.created_at), "expiration": str(o.expiration), "order_type": o.order_type,
+                "status": status or o.status, "maker_address": o.account, "timestamp": self._ms()}
+
+    def _emit_order(self, o: Order, kind: str, status: str | None = None) -> None:
+        if self._watch_users and not o.is_mm:
+            self._user_out.append((o.account, o.owner, self._order_event(o, kind, status)))
+
+    def _emit_killed(self, o: Order, reason: str) -> None:
+        """The CANCELLATION the venue sends for a killed FOK (status ``CANCELED_`` + the reason, no fills)."""
+        if self._watch_users:
+            event = self._order_event(o, "CANCELLATION", "CANCELED_" + reason)
+            event.update(size_matched="", outcome="", created_at="", associate_trades=[])
+            self._user_out.append((o.account, o.owner, event))
+
+    def _emit_trade(self, t: Trade, status: str) -> None:
+        """The trade as a user-channel ``trade`` event to each user side of it (its ``_trade_json`` view)."""
+        if not self._watch_users:
+            return
+        for acct, owner in ((t.taker_account, t.taker_owner), (t.maker_account, t.maker_owner)):
+            if acct != MM_ACCOUNT:
+                event = self._trade_json(t, acct)
+                event.update(event_type="trade", type="TRADE", status=status, trade_owner=owner,
+                             timestamp=self._ms(), last_update=str(int(self.clock.time())))
+                self._user_out.append((acct, owner, event))
+
+    def _published_trade(self, t: Trade, maker: Order) -> None:
+        """The feeds' part of a fill: last_trade_price, trade MATCHED (CONFIRMED later), the maker's UPDATE."""
+        if t.token_id in self._watched:
+            market = self._by_token[t.token_id]
+            self._market_tail.append(((t.token_id,), False, {
+                "event_type": "last_trade_price", "asset_id": t.token_id, "market": t.market,
+                "price": dec_str(t.price), "side": t.taker_side, "size": dec_str(t.size),
+                "fee_rate_bps": market.fee_rate_bps, "timestamp": self._ms()}))
+        if not self._watch_users:
+            return
+        self._emit_trade(t, "MATCHED")
+        if self.settlement_delay_s > 0:
+            heapq.heappush(self._confirm_due, (self.clock.time() + self.settlement_delay_s, self._next_confirm, t))
+            self._next_confirm += 1
+        else:
+            self._confirm_now.append(t)
+        self._emit_order(maker, "UPDATE")
+
+    def _run_due_confirmations(self) -> None:
+        now = self.clock.time()
+        while self._confirm_due and self._confirm_due[0][0] <= now:
+            self._emit_trade(heapq.heappop(self._confirm_due)[2], "CONFIRMED")
+
     # -- the living market and control --------------------------------------------------------------
 
     def _mm_order(self, token_id: str, side: str, price: Decimal, size: Decimal) -> Order:
@@ -792,6 +1038,7 @@ class Engine:
         return order
 
     def _clear_mm(self, token_id: str) -> None:
+        self._touch(token_id)
         b = self._books[token_id]
         for side in (b.bids, b.asks):
             for price in list(side.prices):
@@ -837,7 +1084,7 @@ class Engine:
 
     def move_price(self, token_id, price) -> None:
         """Move the market to ``price`` (for ``token_id``), filling users' crossed orders on the way."""
-        with self.lock:
+        with self._operation:
             market = self._by_token[str(token_id)]
             p = Decimal(str(price))
             yes = p if str(token_id) == market.token_ids[0] else ONE - p
@@ -849,7 +1096,7 @@ class Engine:
 
     def set_book(self, token_id, bids, asks) -> None:
         """Replace other traders' liquidity on a token; levels that cross users' orders trade with them."""
-        with self.lock:
+        with self._operation:
             token_id = str(token_id)
             market = self._by_token[token_id]
             self._clear_mm(token_id)
@@ -860,10 +1107,11 @@ class Engine:
                     self._match(order, market, None)
                     if order.remaining > 0:
                         b.side(side).add(order)
+            self._touch(token_id)
 
     def resolve(self, condition_id, winner: str) -> None:
         """Close the market: cancel open orders, pay 1 USDC per winning share."""
-        with self.lock:
+        with self._operation:
             market = self.market_by_condition(condition_id)
             if market is None:
                 raise SimReject("market not found", 404)
@@ -873,10 +1121,16 @@ class Engine:
                 if order.is_mm:
                     continue
                 self._close_order(order, "CANCELED")
+                self._emit_order(order, "CANCELLATION")
             for token in market.token_ids:
                 self._clear_mm(token)
             market.closed, market.accepting_orders, market.winner = True, False, winner
             win_token = market.token_ids[0] if winner.lower() == market.outcomes[0].lower() else market.token_ids[1]
+            if any(t in self._watched for t in market.token_ids):
+                self._market_tail.append((market.token_ids, True, {
+                    "event_type": "market_resolved", "id": market.id, "market": market.condition_id,
+                    "assets_ids": list(market.token_ids), "winning_asset_id": win_token,
+                    "winning_outcome": market.outcome_of(win_token), "timestamp": self._ms(), "tags": []}))
             for acct, toks in self._tokens.items():
                 for token in market.token_ids:
                     qty = toks.pop(token, Decimal(0))
@@ -885,7 +1139,7 @@ class Engine:
 
     def advance(self) -> None:
         """Catch the living market up with the clock: a seeded random walk with occasional jumps."""
-        with self.lock:
+        with self._operation:
             self.run_due()
             now = self.clock.time()
             steps = int((now - self._last_advance) // self.step_seconds)

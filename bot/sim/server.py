@@ -26,7 +26,7 @@ import re
 import threading
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +43,7 @@ BASE = Decimal(1_000_000)
 MAX_BATCH_ORDERS = 15
 REFUSAL_MESSAGE = "not enough balance / allowance"
 POST_ONLY_MODE_MESSAGE = "post-only mode: only post-only orders and cancels are allowed"
+MAX_ARRIVALS = 100_000   # order arrival times kept (the latest ones)
 ORDER_POSTS = {("POST", "/order"), ("POST", "/orders")}
 CANCELS = {("DELETE", "/order"), ("DELETE", "/orders"), ("DELETE", "/cancel-all"),
            ("DELETE", "/cancel-market-orders")}
@@ -129,6 +130,7 @@ class SimState:
         self.deposit_wallets: dict[str, dict] = {}
         self.wallet_of_owner: dict[str, str] = {}
         self.set_rate_limits(None)
+        self.arrivals: OrderedDict[str, float] = OrderedDict()   # order id -> time.time() its post was read
 
     # -- HTTP 200 refusals ------------------------------------------------------------------------
 
@@ -254,6 +256,29 @@ class SimState:
             rec = self.deposit_wallets.get(address.lower())
             return bool(rec and rec["deployed"])
 
+    # -- order arrival times (the latency benchmark: book change -> order at the venue) ---------------
+
+    def record_arrival(self, order_id: str, arrived: float) -> None:
+        with self.lock:
+            self.arrivals[order_id] = arrived
+            self.arrivals.move_to_end(order_id)
+            while len(self.arrivals) > MAX_ARRIVALS:
+                self.arrivals.popitem(last=False)
+
+    def order_arrivals(self) -> dict[str, float]:
+        with self.lock:
+            return dict(self.arrivals)
+
+    def clear_order_arrivals(self) -> None:
+        with self.lock:
+            self.arrivals.clear()
+
+    def accounts_of_owner(self, address: str) -> set[str]:
+        """Every account (lower case) an API key's EOA trades from: itself, the funder (maker) of its orders,
+        its deposit wallet. The user channel sends the events of their orders."""
+        owner = address.lower()
+        return {a for a in (owner, self.makers.get(owner), self.wallet_of_owner.get(owner)) if a}
+
     def account_of(self, key_record: dict, signature_type=None) -> str:
         """The account (funder) an L2 request acts for: the maker of the key's orders; for a key whose
         owner has a deposit wallet, that wallet when the request says signature_type 3 (balance reads do),
@@ -324,6 +349,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "bot-sim/1"
     sim: SimState  # set on the subclass per server
     gamma = False
+    arrived = 0.0  # time.time() when the current request had been read (order arrival times)
 
     def log_message(self, fmt, *args):  # quiet
         pass
@@ -358,6 +384,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = url.path.rstrip("/") or "/"
         query = {k: v for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         raw = self._body()
+        self.arrived = time.time()
         try:
             if path.startswith("/_sim"):
                 self._send(200, self._control(method, path, query, raw))
@@ -611,6 +638,7 @@ class _Handler(BaseHTTPRequestHandler):
         if market is None:
             raise HttpError(400, "Invalid token id")
         order_id = verify_order(order, market.neg_risk, rec["address"], deployed_wallets=self.sim.deployed_wallets())
+        self.sim.record_arrival(order_id, self.arrived)
         phase, left = self.sim.engine_phase()
         if phase == "post_only" and not envelope.get("postOnly"):
             raise PostOnlyMode(left)
@@ -768,6 +796,24 @@ class _Handler(BaseHTTPRequestHandler):
                 ctl.deploy_deposit_wallet(body["address"])
             except ValueError as exc:
                 raise HttpError(404, str(exc)) from None
+            return {"ok": True}
+        if route in (("POST", "/_sim/feeds/drop"), ("POST", "/_sim/feeds/silence")):
+            try:
+                (ctl.drop_feeds if path.endswith("/drop") else ctl.silence_feeds)(body.get("channel"))
+            except ValueError as exc:
+                raise HttpError(400, str(exc)) from None
+            return {"ok": True}
+        if route == ("POST", "/_sim/feeds/stop-subscription"):
+            if "token_id" not in body:
+                raise HttpError(400, "token_id is required")
+            ctl.stop_subscription(body["token_id"])
+            return {"ok": True}
+        if route == ("GET", "/_sim/feeds"):
+            return ctl.feed_stats()
+        if route == ("GET", "/_sim/order-arrivals"):
+            return ctl.order_arrivals()
+        if route == ("DELETE", "/_sim/order-arrivals"):
+            ctl.clear_order_arrivals()
             return {"ok": True}
         if route == ("GET", "/_sim/requests"):
             return ctl.request_counts()

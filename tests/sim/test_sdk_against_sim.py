@@ -292,6 +292,10 @@ def test_command_line_prints_its_urls_first():
         urls = json.loads(proc.stdout.readline())
         rows = requests.get(f"{urls['gamma_url']}/markets").json()
         assert len(rows) == 3 and requests.get(f"{urls['clob_url']}/ok").json() == "OK"
+        from websockets.sync.client import connect
+        with connect(urls["ws_url"] + "/ws/market") as ws:
+            ws.send(json.dumps({"type": "market", "assets_ids": json.loads(rows[0]["clobTokenIds"])}))
+            assert [b["event_type"] for b in json.loads(ws.recv(timeout=5))] == ["book", "book"]
     finally:
         proc.terminate()
         proc.wait(timeout=10)
