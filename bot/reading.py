@@ -155,6 +155,8 @@ class Reader:
                 snap.open_orders = {o.order_id: o for o in self.venue.open_orders()}
             if self.feeds is not None:
                 self.feeds.user_verified()   # the REST read covers whatever the channel missed before
+        elif not resting and self.feeds is not None:
+            self.feeds.user_verified()   # no resting order: nothing the channel could have missed
         return snap
 
     def _reported(self, resting: list[Position]) -> set[str]:

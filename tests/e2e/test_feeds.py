@@ -155,21 +155,26 @@ def test_a_silent_socket_is_found_by_the_rest_check_and_replaced(fsim, harness):
     m = still_market(fsim)
     h = harness()
     h.loop()
-    pos = only(h.positions)
     token = m["token_ids"][0]
     settle(h, [token])
     h.no_new_trades()
     opened = fsim.feed_stats()["opened"]["market"]
     fsim.silence_feeds("market")   # still answers PING, never sends another event
-    fsim.set_price(token, 0.40)    # through the SL: the feed does not say so
-    h.loop()                       # within check_seconds the feed's (old) book is used: nothing happens yet
-    assert only(h.positions).status == PositionState.OPEN
-    h.clock.advance(31)            # the staleness limit
+    fsim.set_price(token, 0.48)    # the feed does not say so
     h.loop()
+    assert h.feeds.fresh(token), "within check_seconds a silent feed cannot be told from a quiet market"
+    h.clock.advance(31)            # the staleness limit: the token's REST check finds the feed wrong and silent
+    fsim.reset_request_counts()
+    h.loop()
+    assert not h.feeds.fresh(token) and reads(fsim).get("POST /books", 0) >= 1
+    until(lambda: fsim.feed_stats()["opened"]["market"] > opened, "the silent connection replaced")
+    settle(h, [token])
+    fsim.set_price(token, 0.40)    # and the feed is trusted again: the SL fires from it
+    until(lambda: (b := h.feeds.book(token)) is not None and b.best_bid == D("0.39"), "the move pushed")
+    h.bot.run_events()
     pos = only(h.positions)
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
-    assert pos.metrics["trigger_source"] == "poll"
-    until(lambda: fsim.feed_stats()["opened"]["market"] > opened, "the silent connection replaced")
+    assert pos.metrics["trigger_source"] == "push"
 
 
 def test_a_lost_subscription_falls_back_for_that_token_only_and_is_restored(fsim, harness):
