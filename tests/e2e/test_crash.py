@@ -42,6 +42,9 @@ def write_config(path: Path, tmp: Path, urls: dict, scan_seconds: float, loop_se
                      "blacklist_hours": 2 / 3600, "min_liquidity": 0, "min_hours_to_end": 0, "max_spread": 0.1,
                      "scan_interval_seconds": scan_seconds},
         "api": {"clob_host": urls["clob_url"], "gamma_host": urls["gamma_url"], "max_requests_per_second": 200},
+        # Push feeds on, as users get them: kills land in feed-driven exits and TP fills too.
+        "feeds": {"market_url": f"{urls['ws_url']}/ws/market", "user_url": f"{urls['ws_url']}/ws/user",
+                  "check_seconds": 2, "reconnect_min_seconds": 0.05, "reconnect_max_seconds": 0.5},
     }))
 
 
