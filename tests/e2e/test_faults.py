@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from decimal import Decimal as D
+
+import pytest
 
 from bot.clock import SimulatedClock
 from bot.config import BotConfig, with_overrides
+from bot.feeds import Feeds
 from bot.position_manager import PositionState, PositionStore
 from bot.scanner import MarketScanner
 from bot.sim import SimExchange
@@ -14,7 +18,10 @@ from main_bot import Bot
 from tests.e2e import invariants
 
 
-def test_an_hour_with_ten_percent_faults(tmp_path, caplog):
+@pytest.mark.parametrize("feeds", [False, True], ids=["rest", "feeds"])
+def test_an_hour_with_ten_percent_faults(tmp_path, caplog, feeds):
+    """With ``feeds``: the push feeds on too, their connections dropped every few minutes (events between loops
+    handled as the run loop would after a wake)."""
     clock = SimulatedClock(start=1_800_000_000)
     with SimExchange(seed=11, clock=clock, markets=6, default_volatility="0.004") as sim:
         wallet = sim.new_wallet(usdc=200)
@@ -27,21 +34,36 @@ def test_an_hour_with_ten_percent_faults(tmp_path, caplog):
                          "blacklist_hours": 0.05, "min_liquidity": 0, "min_hours_to_end": 0, "max_spread": "0.1",
                          "scan_interval_seconds": 30},
             "api": {"clob_host": sim.clob_url, "gamma_host": sim.gamma_url},
+            "feeds": {"market_url": f"{sim.ws_url}/ws/market", "user_url": f"{sim.ws_url}/ws/user",
+                      "reconnect_min_seconds": 0.02, "reconnect_max_seconds": 0.1},
         })
         venue = LiveVenue(sim.clob_url, private_key=wallet["private_key"], funder=wallet["address"], clock=clock,
                           seed=3)
+        pushed = Feeds(config.feeds, clock, lambda: None, venue.feed_credentials()) if feeds else None
         bot = Bot(config, venue, MarketScanner(sim.gamma_url, config.strategy), PositionStore(tmp_path / "p.json"),
-                  clock=clock)
+                  clock=clock, feeds=pushed)
+        pushed.start() if pushed else None
         sim.set_faults(0.10, statuses=[429, 425, 500, 503], seed=7)
-        with caplog.at_level(logging.INFO):
-            for _ in range(360):
-                bot.run_guarded()
-                clock.advance(10)
-            sim.set_faults(0)
-            bot.config = with_overrides(bot.config, strategy__scan_interval_seconds=10**9)   # wind down: no new entries
-            for _ in range(120):
-                bot.run_guarded()
-                clock.advance(10)
+
+        def step(i: int) -> None:
+            bot.run_guarded()
+            clock.advance(10)
+            if pushed is not None:
+                if i % 20 == 19:
+                    sim.drop_feeds("market" if i % 40 == 19 else "user")
+                time.sleep(0.005)   # the socket threads deliver what the step changed
+                bot.run_guarded(bot.run_events)
+
+        try:
+            with caplog.at_level(logging.INFO):
+                for i in range(360):
+                    step(i)
+                sim.set_faults(0)
+                bot.config = with_overrides(bot.config, strategy__scan_interval_seconds=10**9)   # wind down
+                for i in range(120):
+                    step(i)
+        finally:
+            pushed.stop() if pushed else None
         faults = sim.request_counts()["faults"]
         assert faults > 50, "the test must really have been under fire"
         assert "Unexpected error" not in caplog.text
@@ -55,5 +77,10 @@ def test_an_hour_with_ten_percent_faults(tmp_path, caplog):
         assert (result["orphan_orders"], result["orphan_shares"], result["duplicates"], result["mismatches"]) == \
             (0, 0, 0, 0), result["details"]
         assert not any(p.status == PositionState.NEEDS_ATTENTION for p in positions)
-        print(f"faults={faults} requests={sim.request_counts()['total']} lifecycles={len(closed)} "
+        triggers = [p.metrics.get("trigger_source") for p in closed]
+        if pushed is not None:
+            assert pushed.stats()["reconnects"] >= 5, pushed.stats()   # (a drop may find nothing held)
+            assert triggers.count("push") >= 3, triggers
+        print(f"feeds={feeds} triggers push/poll={triggers.count('push')}/{triggers.count('poll')} faults={faults} "
+              f"requests={sim.request_counts()['total']} lifecycles={len(closed)} "
               f"reasons={sorted({p.close_reason.value for p in closed})} read_retries={venue.retries}")
