@@ -143,6 +143,17 @@ class FeedsSection(BaseModel):
     #: With a healthy user channel, the open-orders list is still read this often (the safety net).
     orders_check_seconds: float = Field(600, gt=0)
 
+    @model_validator(mode="after")
+    def _sane(self) -> FeedsSection:
+        for name in ("market_url", "user_url"):
+            url = getattr(self, name)
+            if not url.startswith(("ws://", "wss://")):
+                raise ValueError(f"{name}: must be a ws:// or wss:// URL ({url!r})")
+        if self.reconnect_min_seconds > self.reconnect_max_seconds:
+            raise ValueError(f"reconnect_min_seconds: must not exceed feeds.reconnect_max_seconds "
+                             f"({self.reconnect_min_seconds} > {self.reconnect_max_seconds})")
+        return self
+
 
 class AlertsSection(BaseModel):
     model_config = _STRICT

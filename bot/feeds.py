@@ -35,6 +35,8 @@ _OPEN_TIMEOUT = 5.0      # seconds for the TCP+TLS+WebSocket handshake
 _CLOSE_TIMEOUT = 1.0
 _POLL = 0.1              # socket threads look at their pending operations and timers this often
 _MAX_MESSAGE = 2 ** 24   # an initial dump of 200 books can exceed the library's 1 MiB default
+#: A token whose feed keeps talking is still checked against REST every this many check_seconds.
+BUSY_CHECK_FACTOR = 4
 _BUFFERED_ORDERS = 512   # events for orders not (yet) watched, kept in case the loop names them a moment later
 
 
@@ -341,11 +343,13 @@ class Feeds:
             return st.seen_at if st is not None else None
 
     def due_for_check(self, now: float) -> list[str]:
-        """Fresh tokens with neither a feed message nor a verify() in the last check_seconds."""
+        """Fresh tokens with neither a feed message nor a verify() in the last check_seconds, and busy ones not
+        verified for BUSY_CHECK_FACTOR times that (messages that keep coming do not prove the book is right)."""
         limit = now - self._cfg.check_seconds
+        busy_limit = now - self._cfg.check_seconds * BUSY_CHECK_FACTOR
         with self._lock:
             return [t for t, st in self._tokens.items() if self._is_fresh(st)
-                    and max(st.seen_at or 0.0, st.checked_at or 0.0) <= limit]
+                    and (max(st.seen_at or 0.0, st.checked_at or 0.0) <= limit or (st.checked_at or 0.0) <= busy_limit)]
 
     def verify(self, token_id: str, rest_book: Book, read_started: float) -> bool:
         """The loop read the token's book over REST (``read_started``: clock.time() before the read). Agreeing

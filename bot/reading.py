@@ -134,8 +134,9 @@ class Reader:
                 if book is not None:
                     snap.books[token] = book
                     snap.seen[token] = (PUSH, self.feeds.seen_at(token) or t)
-            due = set(self.feeds.due_for_check(t))
-            rest = [tok for tok in tokens if tok not in snap.books or tok in due]
+            # One token due for its check reads them all: the same request, and their checks stay in step.
+            due = bool(self.feeds.due_for_check(t))
+            rest = tokens if due else [tok for tok in tokens if tok not in snap.books]
             if snap.books:
                 self.venue.books_seen(dict(snap.books))
         if rest:

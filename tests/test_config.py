@@ -38,6 +38,13 @@ def test_shipped_config_is_safe():
     ({"capital": {"total": 5, "max_trade_size": 10}}, "capital.max_trade_size: must not exceed capital.total"),
     ({"capital": {"max_positions": 0}}, "capital.max_positions: Input should be greater than or equal to 1"),
     ({"api": {"signature_type": 7}}, "api.signature_type"),
+    ({"feeds": {"market_url": "https://ws-subscriptions-clob.polymarket.com/ws/market"}},
+     "feeds.market_url: must be a ws:// or wss:// URL"),
+    ({"feeds": {"reconnect_min_seconds": 10}},
+     "feeds.reconnect_min_seconds: must not exceed feeds.reconnect_max_seconds"),
+    ({"feeds": {"max_assets_per_connection": 900}}, "feeds.max_assets_per_connection: Input should be less than or "
+                                                    "equal to 500"),
+    ({"feeds": {"enabled": "sometimes"}}, "feeds.enabled: Input should be a valid boolean"),
 ])
 def test_config_errors_name_file_field_and_reason(tmp_path, data, expected):
     path = write(tmp_path, data)

@@ -297,6 +297,12 @@ def test_fresh_only_after_snapshot_and_verify(server: Server, rigs: Callable[...
     peer.send({"event_type": "last_trade_price", "asset_id": T1, "price": "0.5"})
     settle(rig.feeds, 1)
     assert rig.feeds.due_for_check(rig.clock.time() + 29) == []   # a feed message counts as a check
+    for _ in range(6):   # a feed that keeps talking is still checked against REST every 4 x check_seconds
+        rig.clock.advance(20)
+        n = rig.feeds.stats()["messages"]
+        peer.send({"event_type": "last_trade_price", "asset_id": T1, "price": "0.5"})
+        settle(rig.feeds, n)
+    assert rig.feeds.due_for_check(rig.clock.time()) == [T1]
 
 
 def test_verify_disagreement_with_a_silent_feed_goes_stale_and_resubscribes(

@@ -135,12 +135,21 @@ def test_without_feeds_every_held_token_is_read_in_one_batch():
     assert {t: s[0] for t, s in snap.seen.items()} == {"a": POLL, "b": POLL}
 
 
-def test_with_feeds_fresh_tokens_come_from_the_feed_and_only_the_rest_is_read_and_verified():
+def test_with_feeds_fresh_tokens_come_from_the_feed_and_only_the_stale_ones_are_read_and_verified():
+    feeds = FakeFeeds(books={"a": intact_book("a", bid="0.51"), "b": intact_book("b", bid="0.51")})
+    r, venue = reader(feeds)
+    snap = r.read([position("a"), position("b"), position("c")], NOW)
+    assert venue.asked == [["c"]], "only the stale token"
+    assert snap.seen["a"][0] == PUSH and snap.books["a"].best_bid == D("0.51")
+    assert snap.seen["c"][0] == POLL
+    assert feeds.verified == [("c", D("0.49"))]
+    assert venue.seen == [{"a", "b"}], "pushed books reach the venue (paper orders fill from them)"
+
+
+def test_one_token_due_for_its_check_reads_every_held_token_in_the_same_request():
     feeds = FakeFeeds(books={"a": intact_book("a", bid="0.51"), "b": intact_book("b", bid="0.51")}, due=["b"])
     r, venue = reader(feeds)
     snap = r.read([position("a"), position("b"), position("c")], NOW)
-    assert venue.asked == [["b", "c"]], "stale c, and b due for its safety-net check"
-    assert snap.seen["a"][0] == PUSH and snap.books["a"].best_bid == D("0.51")
-    assert snap.seen["b"][0] == POLL and snap.books["b"].best_bid == D("0.49"), "REST wins where it was read"
-    assert feeds.verified == [("b", D("0.49")), ("c", D("0.49"))]
-    assert venue.seen == [{"a", "b"}], "pushed books reach the venue (paper orders fill from them)"
+    assert venue.asked == [["a", "b", "c"]]
+    assert all(s[0] == POLL for s in snap.seen.values()) and snap.books["a"].best_bid == D("0.49"), "REST wins"
+    assert [t for t, _ in feeds.verified] == ["a", "b", "c"]
