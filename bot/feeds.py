@@ -683,7 +683,10 @@ class Feeds:
 
     def _hello(self, c: _Conn, items: list[str]) -> dict[str, Any]:
         if c is self._user:
-            return {"type": "user", "auth": dict(self._creds), "markets": items}
+            # No market filter (it is optional): every order of the account is reported, so the events of a new
+            # position's first orders are never lost to a subscription sent after them. Its items only say
+            # whether anything is held (the channel connects while something is).
+            return {"type": "user", "auth": dict(self._creds), "markets": []}
         return {"type": "market", "assets_ids": items, "initial_dump": True, "custom_feature_enabled": True}
 
     def _run(self, c: _Conn) -> None:
@@ -826,6 +829,8 @@ class Feeds:
             c.resub.clear()
             c.sent.difference_update(unsub)
             c.sent.update(sub, resub)
+        if c is self._user:
+            return ""   # it follows every market (see _hello): nothing to (un)subscribe
         if unsub:
             ws.send(json.dumps({"operation": "unsubscribe", key: unsub}))
         if sub or resub:

@@ -111,12 +111,14 @@ def test_a_stop_loss_crossed_between_two_loops_fires_from_the_market_channel(fsi
 
 def test_a_tp_fill_from_the_user_channel_closes_the_position_without_any_rest_order_read(fsim, harness):
     m = still_market(fsim)
-    h = harness()
+    h = harness(feeds__user_ack_seconds=0.3)
     start = usdc(h)
     h.loop()
     pos = only(h.positions)
     token, tp_id = m["token_ids"][0], pos.tp_order_id
     settle(h, [token])
+    time.sleep(0.6)
+    assert h.feeds.stats()["reconnects"] == 0, "the new TP showed up on the user channel (else: stale, reconnected)"
     h.no_new_trades()
     fsim.reset_request_counts()
     fsim.set_price(token, 0.65)   # the market rises through the resting TP: it fills as a maker
