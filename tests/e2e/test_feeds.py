@@ -14,6 +14,7 @@ from decimal import Decimal as D
 import pytest
 
 from bot.clock import SimulatedClock
+from bot.config import with_overrides
 from bot.position_manager import CloseReason, PositionState
 from bot.sim import SimExchange
 from tests.e2e.conftest import Harness
@@ -219,3 +220,17 @@ def test_a_tp_fill_lost_while_the_user_channel_reconnects_is_booked_once_by_rest
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.TAKE_PROFIT
     assert pos.tp_filled_shares == pos.record(tp_id).filled
     assert abs((usdc(h) - start) - pos.realized_pnl) <= PNL_TOLERANCE
+
+
+def test_a_new_positions_tp_shows_up_on_the_user_channel_without_a_reconnect(fsim, harness):
+    a = still_market(fsim, question="A?")
+    h = harness(feeds__user_ack_seconds=0.3, capital__max_positions=1)
+    h.loop()
+    settle(h, [a["token_ids"][0]])
+    b = still_market(fsim, question="B?")   # a second market, entered once a slot is free
+    h.bot.config = h.bot.manage.config = h.config = with_overrides(h.config, capital__max_positions=2)
+    h.loop(2)
+    assert len(h.positions) == 2 and all(p.tp_order_id for p in h.positions)
+    assert b["token_ids"][0] in {p.token_id for p in h.positions}
+    time.sleep(0.6)
+    assert h.feeds.stats()["reconnects"] == 0, "its TP's events were lost (the channel was taken for stale)"
