@@ -152,6 +152,7 @@ class Bot:
         self._take_control(now)
         self._reconcile(now)
         snap = self._read_venue(now)
+        self.manage.resolution_news(snap.resolved)
         self._update_positions(snap, now)
         if self._may_open(now):
             # The entry's calls (candidate books, buy, TP) belong to the position it opens, if any.
@@ -213,6 +214,7 @@ class Bot:
             return   # the next loop reads everything anyway
         now = self.now()
         snap, moved, told = self.reader.on_events(self.state.active_positions())
+        self.manage.resolution_news(snap.resolved)
         if moved:
             self._update_positions(snap, now, moved)
         for pos in told:

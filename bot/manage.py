@@ -87,6 +87,7 @@ class Manager:
                                   alert=lambda event, message: self.alerter.send(event, message), clock=clock)
         self.once = False   # --live-once: the one entry is of the smallest valid size
         self._resolution_checked: dict[str, float] = {}
+        self._resolution_news: set[str] = set()   # tokens the market channel says resolved: asked about at once
         self._warned_no_bid: set[str] = set()
         self._last_logged_bid: dict[str, Decimal] = {}
         self._failures: dict[str, int] = {}
@@ -186,16 +187,23 @@ class Manager:
             self.alerter.send("stop_loss", f"{pos.question or pos.token_id}: sold {fmt(pos.sold_shares)} @ "
                                            f"{fmt(pos.exit_price, 4)}, pnl ${fmt(pos.realized_pnl, 2)}")
 
+    def resolution_news(self, tokens: set[str]) -> None:
+        """The market channel said these tokens' markets resolved (it may never say so: the empty book and
+        Gamma remain the rule): their positions ask Gamma at their next update."""
+        self._resolution_news |= tokens
+
     def market_resolved(self, pos: Position, book: Book | None, now: datetime) -> bool:
         """An empty book may mean the market resolved (a position held to resolution is asked about even
         with a book): ask Gamma (at most once per RESOLUTION_CHECK_SECONDS) and, if so, close the position
         at its payout. Redeeming the winning shares is done on polymarket.com."""
-        held = pos.status == PositionState.HELD
-        if pos.status == PositionState.OPENING or (not held and book is not None and (book.bids or book.asks)):
+        held, news = pos.status == PositionState.HELD, pos.token_id in self._resolution_news
+        if pos.status == PositionState.OPENING or (not held and not news and book is not None
+                                                   and (book.bids or book.asks)):
             return False
         t = self.clock.time()
-        if t - self._resolution_checked.get(pos.id, 0.0) < RESOLUTION_CHECK_SECONDS:
+        if not news and t - self._resolution_checked.get(pos.id, 0.0) < RESOLUTION_CHECK_SECONDS:
             return False
+        self._resolution_news.discard(pos.token_id)
         self._resolution_checked[pos.id] = t
         payout = self.scanner.resolution(pos.market_id, pos.outcome) if pos.market_id and pos.outcome else None
         if payout is None:

@@ -38,6 +38,7 @@ class Snapshot:
     open_orders: dict[str, OrderState] | None = None
     seen: dict[str, tuple[str, float]] = field(default_factory=dict)
     feed_orders: dict[str, OrderFeed] = field(default_factory=dict)
+    resolved: set[str] = field(default_factory=set)   # tokens whose market the market channel says resolved
 
 
 def tp_visibly_intact(pos: Position, book: Book | None) -> bool:
@@ -176,6 +177,7 @@ class Reader:
         assert self.feeds is not None
         changes = self.feeds.take_changes()
         snap.feed_orders.update(changes.orders)
+        snap.resolved |= changes.resolved
         if changes.user_reconnected:
             self.tp_checks.force()
         return changes.tokens

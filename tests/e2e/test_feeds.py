@@ -234,3 +234,19 @@ def test_a_new_positions_tp_shows_up_on_the_user_channel_without_a_reconnect(fsi
     assert b["token_ids"][0] in {p.token_id for p in h.positions}
     time.sleep(0.6)
     assert h.feeds.stats()["reconnects"] == 0, "its TP's events were lost (the channel was taken for stale)"
+
+
+def test_a_market_resolved_on_the_feed_books_the_payout_at_once(fsim, harness):
+    m = still_market(fsim)
+    h = harness()
+    h.loop()
+    settle(h, [m["token_ids"][0]])
+    h.no_new_trades()
+    wakes = h.wakes
+    fsim.resolve(m["condition_id"], "Yes")
+    until(lambda: h.wakes > wakes, "the resolution pushed")
+    h.bot.run_events()
+    h.loop()
+    pos = only(h.positions)
+    assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.MARKET_RESOLVED
+    assert pos.realized_pnl > 0, "the Yes shares pay 1 each"
