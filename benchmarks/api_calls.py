@@ -1,14 +1,27 @@
 #!/usr/bin/env python3
-"""API calls per hour by the number of open positions, counted by the simulated exchange.
+"""API calls per hour by the number of open positions, counted by the simulated exchange; and per lifecycle.
 
-For N = 5, 50 and 200 open positions and each exit mode, one simulated hour of the bot against
-bot/sim at the default intervals (loop 10 s, order checks 30 s), with a simulated clock shared by the
-bot and the exchange. Prints, from the SIMULATOR's request counts (not the bot's own), calls per hour
-by endpoint and reads per loop, plus the bot's CPU milliseconds per loop (its own thread; the exchange's
-threads and the network are excluded), beside the seed's arithmetic (legacy 6 x 60 x N per hour;
+For N = 5, 50 and 200 open positions (seeded, all at one moment) and each exit mode, one simulated hour of the
+bot against bot/sim at the default intervals (loop 10 s, order checks 30 s), with a simulated clock shared by
+the bot and the exchange, for each feed: ``poll`` (REST only, as ``feeds.enabled: false``) and ``push`` (the
+WebSocket feeds on, their defaults: every book checked over REST 75 s after the feed last said something,
+the open orders every 600 s). Prints, from the SIMULATOR's request counts (not the bot's own), calls per hour
+by endpoint and reads per loop, plus the bot's CPU milliseconds per loop (its own thread; the exchange's and
+the feeds' threads and the network are excluded), beside the seed's arithmetic (legacy 6 x 60 x N per hour;
 concurrent 16 per position).
 
-    python benchmarks/api_calls.py [--json] [--sizes 5,50,200] [--minutes 60]
+Calls per lifecycle: per feed and exit mode, ``--lifecycles`` positions opened by the bot itself from the
+scanner (one per loop), held ``--hold-minutes``, then closed one per loop, alternately by a gap through the
+SL and by the price rising through the TP; the REST calls the bot's CallMeter charged to each position
+(``metrics["api_calls"]``: its entry, including the scan that found its market, its orders, its share of the
+batched reads), with and without that discovery. The same figures go into each row of that feed and mode.
+
+With the simulated clock the WebSocket messages still travel in real time: the push runs wait (real time)
+until the feed has delivered what a step must bring (the snapshots, a crossed book, a TP's fill) before the
+bot handles it (``run_events``, as the run loop does when woken), and sleep 1-2 ms between loops otherwise.
+
+    python benchmarks/api_calls.py [--json] [--sizes 5,50,200] [--minutes 60] [--feed push|poll|both]
+                                   [--lifecycles 20] [--hold-minutes 10]
 """
 from __future__ import annotations
 
@@ -29,7 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.clock import Clock, SimulatedClock  # noqa: E402
-from bot.config import BotConfig  # noqa: E402
+from bot.config import BotConfig, with_overrides  # noqa: E402
 from bot.feeds import Feeds  # noqa: E402
 from bot.position_manager import CloseReason, ExitMode, Position, PositionState, PositionStore  # noqa: E402
 from bot.scanner import MarketScanner  # noqa: E402
@@ -69,13 +82,12 @@ def bench_config(sim: SimExchange, workdir: Path, n: int, loop_seconds: float = 
     return BotConfig.model_validate(data)
 
 
-def make_bot(sim: SimExchange, clock: Clock, config: BotConfig, push: bool,
-             wake: Callable[[], None] | None = None) -> tuple[Bot, dict]:
-    """A bot on a fresh funded wallet, with the push feeds when ``push`` (built as bot/cli.py ``make_bot`` does;
-    ``wake``: what the feeds call, by default the bot's own ``wake``). Returns (bot, wallet)."""
+def make_bot(sim: SimExchange, clock: Clock, config: BotConfig, push: bool) -> tuple[Bot, dict]:
+    """A bot on a fresh funded wallet, with the push feeds when ``push`` (built as bot/cli.py ``make_bot`` does:
+    they wake the bot). Returns (bot, wallet)."""
     wallet = sim.new_wallet(usdc=100000)
     venue = LiveVenue(sim.clob_url, private_key=wallet["private_key"], funder=wallet["address"], clock=clock)
-    feeds = Feeds(config.feeds, clock, wake or (lambda: bot.wake()), venue.feed_credentials()) if push else None
+    feeds = Feeds(config.feeds, clock, lambda: bot.wake(), venue.feed_credentials()) if push else None
     bot = Bot(config, venue, MarketScanner.from_config(config), PositionStore(config.bot.positions_file), clock=clock,
               feeds=feeds)
     return bot, wallet
@@ -84,7 +96,8 @@ def make_bot(sim: SimExchange, clock: Clock, config: BotConfig, push: bool,
 def seed_positions(bot: Bot, sim: SimExchange, wallet: dict, mode: ExitMode, n: int, tp: str = "0.77",
                    sl: str = "0.05", name: str = "Benchmark market") -> list[Position]:
     """``n`` open positions of 20 shares bought at 0.51 on still markets at 0.50 (the wallet funded with the
-    shares), TPs resting for limit_orders; saved, the start-up reconciliation marked done."""
+    shares, the market info cached as an entry leaves it), TPs resting for limit_orders; saved, the start-up
+    reconciliation marked done."""
     now = bot.now()
     positions = []
     for i in range(n):
@@ -100,6 +113,7 @@ def seed_positions(bot: Bot, sim: SimExchange, wallet: dict, mode: ExitMode, n: 
         if mode == ExitMode.LIMIT_ORDERS:
             bot.manage.arm_tp(pos, now)
             assert pos.tp_order_id, "TP placement failed in the benchmark setup"
+        bot.venue.get_market_info(yes, m["condition_id"])   # cached, as after the bot's own entry
     bot._reconciled = True
     bot.save()
     return positions
@@ -202,6 +216,7 @@ def run_lifecycles(mode: ExitMode, push: bool, count: int, hold_minutes: float) 
             before = bot.meter.snapshot()
             picked = pick(now)
             if picked is not None:
+                assert picked[0].token_id not in discovery, "a market picked twice"
                 discovery[picked[0].token_id] = bot.meter.snapshot() - before
             return picked
 
@@ -230,10 +245,15 @@ def run_lifecycles(mode: ExitMode, push: bool, count: int, hold_minutes: float) 
             positions = list(bot.state.active_positions())
             assert len(positions) == count and all(p.status == PositionState.OPEN for p in positions), \
                 f"{len(positions)} of {count} positions opened"
+            bot.config = with_overrides(bot.config, strategy__scan_interval_seconds=10**9)   # no new entries
+            bot.delay_scan()
             if push:
                 settle(bot, lambda: clock.advance(interval))
-            for _ in range(int(hold_minutes * 60 / interval)):
+            sim.reset_request_counts()
+            hold_loops = int(hold_minutes * 60 / interval)
+            for _ in range(hold_loops):
                 loop()
+            held = sim.request_counts()["by_endpoint"]   # positions opened one per loop: checks fall due apart
             for i, pos in enumerate(positions):
                 exit_one(bot, sim, pos, stop_loss=i % 2 == 0, loop=loop)
                 loop()
@@ -246,14 +266,20 @@ def run_lifecycles(mode: ExitMode, push: bool, count: int, hold_minutes: float) 
         assert abs(sum(by_endpoint[p.id].values()) - total) < 1e-3, "the endpoint tally disagrees with the meter"
     sources = Counter(str(p.metrics.get("trigger_source")) for p in positions
                       if p.close_reason == CloseReason.STOP_LOSS)
+    own = {p.id: total - disc for p, total, disc in zip(positions, calls, found, strict=True)}
+    by_exit = {reason.value: round(statistics.fmean(own[p.id] for p in positions if p.close_reason == reason), 2)
+               for reason in (CloseReason.STOP_LOSS, CloseReason.TAKE_PROFIT)}
     return {
         "positions": count, "hold_minutes": hold_minutes,
         "calls_per_lifecycle": round(statistics.fmean(calls), 2),
         "calls_per_lifecycle_without_discovery": round(statistics.fmean(calls) - statistics.fmean(found), 2),
+        "without_discovery_by_exit": by_exit,
         "discovery_per_lifecycle": round(statistics.fmean(found), 2),
         "by_endpoint": {k: round(v / count, 2) for k, v in sorted(sum(by_endpoint.values(), Counter()).items())},
         "discovery_by_endpoint": {k: round(v / count, 2)
                                   for k, v in sorted(sum(discovery.values(), Counter()).items())},
+        "hold_calls_per_hour": round(sum(held.values()) * 3600 / (hold_loops * interval)),
+        "hold_by_endpoint": {k: round(v * 3600 / (hold_loops * interval)) for k, v in sorted(held.items())},
         "sl_exits_by_trigger_source": dict(sources),
         "close_reasons": dict(Counter(p.close_reason.value if p.close_reason else "-" for p in positions)),
     }
@@ -317,11 +343,16 @@ def main() -> int:
               f"{r['seed_estimate_per_hour']:>11} {r['reads_per_loop']:>10} {r['cpu_ms_per_loop']:>11}  {eps}")
     print(f"\nCalls per lifecycle ({args.lifecycles} positions opened by the bot from the scanner, held "
           f"{args.hold_minutes:g} min, closed one per loop, half by SL, half by TP):\n")
-    print(f"{'feed':5} {'mode':13} {'all':>6} {'w/o discovery':>13} {'discovery':>9}  by endpoint (per lifecycle)")
+    print(f"{'feed':5} {'mode':13} {'all':>6} {'w/o discovery':>13} {'SL/TP exits':>11} {'discovery':>9} "
+          f"{'held calls/h':>12}  by endpoint (per lifecycle)")
     for (feed, mode), life in lifecycles.items():
         eps = ", ".join(f"{k} {v:g}" for k, v in life["by_endpoint"].items())
+        split = "/".join(f"{v:g}" for v in life["without_discovery_by_exit"].values())
         print(f"{feed:5} {mode.value:13} {life['calls_per_lifecycle']:>6} "
-              f"{life['calls_per_lifecycle_without_discovery']:>13} {life['discovery_per_lifecycle']:>9}  {eps}")
+              f"{life['calls_per_lifecycle_without_discovery']:>13} {split:>11} {life['discovery_per_lifecycle']:>9} "
+              f"{life['hold_calls_per_hour']:>12}  {eps}")
+    print("(discovery: the calls of the scan that picked the position's market; SL/TP exits: w/o discovery, by how "
+          "the position closed;\n held calls/h: all REST calls per hour while the positions were held)")
     print(f"\n(wall time {time.time() - started:.1f} s)")
     return 0
 
