@@ -231,8 +231,10 @@ def run_lifecycles(mode: ExitMode, push: bool, count: int, hold_minutes: float) 
         def loop() -> None:
             bot.run_once()
             clock.advance(interval)
-            if push:
-                time.sleep(0.002)   # the run loop's wait: the feeds deliver what is on its way
+            if bot.feeds is not None:   # the run loop's wait: the feeds deliver what is on its way
+                feeds = bot.feeds
+                until(lambda: all(feeds.seen_at(p.token_id) is not None for p in bot.state.active_positions()))
+                time.sleep(0.002)
                 bot.run_events()
 
         try:
@@ -247,7 +249,11 @@ def run_lifecycles(mode: ExitMode, push: bool, count: int, hold_minutes: float) 
                 f"{len(positions)} of {count} positions opened"
             bot.config = with_overrides(bot.config, strategy__scan_interval_seconds=10**9)   # no new entries
             bot.delay_scan()
-            if push:
+            if bot.feeds is not None:
+                # A TP placed on a market the user channel does not follow yet is never acknowledged on it: the
+                # channel is reconnected user_ack_seconds (real time) later. Let that happen here, not at a
+                # random point of the hold (the reconnect's forced order read is charged all the same).
+                time.sleep(config.feeds.user_ack_seconds + 1)
                 settle(bot, lambda: clock.advance(interval))
             sim.reset_request_counts()
             hold_loops = int(hold_minutes * 60 / interval)
