@@ -1,0 +1,27 @@
+"""Smoke runs of the feed benchmarks (benchmarks/sl_latency.py, benchmarks/api_calls.py): a few positions each,
+checking what they measure is there, never how fast it was."""
+from __future__ import annotations
+
+import logging
+
+from benchmarks import api_calls, sl_latency
+from bot.position_manager import ExitMode
+
+
+def setup_module() -> None:
+    logging.getLogger("py_clob_client_v2").setLevel(logging.CRITICAL)
+
+
+def test_sl_latency_push_measures_every_exit_and_tp_fill():
+    r = sl_latency.run_case(sl_latency.Case("push", 1.0, ExitMode.LIMIT_ORDERS), exits=3, tps=2, seed=1)
+    assert r["exits"] == 3 and r["tp_fills"] == 2 and r["not_closed"] == 0
+    assert r["trigger_sources"] == {"push": 3} and r["p50_ms"] > 0 and r["tp_fill_known_p50_ms"] > 0
+
+
+def test_api_calls_push_idle_and_lifecycles():
+    row = api_calls.run_case(ExitMode.LIMIT_ORDERS, 3, minutes=5, push=True)
+    assert row["feed"] == "push" and row["calls_per_hour"] < 360   # no batched book read every loop
+    life = api_calls.run_lifecycles(ExitMode.LIMIT_ORDERS, push=True, count=2, hold_minutes=1)
+    assert life["close_reasons"] == {"stop_loss": 1, "take_profit": 1}
+    assert life["sl_exits_by_trigger_source"] == {"push": 1}
+    assert 0 < life["calls_per_lifecycle_without_discovery"] < life["calls_per_lifecycle"]
