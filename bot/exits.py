@@ -86,6 +86,13 @@ def tp_fill(pos: Position, venue: Venue | None, order_id: str, filled_total: Dec
     return TpFilled(order_id, filled_total, usdc, rec.fee if rec else Decimal(0), final)
 
 
+def needs_refresh(pos: Position, now: datetime) -> bool:
+    """Whether an exit refreshes the venue's balance cache before reading it: within FRESH_FILL_S of the entry
+    (the cache lags a fresh fill) and after a shortfall; an older position's cached balance is current (one
+    read instead of two)."""
+    return pos.balance_shortfalls > 0 or (now - pos.opened_at).total_seconds() < FRESH_FILL_S
+
+
 def book_tp(pos: Position, venue: Venue | None, order_id: str, filled_total: Decimal, limit_price: Decimal,
             now: datetime, final: bool = False, known: Fill | None = None) -> Decimal:
     """Apply what TP ``order_id`` filled; returns the newly booked shares (0 if nothing new)."""
@@ -267,7 +274,7 @@ class ExitProtocol:
         expects even after booking every order of the position by id (then retried, and finally handed to a
         person)."""
         venue = self.trader.venue
-        held = venue.token_balance(pos.token_id, refresh=True) if held is None else held
+        held = venue.token_balance(pos.token_id, refresh=needs_refresh(pos, now)) if held is None else held
         if held + pos.shares * FEE_SHARE_TOLERANCE >= pos.shares:
             return held
         checked = book_own_orders(pos, venue, now)
@@ -433,8 +440,8 @@ class ExitProtocol:
             left = [(p, b) for p, b in left if p.is_active]
             # The venue's balance cache lags a fresh fill by seconds: refreshed only for a recent entry or a
             # shortfall seen before (a stale read elsewhere is refused by the venue and retried, never lost).
-            held = self._each(lambda p: venue.token_balance(p.token_id, refresh=p.balance_shortfalls > 0 or (
-                now - p.opened_at).total_seconds() < FRESH_FILL_S), [p for p, _ in left])
+            held = self._each(lambda p: venue.token_balance(p.token_id, refresh=needs_refresh(p, now)),
+                              [p for p, _ in left])
             sells: list[tuple[Position, Decimal, Decimal, MarketInfo]] = []
             for (pos, book), h in zip(left, held, strict=True):
                 info = infos[pos.id]

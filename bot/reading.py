@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 #: Even when every book shows the TPs intact, the open-orders list is read every this many check intervals.
 FULL_CHECK_EVERY = 10
 PUSH, POLL = "push", "poll"
+#: A check falls due at this share of its interval: the loop's own jitter (a read that took a few ms less
+#: than the last) must not skip a whole loop when the interval equals the loop's.
+INTERVAL_SLACK = 0.95
 
 
 @dataclass
@@ -75,7 +78,7 @@ class TpChecks:
             self.forced = False
             self.last = self.last_full = t
             return True
-        if self.last is not None and t - self.last < self.interval:
+        if self.last is not None and t - self.last < self.interval * INTERVAL_SLACK:
             return False
         if push and self.push_interval is not None:
             untold = any(not tp_visibly_intact(p, books.get(p.token_id)) and p.tp_order_id not in (reported or ())

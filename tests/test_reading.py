@@ -153,3 +153,11 @@ def test_one_token_due_for_its_check_reads_every_held_token_in_the_same_request(
     assert venue.asked == [["a", "b", "c"]]
     assert all(s[0] == POLL for s in snap.seen.values()) and snap.books["a"].best_bid == D("0.49"), "REST wins"
     assert [t for t, _ in feeds.verified] == ["a", "b", "c"]
+
+
+def test_a_check_interval_equal_to_the_loop_is_not_skipped_by_the_loops_jitter():
+    checks, p = TpChecks(1.0), position()
+    moved = {"t1": intact_book(tp_level=D(4))}
+    assert checks.due([p], moved, 100.000)
+    assert checks.due([p], moved, 100.999), "a loop 1 ms early is still the next check"
+    assert not checks.due([p], moved, 101.5)
