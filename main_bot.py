@@ -2,7 +2,8 @@
 """Polymarket TP/SL bot: buys, protects every position with a take-profit and a stop-loss, and exits after a
 maximum holding time (README.md). ``python main_bot.py [--sim] [--loops N]`` runs it; ``status``, ``report``,
 ``doctor``, ``convert``, ``resume``, ``close`` and ``--live-once`` are in bot/cli.py, whose ``main`` runs at the
-end of this file. This module is the loop (``Bot``), in the seed's phases and method names.
+end of this file. This module is the loop (``Bot``), in the seed's phases and method names; with push feeds
+(bot/feeds.py) it also wakes between loops to handle a crossed stop-loss or a TP fill as it is pushed.
 """
 from __future__ import annotations
 
