@@ -134,7 +134,8 @@ class Bot:
         """One loop (or ``step``) with every exception classified here, so none escapes the loop."""
         try:
             (step or self.run_once)()
-            self.consecutive_failures = 0
+            if step is None:   # (a quiet event phase between two failed loops is no sign of recovery)
+                self.consecutive_failures = 0
         except StateFileError:
             raise  # never trade on without being able to record what we own
         except (TemporaryVenueError, MalformedResponse) as exc:   # busy, or an answer it cannot read: next loop
