@@ -150,6 +150,7 @@ def test_loop_survives_venue_errors_and_pauses_after_repeated_failures(tmp_path)
     for _ in range(5):
         bot.delay_scan(now_too=True)   # scan every time
         bot.run_guarded()
+        bot.run_guarded(bot.run_events)   # what the feeds wake between loops: nothing to do, no recovery either
     assert bot.state.paused and "boom" in bot.state.pause_reason
 
 
