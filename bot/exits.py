@@ -189,9 +189,11 @@ class ExitProtocol:
             self.collected.append((pos, book))
             return
         venue = self.trader.venue
+        looked_up = pos.pending is not None
         if not resolve_exit_sell(pos, venue, now):
             return   # the last sell's outcome is not known yet: never send another before it is
-        self.save()
+        if looked_up:
+            self.save()   # (nothing to write otherwise: a save costs milliseconds on the way to a stop-loss)
         if not pos.is_active:
             return
         self._keep_protecting(pos, book.best_bid if book else None, now)
@@ -334,8 +336,9 @@ class ExitProtocol:
         if plan is None:
             return
         size, floor = plan
+        # The intent is saved together with the signed order's id, before the order leaves: signing is local,
+        # so a crash before that save has sent nothing (one save fewer on the way to a stop-loss).
         apply(pos, OrderIntent(Role.EXIT, floor, size), now)
-        self.save()
 
         def record(order_id: str) -> None:   # the id is on disk before the order leaves
             apply(pos, OrderSigned(order_id, self.time()), now)
