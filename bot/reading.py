@@ -9,6 +9,7 @@ channel did not report, and otherwise only every ``feeds.orders_check_seconds``.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from bot.clock import Clock
 from bot.config import BotConfig
+from bot.errors import MalformedResponse, TemporaryVenueError
 from bot.metrics import CallMeter
 from bot.money import SHARE_EPSILON, round_shares
 from bot.position_manager import ExitMode, Position, PositionState
@@ -23,6 +25,8 @@ from bot.venue.base import Book, OrderState, Venue
 
 if TYPE_CHECKING:
     from bot.feeds import Feeds, OrderFeed
+
+log = logging.getLogger("bot")
 
 #: Even when every book shows the TPs intact, the open-orders list is read every this many check intervals.
 FULL_CHECK_EVERY = 10
@@ -145,8 +149,16 @@ class Reader:
                 self.venue.books_seen(dict(snap.books))
         if rest:
             started = self.clock.time()
-            with self.meter.attribute(active, now):
-                books = self.venue.get_books(rest)
+            try:
+                with self.meter.attribute(active, now):
+                    books = self.venue.get_books(rest)
+            except (TemporaryVenueError, MalformedResponse) as exc:
+                if not snap.books:
+                    raise   # nothing to go on: the loop is retried (as without feeds)
+                # The feed's books still protect their positions (a busy /books must not stop their SLs).
+                log.warning("REST book read failed (%s): %d position(s) go on with the push feed's books, %d "
+                            "without a book this loop", exc, len(snap.books), len(set(rest) - set(snap.books)))
+                books = {}
             for token, book in books.items():
                 snap.books[token] = book
                 snap.seen[token] = (POLL, started)

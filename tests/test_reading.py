@@ -161,3 +161,23 @@ def test_a_check_interval_equal_to_the_loop_is_not_skipped_by_the_loops_jitter()
     assert checks.due([p], moved, 100.000)
     assert checks.due([p], moved, 100.999), "a loop 1 ms early is still the next check"
     assert not checks.due([p], moved, 101.5)
+
+
+def test_a_failed_rest_read_leaves_the_feeds_books_in_use_and_fails_the_loop_only_without_them():
+    import pytest
+
+    from bot.errors import TemporaryVenueError
+
+    class Busy(CountingVenue):
+        def get_books(self, tokens):
+            raise TemporaryVenueError("429 Too Many Requests")
+
+    feeds = FakeFeeds(books={"a": intact_book("a", bid="0.40")})
+    r, _ = reader(feeds)
+    r.venue = Busy()
+    snap = r.read([position("a"), position("c")], NOW)
+    assert snap.books["a"].best_bid == D("0.40") and snap.seen["a"][0] == PUSH and "c" not in snap.books
+    r2, _ = reader()
+    r2.venue = Busy()
+    with pytest.raises(TemporaryVenueError):
+        r2.read([position("a")], NOW)
