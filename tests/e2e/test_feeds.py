@@ -112,13 +112,13 @@ def test_a_stop_loss_crossed_between_two_loops_fires_from_the_market_channel(fsi
 
 def test_a_tp_fill_from_the_user_channel_closes_the_position_without_any_rest_order_read(fsim, harness):
     m = still_market(fsim)
-    h = harness(feeds__user_ack_seconds=0.3)
+    h = harness(feeds__user_ack_seconds=1.0)
     start = usdc(h)
     h.loop()
     pos = only(h.positions)
     token, tp_id = m["token_ids"][0], pos.tp_order_id
     settle(h, [token])
-    time.sleep(0.6)
+    time.sleep(1.5)
     assert h.feeds.stats()["reconnects"] == 0, "the new TP showed up on the user channel (else: stale, reconnected)"
     h.no_new_trades()
     fsim.reset_request_counts()
@@ -224,7 +224,7 @@ def test_a_tp_fill_lost_while_the_user_channel_reconnects_is_booked_once_by_rest
 
 def test_a_new_positions_tp_shows_up_on_the_user_channel_without_a_reconnect(fsim, harness):
     a = still_market(fsim, question="A?")
-    h = harness(feeds__user_ack_seconds=0.3, capital__max_positions=1)
+    h = harness(feeds__user_ack_seconds=1.0, capital__max_positions=1)
     h.loop()
     settle(h, [a["token_ids"][0]])
     b = still_market(fsim, question="B?")   # a second market, entered once a slot is free
@@ -232,7 +232,7 @@ def test_a_new_positions_tp_shows_up_on_the_user_channel_without_a_reconnect(fsi
     h.loop(2)
     assert len(h.positions) == 2 and all(p.tp_order_id for p in h.positions)
     assert b["token_ids"][0] in {p.token_id for p in h.positions}
-    time.sleep(0.6)
+    time.sleep(1.5)
     assert h.feeds.stats()["reconnects"] == 0, "its TP's events were lost (the channel was taken for stale)"
 
 
