@@ -213,7 +213,8 @@ class Reader:
                 moved.append(p)
         if snap.books:
             self.venue.books_seen(dict(snap.books))
-        told = [p for p in active if p.tp_order_id and p.tp_order_id in snap.feed_orders and p not in moved]
+        routed = {p.id for p in moved}   # (their TP news reaches them through the snapshot)
+        told = [p for p in active if p.tp_order_id and p.tp_order_id in snap.feed_orders and p.id not in routed]
         return snap, moved, told
 
     def sync(self, active: list[Position]) -> None:
