@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import TypeVar
@@ -94,11 +95,15 @@ def needs_refresh(pos: Position, now: datetime) -> bool:
 
 
 def book_tp(pos: Position, venue: Venue | None, order_id: str, filled_total: Decimal, limit_price: Decimal,
-            now: datetime, final: bool = False, known: Fill | None = None) -> Decimal:
-    """Apply what TP ``order_id`` filled; returns the newly booked shares (0 if nothing new)."""
+            now: datetime, final: bool = False, known: Fill | None = None, source: str | None = None) -> Decimal:
+    """Apply what TP ``order_id`` filled; returns the newly booked shares (0 if nothing new). ``source``: how
+    the fill was learned (push, poll), recorded with a fill that is new."""
     before = pos.tp_filled_shares
+    rec = pos.record(order_id)
     event = tp_fill(pos, venue, order_id, filled_total, limit_price, final, known)
     if event is not None:
+        if source is not None and event.filled > (rec.filled if rec else Decimal(0)):
+            event = replace(event, source=source)
         apply(pos, event, now)
     return pos.tp_filled_shares - before
 

@@ -92,6 +92,7 @@ class TpFilled:
     usdc: Decimal
     fee: Decimal = Decimal(0)
     final: bool = False
+    source: str | None = None   # how the bot learned it: push (the user channel) or poll (a REST read)
 
 
 @dataclass(frozen=True)
@@ -274,6 +275,8 @@ def _tp_filled(pos: Position, e: TpFilled, now: datetime) -> CloseReason | None:
     if e.final:
         rec.state = RecordState.DONE
     pos.orders = list(pos.orders)
+    if e.source is not None and pos.status == S.OPEN:   # (an exit's own trigger is the exit's)
+        pos.metrics = {**pos.metrics, "trigger_source": e.source}
     if is_dust(pos.shares) and pos.status != S.NEEDS_ATTENTION:
         return CloseReason.TAKE_PROFIT   # the TP took it all (also when it won the race against an exit)
     return None

@@ -386,7 +386,7 @@ class Manager:
             self.check_tp(pos, {}, now)
             return
         new = book_tp(pos, self.venue, told.order_id, told.size_matched, pos.tp_price or Decimal(0), now,
-                      final=told.final, known=told.maker_fill)
+                      final=told.final, known=told.maker_fill, source="push")
         if new <= 0:
             return
         self.save()
@@ -405,7 +405,8 @@ class Manager:
         apply(pos, TpChecked(now), now)
         listed = open_orders.get(order_id)
         if listed is not None:
-            if book_tp(pos, self.venue, order_id, listed.filled_size, listed.price or pos.tp_price or Decimal(0), now):
+            if book_tp(pos, self.venue, order_id, listed.filled_size, listed.price or pos.tp_price or Decimal(0), now,
+                       source="poll"):
                 log.info("TP %s of %s partly filled: %s shares left", order_id, pos.id, fmt(pos.shares))
                 self.save()
             return
@@ -415,7 +416,7 @@ class Manager:
         rec = pos.record(order_id)
         filled = state.filled_size if state is not None else (rec.filled if rec else Decimal(0))
         book_tp(pos, self.venue, order_id, filled, (state.price if state else None) or pos.tp_price or Decimal(0),
-                now, final=not resting)
+                now, final=not resting, source="poll")
         self.save()
         if resting:
             return

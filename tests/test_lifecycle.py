@@ -166,3 +166,13 @@ def test_an_exit_records_what_triggered_it_and_the_delay_to_its_first_sell():
     plain = opened()
     lc.apply(plain, lc.ExitStarted(CloseReason.TIME_EXIT, D("0.5"), NOW), NOW)
     assert "trigger_source" not in plain.metrics
+
+
+def test_a_tp_fill_records_how_it_was_learned_unless_an_exit_already_says():
+    pos = opened()
+    lc.apply(pos, lc.TpResting("0xtp"), NOW)
+    lc.apply(pos, lc.TpFilled("0xtp", D("5"), D("2.85"), source="push"), NOW)
+    assert pos.metrics["trigger_source"] == "push"
+    lc.apply(pos, lc.ExitStarted(CloseReason.STOP_LOSS, D("0.44"), NOW, "poll", 10.0), NOW)
+    lc.apply(pos, lc.TpFilled("0xtp", D("6"), D("3.42"), final=True, source="push"), NOW)
+    assert pos.metrics["trigger_source"] == "poll", "the exit's own trigger"

@@ -128,6 +128,7 @@ def test_a_tp_fill_from_the_user_channel_closes_the_position_without_any_rest_or
     pos = only(h.positions)
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.TAKE_PROFIT
     assert pos.exit_price == pos.tp_price and pos.realized_pnl > 0
+    assert pos.metrics["trigger_source"] == "push", "status shows how the fill was learned"
     assert not any(reads(fsim).get(r) for r in ORDER_READS), reads(fsim)
     assert abs((usdc(h) - start) - pos.realized_pnl) <= PNL_TOLERANCE
     h.bot.reader.tp_checks.force()   # a REST check afterwards books nothing twice
@@ -218,7 +219,7 @@ def test_a_tp_fill_lost_while_the_user_channel_reconnects_is_booked_once_by_rest
     h.loop()                       # the check after a reconnect reads the orders over REST
     pos = only(h.positions)
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.TAKE_PROFIT
-    assert pos.tp_filled_shares == pos.record(tp_id).filled
+    assert pos.tp_filled_shares == pos.record(tp_id).filled and pos.metrics["trigger_source"] == "poll"
     assert abs((usdc(h) - start) - pos.realized_pnl) <= PNL_TOLERANCE
 
 
