@@ -99,6 +99,8 @@ def test_live_run_never_writes_a_secret(tmp_path):
             "strategy": {"min_liquidity": 0, "min_hours_to_end": 0, "scan_interval_seconds": 0.2},
             "trading": {"use_concurrent_orders": True},
             "api": {"clob_host": sim.clob_url, "gamma_host": sim.gamma_url},
+            # the user channel's subscribe carries the API secret: its path is scanned too
+            "feeds": {"market_url": f"{sim.ws_url}/ws/market", "user_url": f"{sim.ws_url}/ws/user"},
         }))
         env = {**os.environ, "POLY_PRIVATE_KEY": key, "POLY_FUNDER_ADDRESS": acct.address,
                "POLY_API_KEY": creds["apiKey"], "POLY_API_SECRET": creds["secret"],
@@ -108,6 +110,7 @@ def test_live_run_never_writes_a_secret(tmp_path):
         assert done.returncode == 0, done.stderr[-2000:]
         assert "LIVE TRADING" in done.stderr and "up to $10 per trade" in done.stderr
         assert sim.balances(acct.address)["open_orders"] >= 1   # it really traded: TPs rest
+        assert sim.feed_stats()["opened"]["user"] >= 1, "the user channel was opened (with the credentials)"
         # a bad key is refused without being echoed
         bad = "0x" + "g" * 64
         refused = subprocess.run([sys.executable, "main_bot.py", "--config", str(cfg), "--loops", "1"], cwd=ROOT,
@@ -163,6 +166,8 @@ def live_config(tmp_path, sim, **bot):
         "strategy": {"min_liquidity": 0, "min_hours_to_end": 0, "scan_interval_seconds": 0.05, "max_spread": "0.1"},
         "api": {"clob_host": sim.clob_url if sim else "http://127.0.0.1:9", "gamma_host":
                 sim.gamma_url if sim else "http://127.0.0.1:9"},
+        "feeds": {"market_url": f"{sim.ws_url if sim else 'ws://127.0.0.1:9'}/ws/market",
+                  "user_url": f"{sim.ws_url if sim else 'ws://127.0.0.1:9'}/ws/user"},
     }))
     return str(cfg)
 

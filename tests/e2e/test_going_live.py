@@ -29,6 +29,7 @@ def live_config(tmp_path, sim, **strategy):
         "strategy": {"min_liquidity": 0, "min_hours_to_end": 0, "scan_interval_seconds": 0.2,
                      "max_hold_hours": 1.5 / 3600, **strategy},
         "api": {"clob_host": sim.clob_url, "gamma_host": sim.gamma_url},
+        "feeds": {"market_url": f"{sim.ws_url}/ws/market", "user_url": f"{sim.ws_url}/ws/user"},
     }))
     return cfg
 
