@@ -42,7 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.clock import Clock, SimulatedClock  # noqa: E402
-from bot.config import BotConfig, with_overrides  # noqa: E402
+from bot.config import BotConfig, feed_urls, with_overrides  # noqa: E402
 from bot.feeds import Feeds  # noqa: E402
 from bot.position_manager import CloseReason, ExitMode, Position, PositionState, PositionStore  # noqa: E402
 from bot.scanner import MarketScanner  # noqa: E402
@@ -75,7 +75,7 @@ def bench_config(sim: SimExchange, workdir: Path, n: int, loop_seconds: float = 
         "strategy": {"take_profit_pct": "0.5", "stop_loss_pct": "0.9", "max_hold_hours": 48, "min_liquidity": 0,
                      "min_hours_to_end": 0},
         "api": {"clob_host": sim.clob_url, "gamma_host": sim.gamma_url},
-        "feeds": {"market_url": f"{sim.ws_url}/ws/market", "user_url": f"{sim.ws_url}/ws/user"},
+        "feeds": feed_urls(sim.ws_url),
     }
     for name, values in sections.items():
         data[name].update(values)

@@ -22,6 +22,7 @@ from bot.config import (
     BotConfig,
     ConfigError,
     check_state_paths,
+    feed_urls,
     load_bot_config,
     load_secrets,
     require_live_secrets,
@@ -108,7 +109,7 @@ def sim_config(config: BotConfig, clob_url: str, gamma_url: str, state_dir: Path
         data["trading"]["ab_test_ratio"] = 0.5  # show both exit modes side by side
     data["api"].update(clob_host=clob_url, gamma_host=gamma_url)
     if ws_url:
-        data["feeds"].update(market_url=f"{ws_url}/ws/market", user_url=f"{ws_url}/ws/user")
+        data["feeds"].update(feed_urls(ws_url))
     return BotConfig.model_validate(data)
 
 

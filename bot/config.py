@@ -155,6 +155,12 @@ class FeedsSection(BaseModel):
         return self
 
 
+def feed_urls(ws_url: str) -> dict[str, str]:
+    """The ``feeds`` URLs of a venue serving both channels under ``ws_url`` (as bot/sim does, and the CLOB)."""
+    base = ws_url.rstrip("/")
+    return {"market_url": f"{base}/ws/market", "user_url": f"{base}/ws/user"}
+
+
 class AlertsSection(BaseModel):
     model_config = _STRICT
     webhook_url: str | None = None

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.clock import SimulatedClock
-from bot.config import BotConfig, with_overrides
+from bot.config import BotConfig, feed_urls, with_overrides
 from bot.position_manager import PositionStore
 from bot.scanner import MarketScanner
 from bot.sim import SimExchange
@@ -35,7 +35,7 @@ def e2e_config(tmp_path: Path, sim: SimExchange, **overrides) -> BotConfig:
                      "max_spread": "0.1", "min_hours_to_end": 0, "scan_interval_seconds": 1},
         "api": {"clob_host": sim.clob_url, "gamma_host": sim.gamma_url},
         # Used only by a harness built with feeds=True (the others run REST-only, as with feeds.enabled false).
-        "feeds": {"market_url": f"{sim.ws_url}/ws/market", "user_url": f"{sim.ws_url}/ws/user"},
+        "feeds": feed_urls(sim.ws_url),
     }
     for dotted, value in overrides.items():
         section, key = dotted.split("__")

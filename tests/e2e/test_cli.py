@@ -100,7 +100,7 @@ def test_live_run_never_writes_a_secret(tmp_path):
             "trading": {"use_concurrent_orders": True},
             "api": {"clob_host": sim.clob_url, "gamma_host": sim.gamma_url},
             # the user channel's subscribe carries the API secret: its path is scanned too
-            "feeds": {"market_url": f"{sim.ws_url}/ws/market", "user_url": f"{sim.ws_url}/ws/user"},
+            "feeds": feed_urls(sim.ws_url),
         }))
         env = {**os.environ, "POLY_PRIVATE_KEY": key, "POLY_FUNDER_ADDRESS": acct.address,
                "POLY_API_KEY": creds["apiKey"], "POLY_API_SECRET": creds["secret"],
@@ -132,6 +132,7 @@ import os  # noqa: E402
 import pytest  # noqa: E402
 
 from bot.cli import main  # noqa: E402
+from bot.config import feed_urls  # noqa: E402
 from bot.position_manager import BotState, Position, PositionStore  # noqa: E402
 
 SECRET_ENV = ("POLY_PRIVATE_KEY", "POLY_FUNDER_ADDRESS", "POLY_API_KEY", "POLY_API_SECRET", "POLY_API_PASSPHRASE")
@@ -166,8 +167,7 @@ def live_config(tmp_path, sim, **bot):
         "strategy": {"min_liquidity": 0, "min_hours_to_end": 0, "scan_interval_seconds": 0.05, "max_spread": "0.1"},
         "api": {"clob_host": sim.clob_url if sim else "http://127.0.0.1:9", "gamma_host":
                 sim.gamma_url if sim else "http://127.0.0.1:9"},
-        "feeds": {"market_url": f"{sim.ws_url if sim else 'ws://127.0.0.1:9'}/ws/market",
-                  "user_url": f"{sim.ws_url if sim else 'ws://127.0.0.1:9'}/ws/user"},
+        "feeds": feed_urls(sim.ws_url if sim else "ws://127.0.0.1:9"),
     }))
     return str(cfg)
 

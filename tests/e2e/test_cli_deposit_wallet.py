@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bot.config import feed_urls
 from bot.position_manager import CloseReason, PositionState, PositionStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +49,7 @@ def test_live_once_from_a_deposit_wallet(sim, tmp_path):
                      "max_hold_hours": 1.5 / 3600},
         "api": {"clob_host": sim.clob_url, "gamma_host": sim.gamma_url, "relayer_host": sim.relayer_url,
                 "signature_type": 3},
-        "feeds": {"market_url": f"{sim.ws_url}/ws/market", "user_url": f"{sim.ws_url}/ws/user"},
+        "feeds": feed_urls(sim.ws_url),
     }))
     env = {**os.environ, "POLY_PRIVATE_KEY": wallet["private_key"], "POLY_FUNDER_ADDRESS": wallet["address"]}
     done = main_bot("--config", str(cfg), "--live-once", "--yes", env=env)

@@ -20,6 +20,7 @@ import pytest
 import requests
 from eth_account import Account
 
+from bot.config import feed_urls
 from bot.position_manager import PositionStore
 from tests.e2e import invariants
 
@@ -43,7 +44,7 @@ def write_config(path: Path, tmp: Path, urls: dict, scan_seconds: float, loop_se
                      "scan_interval_seconds": scan_seconds},
         "api": {"clob_host": urls["clob_url"], "gamma_host": urls["gamma_url"], "max_requests_per_second": 200},
         # Push feeds on, as users get them: kills land in feed-driven exits and TP fills too.
-        "feeds": {"market_url": f"{urls['ws_url']}/ws/market", "user_url": f"{urls['ws_url']}/ws/user",
+        "feeds": {**feed_urls(urls["ws_url"]),
                   "check_seconds": 2, "reconnect_min_seconds": 0.05, "reconnect_max_seconds": 0.5},
     }))
 

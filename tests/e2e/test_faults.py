@@ -8,7 +8,7 @@ from decimal import Decimal as D
 import pytest
 
 from bot.clock import SimulatedClock
-from bot.config import BotConfig, with_overrides
+from bot.config import BotConfig, feed_urls, with_overrides
 from bot.feeds import Feeds
 from bot.position_manager import PositionState, PositionStore
 from bot.scanner import MarketScanner
@@ -34,7 +34,7 @@ def test_an_hour_with_ten_percent_faults(tmp_path, caplog, feeds):
                          "blacklist_hours": 0.05, "min_liquidity": 0, "min_hours_to_end": 0, "max_spread": "0.1",
                          "scan_interval_seconds": 30},
             "api": {"clob_host": sim.clob_url, "gamma_host": sim.gamma_url},
-            "feeds": {"market_url": f"{sim.ws_url}/ws/market", "user_url": f"{sim.ws_url}/ws/user",
+            "feeds": {**feed_urls(sim.ws_url),
                       "reconnect_min_seconds": 0.02, "reconnect_max_seconds": 0.1},
         })
         venue = LiveVenue(sim.clob_url, private_key=wallet["private_key"], funder=wallet["address"], clock=clock,

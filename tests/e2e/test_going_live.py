@@ -11,7 +11,7 @@ from pathlib import Path
 
 from eth_account import Account
 
-from bot.config import with_overrides
+from bot.config import feed_urls, with_overrides
 from bot.doctor import smallest_trade
 from bot.position_manager import CloseReason, ExitMode, PositionState, PositionStore
 from tests.e2e.conftest import Harness
@@ -29,7 +29,7 @@ def live_config(tmp_path, sim, **strategy):
         "strategy": {"min_liquidity": 0, "min_hours_to_end": 0, "scan_interval_seconds": 0.2,
                      "max_hold_hours": 1.5 / 3600, **strategy},
         "api": {"clob_host": sim.clob_url, "gamma_host": sim.gamma_url},
-        "feeds": {"market_url": f"{sim.ws_url}/ws/market", "user_url": f"{sim.ws_url}/ws/user"},
+        "feeds": feed_urls(sim.ws_url),
     }))
     return cfg
 
