@@ -95,6 +95,7 @@ class Bot:
         log.info("Bot started (%s venue): %d active position(s)%s", self.venue.name, len(self.state.active_positions()),
                  "; PAUSED: " + (self.state.pause_reason or "") if self.state.paused else "")
         self._waker = Waker()
+        getattr(self.venue, "interruptible", lambda waker: None)(self._waker)   # no read's retry holds an event
         if self.stop_requested:
             self._waker.wake()
         self.feeds.start() if self.feeds is not None else None
@@ -114,6 +115,7 @@ class Bot:
                 self._sleep_until(started + self.config.bot.loop_interval_seconds)
         finally:
             self.feeds.stop() if self.feeds is not None else None
+            getattr(self.venue, "interruptible", lambda waker: None)(None)
             self._waker.close()
             self._waker = None
         self.save(move_closed=True)
@@ -163,6 +165,7 @@ class Bot:
                 pos = self._place_new_trade(now)
             finally:
                 self.meter.charge([pos] if pos else [], self.meter.snapshot() - calls_before, now)
+        self.manage.settle(now, self.meter)   # fills the venue has not settled yet: confirmed, or taken back
         self.save(move_closed=True)
         self.reader.sync(self.state.active_positions())
         self._flush_metrics()
@@ -224,6 +227,7 @@ class Bot:
                 self.manage.guarded(pos, now, partial(self.manage.tp_from_feed, pos, snap.feed_orders[pos.tp_order_id
                                                                                                    or ""], now))
         if moved or told:
+            self.manage.settle(now, self.meter)
             self.save(move_closed=True)
             self.reader.sync(self.state.active_positions())
 
@@ -256,7 +260,8 @@ class Bot:
     # -- phase 3: open ----------------------------------------------------------------------------
 
     def _may_open(self, now: datetime) -> bool:
-        if self.state.paused or self.stop_requested or (self.once and self.opened_once) or not self._reconciled:
+        if self.state.paused or self.stop_requested or (self.once and self.opened_once) or not self._reconciled \
+                or self.manage.lock.blocks_entries():   # (a balance lock: no new position until orders go through)
             return False
         if len(self.manage.managed()) >= self.config.capital.max_positions:
             return False

@@ -344,8 +344,9 @@ class Doctor:
 
 
 def smallest_trade(price: Decimal, min_order_size: Decimal, needs_resting_tp: bool) -> Decimal:
-    """Dollars for the smallest entry the venue takes: $1 for a market buy, and enough shares (after buy
-    fees, taken in shares; 2% kept in hand) for a resting TP of ``min_order_size``."""
+    """Dollars (notional, before the fee paid in USDC on top) for the smallest entry the venue takes: $1 for a
+    market buy, and enough shares for a resting TP of ``min_order_size`` (2% kept in hand, and two ticks of
+    room for the price to move while buying)."""
     usd = Decimal(1)
     if needs_resting_tp:
         usd = max(usd, (min_order_size * Decimal("1.02") * (price + Decimal("0.02"))))

@@ -21,6 +21,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TypeVar
 
+from bot.balance_lock import BalanceLock
 from bot.clock import Clock, SystemClock
 from bot.crashpoints import crashpoint
 from bot.errors import OrderRejected, TemporaryVenueError, UnknownOutcome, VenueError
@@ -37,11 +38,13 @@ from bot.lifecycle import (
     OrderNotPlaced,
     OrderSigned,
     SellFilled,
+    SharesLeft,
     TpFilled,
     apply,
+    unconfirmed,
 )
 from bot.money import (
-    FEE_SHARE_TOLERANCE,
+    BALANCE_TOLERANCE,
     MIN_MARKETABLE_NOTIONAL,
     SHARE_EPSILON,
     fmt,
@@ -51,7 +54,7 @@ from bot.money import (
 )
 from bot.orders import RecordState, Role
 from bot.outcomes import look_up
-from bot.position_manager import CloseReason, Position
+from bot.position_manager import CloseReason, Position, PositionState
 from bot.trader import Trader
 from bot.venue.base import Book, CancelResult, Fill, MarketInfo, OrderState, OrderStatus, SellOrder, Venue
 
@@ -69,22 +72,44 @@ BALANCE_SHORTFALL_RETRIES = 3
 
 def tp_fill(pos: Position, venue: Venue | None, order_id: str, filled_total: Decimal, limit_price: Decimal,
             final: bool = False, known: Fill | None = None) -> TpFilled | None:
-    """The TpFilled event for TP ``order_id`` having filled ``filled_total`` shares in all, or None when
+    """The TpFilled event for TP ``order_id`` having matched ``filled_total`` shares in all (as the venue's
+    size_matched counts them: trades that FAILED included, which the record keeps apart), or None when
     nothing is new. Its USDC comes from the order's own trades (a TP that crossed the book when placed
     filled above its limit, as a taker, and paid the fee) or from ``known`` (the placement's answer); a
-    maker fill not in the trades yet counts at the limit price."""
+    maker fill not in the trades yet counts at the limit price, unconfirmed."""
     rec = pos.record(order_id)
     booked = rec.filled if rec else Decimal(0)
-    new = filled_total - booked
-    if new <= 0:
+    failed = rec.failed if rec else Decimal(0)
+    new = filled_total - booked - failed
+    if new <= SHARE_EPSILON:
         return TpFilled(order_id, booked, rec.usdc, rec.fee, final) if final and rec else None
-    if known is not None and known.filled_shares + SHARE_EPSILON >= filled_total:
-        return TpFilled(order_id, filled_total, known.usdc, known.fee, final)
-    trades = venue.order_trades(order_id, pos.token_id, pos.opened_at.timestamp()) if venue else None
-    if trades is not None and trades.filled_shares + SHARE_EPSILON >= filled_total:
-        return TpFilled(order_id, filled_total, trades.usdc, trades.fee, final)
+    for source in (known, None):
+        if source is None:
+            source = venue.order_trades(order_id, pos.token_id, _tp_since(pos, order_id)) if venue else None
+        if source is not None and source.filled_shares + source.failed_shares + SHARE_EPSILON >= filled_total:
+            return TpFilled(order_id, source.filled_shares, source.usdc, source.fee, final,
+                            confirmed=source.confirmed, failed=source.failed_shares)
     usdc = (rec.usdc if rec else Decimal(0)) + new * limit_price
-    return TpFilled(order_id, filled_total, usdc, rec.fee if rec else Decimal(0), final)
+    return TpFilled(order_id, filled_total - failed, usdc, rec.fee if rec else Decimal(0), final, confirmed=False)
+
+
+def _tp_since(pos: Position, order_id: str) -> float:
+    rec = pos.record(order_id)
+    return rec.sent_at if rec is not None and rec.sent_at else pos.opened_at.timestamp()
+
+
+def gone_tp_trades(pos: Position, venue: Venue, order_id: str) -> Fill:
+    """What a TP that the venue no longer answers for (GET /data/order is empty for orders no longer live:
+    filled in full, cancelled; FACTS.md Part 0, 0.3) traded, from its trades."""
+    return venue.order_trades(order_id, pos.token_id, _tp_since(pos, order_id))
+
+
+def book_gone_tp(pos: Position, venue: Venue, order_id: str, now: datetime, source: str | None = None) -> Fill:
+    """Book what a TP that is no longer live filled, from its trades (final); returns those trades."""
+    trades = gone_tp_trades(pos, venue, order_id)
+    book_tp(pos, venue, order_id, trades.filled_shares + trades.failed_shares, pos.tp_price or Decimal(0), now,
+            final=True, known=trades, source=source)
+    return trades
 
 
 def needs_refresh(pos: Position, now: datetime) -> bool:
@@ -122,7 +147,7 @@ def resolve_exit_sell(pos: Position, venue: Venue, now: datetime) -> bool:
         log.info("Exit sell %s of %s: outcome not known yet (%s)", rec.order_id[:18], pos.id, out.status)
         return False
     if out.filled_shares > 0:
-        apply(pos, SellFilled(rec.order_id, out.filled_shares, out.usdc, out.fee), now)
+        apply(pos, SellFilled(rec.order_id, out.filled_shares, out.usdc, out.fee, out.confirmed), now)
         log.warning("Exit sell %s of %s looked up: sold %s shares for $%s", rec.order_id[:18], pos.id,
                     fmt(out.filled_shares), fmt(out.usdc - out.fee, 2))
     else:
@@ -138,8 +163,12 @@ def book_own_orders(pos: Position, venue: Venue, now: datetime) -> list[str]:
     for rec in [r for r in pos.orders if r.role == Role.TP and r.order_id]:
         order_id = rec.order_id or ""
         state = venue.get_order(order_id)
-        if state is None:
-            checked.append(f"TP {order_id[:12]}: unknown to the venue")
+        if state is None:   # no longer live: its trades say what it filled
+            trades = book_gone_tp(pos, venue, order_id, now) if rec.state == RecordState.LIVE else \
+                gone_tp_trades(pos, venue, order_id)
+            checked.append(f"TP {order_id[:12]}: not live, {fmt(trades.filled_shares)} filled by its trades")
+            if not pos.is_active:
+                return checked
             continue
         final = state.status not in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING)
         book_tp(pos, venue, order_id, state.filled_size, state.price or pos.tp_price or Decimal(0), now,
@@ -161,9 +190,13 @@ class ExitProtocol:
 
     def __init__(self, trader: Trader, save: Callable[[], None], max_slippage_pct: Decimal,
                  max_hold_hours: float = float("inf"), alert: Callable[[str, str], object] | None = None,
-                 clock: Clock | None = None):
+                 clock: Clock | None = None, lock: BalanceLock | None = None):
         self.trader = trader
         self.time = (clock or SystemClock()).time   # when a sell is signed (its trigger's delay is measured to it)
+        self.lock = lock or BalanceLock(clock or SystemClock(), alert)
+        #: Positions whose last exit sell was refused for balance: their next attempt reads a refreshed balance,
+        #: and a refusal again with the shares there is a balance lock (FACTS.md Part 0, 0.4).
+        self._refused_for_balance: set[str] = set()
         self.save = save
         self.max_slippage_pct = max_slippage_pct
         self.max_hold_hours = max_hold_hours
@@ -261,33 +294,45 @@ class ExitProtocol:
             log.info("TP %s not cancelled (%s): checking whether it filled", order_id,
                      result.not_canceled.get(order_id, "no answer"))
             apply(pos, CancelRaced(), now)
-        # Either way the order's own record says how much of it filled (a cancelled TP may have filled partly).
+        # Either way the order says how much of it filled (a cancelled TP may have filled partly).
         state = read_order()
-        if state is not None and state.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED):
+        if state is not None and state.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED,
+                                                  OrderStatus.PENDING):
+            # (PENDING: a delayed order may refuse to be cancelled until its delay is over: FACTS.md Part 0, 0.5)
             log.warning("TP %s of %s is still open after a cancel; retrying next loop", order_id, pos.id)
             return False
-        if state is None:
-            log.warning("TP %s of %s is unknown to the venue; selling from the account balance", order_id, pos.id)
-        rec = pos.record(order_id)
-        filled = state.filled_size if state is not None else (rec.filled if rec else Decimal(0))
-        booked = book_tp(pos, self.trader.venue, order_id, filled, (state.price if state else None) or
-                         pos.tp_price or Decimal(0), now, final=True)
+        venue = self.trader.venue
+        before = pos.tp_filled_shares
+        if state is None:   # no longer live (cancelled or filled): its trades say what it filled
+            book_gone_tp(pos, venue, order_id, now)
+        else:
+            book_tp(pos, venue, order_id, state.filled_size, state.price or pos.tp_price or Decimal(0), now,
+                    final=True)
+        booked = pos.tp_filled_shares - before
         if booked:
             log.info("TP %s filled %s shares before the exit", order_id, fmt(booked))
         return True
 
     def _shortfall(self, pos: Position, now: datetime, held: Decimal | None = None) -> Decimal | None:
-        """The account's shares (``held``: already read), or None when they are fewer than the position
-        expects even after booking every order of the position by id (then retried, and finally handed to a
-        person)."""
+        """The account's shares (``held``: already read), or None while they are fewer than the position expects
+        even after booking every order of the position by id: re-read (refreshed) with backoff, and waited for
+        while a fill of the position may still fail. Shares still missing then left the account outside the
+        bot (sold by hand): the position shrinks to what the account holds (warned and alerted), and the rest
+        is sold as planned."""
         venue = self.trader.venue
-        held = venue.token_balance(pos.token_id, refresh=needs_refresh(pos, now)) if held is None else held
-        if held + pos.shares * FEE_SHARE_TOLERANCE >= pos.shares:
+        if held is None:
+            held = venue.token_balance(pos.token_id, refresh=self.refresh_balance(pos, now))
+        if held + BALANCE_TOLERANCE >= pos.shares:
             return held
         checked = book_own_orders(pos, venue, now)
         self.save()
-        if not pos.is_active or is_dust(pos.shares) or held + pos.shares * FEE_SHARE_TOLERANCE >= pos.shares:
+        if not pos.is_active or is_dust(pos.shares) or held + BALANCE_TOLERANCE >= pos.shares:
             return held
+        if unconfirmed(pos):   # a buy that never settled shows as missing shares: its trades decide first
+            log.warning("Account shows %s of %s's %s shares while a fill of it is not settled yet; waiting for the "
+                        "venue's trades", fmt(held), pos.id, fmt(pos.shares))
+            self._back_off(pos, now, "unsettled")
+            return None
         # Right after a buy the venue's balance cache lags: a shortfall is retried (with a refreshed
         # balance and backoff) before it is taken to mean the shares are really gone.
         seen = pos.balance_shortfalls
@@ -297,12 +342,20 @@ class ExitProtocol:
             apply(pos, BalanceShort(), now)
             self._back_off(pos, now, "balance_shortfall")
             return None
-        note = f"account holds {fmt(held)} shares but the position expects {fmt(pos.shares)}"
-        if held <= 0 and pos.sold_shares > 0:
-            note += ": BOTH TP AND SL FILLED - Manual intervention needed"
-        self.needs_attention(pos, f"{note} (checked: balance refreshed {seen + 1} times; "
-                                  f"{'; '.join(checked) or 'no orders of its own'})", now)
-        return None
+        self.shrink(pos, held, f"checked: balance refreshed {seen + 1} times; "
+                               f"{'; '.join(checked) or 'no orders of its own'}", now)
+        return held if pos.is_active else None
+
+    def shrink(self, pos: Position, held: Decimal, checked: str, now: datetime) -> None:
+        """Shares left the account outside the bot: the position keeps what the account holds (booked at cost,
+        no profit or loss), warned and alerted; what is left stays protected."""
+        gone = pos.shares - max(held, Decimal(0))
+        note = (f"{fmt(gone)} of position {pos.id}'s {fmt(pos.shares)} shares left the account outside the bot "
+                f"(sold by hand?); the account holds {fmt(held)}: the position now manages those ({checked})")
+        log.warning("%s", note)
+        apply(pos, SharesLeft(gone, note), now)
+        self.save()
+        self.alert("shares_left", note)
 
     def _plan_sell(self, pos: Position, info: MarketInfo, book: Book | None, now: datetime,
                    held: Decimal | None = None) -> tuple[Decimal, Decimal] | None:
@@ -364,10 +417,14 @@ class ExitProtocol:
             return
         if isinstance(fill, (OrderRejected, TemporaryVenueError)):
             # 'not enough balance' right after a buy is the venue's balance cache lagging, not the
-            # position being gone: refresh and retry with backoff.
+            # position being gone: refresh and retry with backoff. Refused again with the shares there (the
+            # refreshed read it was sized from): a balance lock; the exit keeps retrying all the same.
             log.warning("Exit sell for %s not filled (%s); retrying with backoff", pos.id, fill)
             apply(pos, OrderNotPlaced(str(fill)), now)
-            self._back_off(pos, now, "rejected")
+            if isinstance(fill, OrderRejected) and fill.is_balance:   # (sized from the balance just read)
+                self.lock.refused(f"the exit sell of {pos.id}")
+                self._refused_for_balance.add(pos.id)
+            self._back_off(pos, now, "balance_lock" if self.lock.active else "rejected")
             return
         if isinstance(fill, VenueError):   # an answer that cannot be read: the order is looked up by its id
             log.warning("Exit sell for %s: answer unreadable (%s); looked up by its id next loop", pos.id, fill)
@@ -378,15 +435,20 @@ class ExitProtocol:
                      pos.id, fill.status)
             self.save()
             return
-        apply(pos, SellFilled(fill.order_id, fill.filled_shares, fill.usdc, fill.fee), now)
+        apply(pos, SellFilled(fill.order_id, fill.filled_shares, fill.usdc, fill.fee, fill.confirmed), now)
+        self._refused_for_balance.discard(pos.id)
+        self.lock.went_through()
         crashpoint("after_sell")
         log.info("SOLD %s shares of %s @ %s (floor %s)%s", fmt(fill.filled_shares), pos.id, fmt(fill.avg_price, 4),
                  fmt(floor), "" if is_dust(pos.shares) else f"; {fmt(pos.shares)} left to sell")
-        if pos.is_active:
+        if pos.status == PositionState.EXITING:
             self._back_off(pos, now, "partial")
         else:
             self.save()
-            self._log_closed(pos)
+            if pos.status == PositionState.SETTLING:
+                log.info("Everything of %s is sold; closed once the venue settles the trades", pos.id)
+            else:
+                self._log_closed(pos)
 
     # -- many exits in one loop -------------------------------------------------------------------
 
@@ -448,7 +510,7 @@ class ExitProtocol:
             left = [(p, b) for p, b in left if p.is_active]
             # The venue's balance cache lags a fresh fill by seconds: refreshed only for a recent entry or a
             # shortfall seen before (a stale read elsewhere is refused by the venue and retried, never lost).
-            held = self._each(lambda p: venue.token_balance(p.token_id, refresh=needs_refresh(p, now)),
+            held = self._each(lambda p: venue.token_balance(p.token_id, refresh=self.refresh_balance(p, now)),
                               [p for p, _ in left])
             sells: list[tuple[Position, Decimal, Decimal, MarketInfo]] = []
             for (pos, book), h in zip(left, held, strict=True):
@@ -503,6 +565,11 @@ class ExitProtocol:
             log.warning("Exit of %s: reading its %s failed (%s); retrying next loop", pos.id, what, outcome)
             return True
         return False
+
+    def refresh_balance(self, pos: Position, now: datetime) -> bool:
+        """Whether the exit's balance read refreshes the venue's cache first (``needs_refresh``, or after a sell
+        refused for balance)."""
+        return needs_refresh(pos, now) or pos.id in self._refused_for_balance
 
     def _back_off(self, pos: Position, now: datetime, why: str) -> None:
         """Count a failed or partial exit attempt and schedule the next one (capped exponential)."""

@@ -138,7 +138,7 @@ class _Conn:
 
 
 class _Order:
-    __slots__ = ("matched", "original", "canceled", "trades", "failed_ids", "failed")
+    __slots__ = ("matched", "original", "canceled", "trades", "failed_ids", "failed", "settled_ids")
 
     def __init__(self) -> None:
         self.matched = Decimal(0)
@@ -147,6 +147,7 @@ class _Order:
         self.trades: dict[str, tuple[Decimal, Decimal, bool]] = {}   # trade id -> (shares, usdc, as maker)
         self.failed_ids: set[str] = set()
         self.failed = False
+        self.settled_ids: set[str] = set()   # trades seen MINED or CONFIRMED (a match is not a settlement)
 
     def view(self, order_id: str) -> OrderFeed:
         total = sum((t[0] for t in self.trades.values()), Decimal(0))
@@ -155,7 +156,8 @@ class _Order:
         maker_fill = None
         if self.trades and total == matched and all(t[2] for t in self.trades.values()):
             usdc = sum((t[1] for t in self.trades.values()), Decimal(0))
-            maker_fill = Fill(order_id, "matched", filled_shares=total, usdc=usdc, fee=Decimal(0))
+            maker_fill = Fill(order_id, "matched", filled_shares=total, usdc=usdc, fee=Decimal(0),
+                              confirmed=self.settled_ids >= self.trades.keys())
         return OrderFeed(order_id, matched, final, self.canceled, maker_fill, self.failed)
 
 
@@ -591,9 +593,12 @@ class Feeds:
             st, watched = self._order_state(oid)
             if status == "FAILED":
                 st.trades.pop(tid, None)
+                st.settled_ids.discard(tid)
                 st.failed_ids.add(tid)
                 st.failed = True
-            elif tid not in st.trades and tid not in st.failed_ids:
+            elif status in ("MINED", "CONFIRMED") and tid not in st.failed_ids:
+                st.settled_ids.add(tid)
+            if status != "FAILED" and tid not in st.trades and tid not in st.failed_ids:
                 if ok:
                     st.trades[tid] = (shares, usdc, maker)
                 else:

@@ -5,6 +5,9 @@ Read top to bottom, ``TABLE`` is the life of a position:
 
     opening --EntryFilled--> open --ExitStarted--> exiting --SellFilled (nothing left)--> closed
     open --TpFilled (nothing left)--> closed (take_profit)
+    (a close whose fills the venue has not settled yet goes to ``settling`` instead; there FillsChecked
+     closes it once every trade settled, or, when one FAILED, takes the shares back: exiting (sell again)
+     or open (the TP's fill failed))
     open | exiting --DustHeld--> held_to_resolution --MarketResolved--> closed
     any active --AttentionNeeded--> needs_attention --AgreesAgain--> open | exiting
                                                    --ClosedByHand--> closed (manual)
@@ -23,7 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from bot.errors import BotError
-from bot.money import is_dust
+from bot.money import SHARE_EPSILON, is_dust
 from bot.orders import OPEN_STATES, OrderRecord, RecordState, Role
 from bot.position_manager import CloseReason, ExitMode, Position, PositionState
 
@@ -59,7 +62,8 @@ class OrderNotPlaced:
 
 @dataclass(frozen=True)
 class EntryFilled:
-    """The buy is known: ``shares`` received (net of the fee taken in shares) for ``cost`` USDC."""
+    """The buy is known: ``shares`` received for ``cost`` USDC plus ``fee`` USDC (CLOB V2: the fee is paid in USDC
+    on top); ``confirmed``: its trades are settled (else the settle check confirms or un-books it)."""
     order_id: str
     shares: Decimal
     cost: Decimal
@@ -67,6 +71,7 @@ class EntryFilled:
     price: Decimal
     tp_price: Decimal
     sl_price: Decimal
+    confirmed: bool = True
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,7 @@ class TpResting:
     filled: Decimal = Decimal(0)
     usdc: Decimal = Decimal(0)
     fee: Decimal = Decimal(0)
+    confirmed: bool = True
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,8 @@ class TpFilled:
     fee: Decimal = Decimal(0)
     final: bool = False
     source: str | None = None   # how the bot learned it: push (the user channel) or poll (a REST read)
+    confirmed: bool = True
+    failed: Decimal = Decimal(0)   # matched shares whose trades FAILED (never booked; not to be booked again)
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,28 @@ class SellFilled:
     shares: Decimal
     usdc: Decimal
     fee: Decimal = Decimal(0)
+    confirmed: bool = True
+
+
+@dataclass(frozen=True)
+class FillsChecked:
+    """The venue's trades for order ``order_id``: ``shares``/``usdc``/``fee`` of those not FAILED, ``failed`` shares
+    of those that FAILED, ``confirmed`` when all the others are settled. A failed trade takes back what it booked
+    (FACTS.md Part 0, 0.2: a match is not a settlement)."""
+    order_id: str
+    shares: Decimal
+    usdc: Decimal
+    fee: Decimal
+    failed: Decimal
+    confirmed: bool
+
+
+@dataclass(frozen=True)
+class SharesLeft:
+    """``shares`` left the account outside the bot (sold by hand, moved): booked at their cost, so they add
+    neither profit nor loss (what they brought went to the account, not through the bot)."""
+    shares: Decimal
+    note: str
 
 
 @dataclass(frozen=True)
@@ -201,9 +231,9 @@ class VenueRecorded:
 
 
 Event = (OrderIntent | OrderSigned | OrderNotPlaced | EntryFilled | EntryUnfilled | TpResting | TpFilled | FellBack
-         | ExitStarted | ExitReanchored | ExitBackoff | BalanceShort | SellFilled | NothingLeft | DustHeld | BidSeen
-         | MarketResolved | AttentionNeeded | AgreesAgain | ClosedByHand | TpChecked | CancelRaced | ExitPricesSet
-         | VenueRecorded)
+         | ExitStarted | ExitReanchored | ExitBackoff | BalanceShort | SellFilled | FillsChecked | SharesLeft
+         | NothingLeft | DustHeld | BidSeen | MarketResolved | AttentionNeeded | AgreesAgain | ClosedByHand | TpChecked
+         | CancelRaced | ExitPricesSet | VenueRecorded)
 
 
 # -- actions: the bookkeeping each event does (records, never quantities directly) --------------------------
@@ -241,6 +271,7 @@ def _entry_filled(pos: Position, e: EntryFilled, now: datetime) -> None:
         rec = OrderRecord(role=Role.ENTRY)
         pos.orders = [*pos.orders, rec]
     rec.order_id, rec.state, rec.filled, rec.usdc, rec.fee = e.order_id, RecordState.DONE, e.shares, e.cost, e.fee
+    rec.fee_in, rec.confirmed = "usdc", e.confirmed
     pos.orders = list(pos.orders)
     pos.entry_price = e.price.quantize(Decimal("0.000001"))
     pos.tp_price, pos.sl_price = e.tp_price, e.sl_price
@@ -260,6 +291,8 @@ def _tp_resting(pos: Position, e: TpResting, now: datetime) -> CloseReason | Non
         rec = OrderRecord(role=Role.TP, price=pos.tp_price)
         pos.orders = [*pos.orders, rec]
     rec.order_id, rec.state = e.order_id, RecordState.LIVE
+    if e.filled > rec.filled:
+        rec.confirmed = e.confirmed
     rec.filled, rec.usdc, rec.fee = max(rec.filled, e.filled), max(rec.usdc, e.usdc), max(rec.fee, e.fee)
     pos.orders = list(pos.orders)
     return CloseReason.TAKE_PROFIT if is_dust(pos.shares) and pos.status == S.OPEN else None
@@ -270,8 +303,11 @@ def _tp_filled(pos: Position, e: TpFilled, now: datetime) -> CloseReason | None:
     if rec is None:
         rec = OrderRecord(role=Role.TP, order_id=e.order_id, price=pos.tp_price)
         pos.orders = [*pos.orders, rec]
-    if e.filled >= rec.filled:   # fills only grow: an older answer never takes back what was booked
+    if e.filled >= rec.filled:   # fills only grow here (only FillsChecked takes back what FAILED)
+        if e.filled > rec.filled:
+            rec.confirmed = e.confirmed
         rec.filled, rec.usdc, rec.fee = e.filled, e.usdc, e.fee
+        rec.failed = max(rec.failed, e.failed)   # (what is booked does not count them: e.filled covers it)
     if e.final:
         rec.state = RecordState.DONE
     pos.orders = list(pos.orders)
@@ -323,8 +359,52 @@ def _sell_filled(pos: Position, e: SellFilled, now: datetime) -> CloseReason | N
         pos.orders = [*pos.orders, rec]
     rec.order_id = e.order_id or rec.order_id
     rec.state, rec.filled, rec.usdc, rec.fee = RecordState.DONE, e.shares, e.usdc, e.fee
+    rec.confirmed = e.confirmed
     pos.orders = list(pos.orders)
     return (pos.close_reason or CloseReason.MANUAL) if is_dust(pos.shares) else None
+
+
+def _fills_checked(pos: Position, e: FillsChecked, now: datetime) -> CloseReason | PositionState | None:
+    rec = pos.record(e.order_id)
+    if rec is None:
+        return None
+    failed_now = e.failed > rec.failed + SHARE_EPSILON
+    if failed_now or (e.confirmed and abs(e.shares - rec.filled) <= SHARE_EPSILON):
+        # The trades are the truth: what FAILED is taken back, and a settled fill takes their exact amounts
+        # (the venue floors each trade's fee; an answer's average price only approximates them).
+        rec.filled, rec.usdc, rec.fee, rec.failed = e.shares, e.usdc, e.fee, max(rec.failed, e.failed)
+        rec.confirmed = e.confirmed
+        pos.orders = list(pos.orders)
+    if pos.sold_shares > pos.entry_shares + SHARE_EPSILON:
+        pos.attention_reason = (f"the venue's trades show {pos.entry_shares} shares bought but {pos.sold_shares} "
+                                f"sold (order {e.order_id[:18]}): fills beyond what the account held")
+        return S.NEEDS_ATTENTION
+    if failed_now:
+        pos.metrics = {**pos.metrics, "failed_fills": int(pos.metrics.get("failed_fills", 0)) + 1}
+        if rec.role == Role.ENTRY and pos.entry_shares <= 0 and pos.sold_shares <= 0 and pos.live_tp is None:
+            return CloseReason.ENTRY_UNFILLED   # a buy that never settled: nothing was ever owned
+        if pos.status == S.SETTLING and not is_dust(pos.shares):
+            # Shares came back: sold again (an exit's sale failed), or protected again (a TP's fill failed).
+            if rec.role == Role.TP and pos.close_reason == CloseReason.TAKE_PROFIT:
+                pos.close_reason = None
+            pos.retry_at = None
+            return S.EXITING if pos.close_reason else S.OPEN
+    if pos.status == S.SETTLING and is_dust(pos.shares) and not unconfirmed(pos):
+        return pos.close_reason or CloseReason.TAKE_PROFIT
+    return None
+
+
+def _shares_left(pos: Position, e: SharesLeft, now: datetime) -> CloseReason | None:
+    cost = pos.entry_cost / pos.entry_shares * e.shares if pos.entry_shares > 0 else Decimal(0)
+    pos.orders = [*pos.orders, OrderRecord(role=Role.OUTSIDE, state=RecordState.DONE, filled=e.shares,
+                                           usdc=cost.quantize(Decimal("0.000001")))]
+    pos.metrics = {**pos.metrics, "shares_left_outside": str(e.shares), "shares_left_note": e.note}
+    return CloseReason.SOLD_OUTSIDE if is_dust(pos.shares) else None
+
+
+def unconfirmed(pos: Position) -> bool:
+    """Whether some fill of the position may still fail (its trades are not settled yet)."""
+    return any(not r.confirmed and r.filled > 0 for r in pos.orders)
 
 
 def _nothing_left(pos: Position, e: NothingLeft, now: datetime) -> CloseReason:
@@ -397,7 +477,7 @@ class Row:
     action: Action = field(default=_nothing)
 
 
-ACTIVE = (S.OPENING, S.OPEN, S.EXITING, S.HELD, S.NEEDS_ATTENTION)
+ACTIVE = (S.OPENING, S.OPEN, S.EXITING, S.HELD, S.SETTLING, S.NEEDS_ATTENTION)
 TRADING = (S.OPENING, S.OPEN, S.EXITING)
 
 TABLE: dict[tuple[PositionState, type], Row] = {
@@ -418,10 +498,14 @@ TABLE: dict[tuple[PositionState, type], Row] = {
     (S.EXITING, ExitBackoff): Row(None, _backoff),
     (S.EXITING, BalanceShort): Row(None, _short),
     **{(s, SellFilled): Row(None, _sell_filled) for s in (S.EXITING, S.NEEDS_ATTENTION)},
+    # settlement: a match is not a settlement (FACTS.md Part 0, 0.2)
+    **{(s, FillsChecked): Row(None, _fills_checked) for s in (S.OPEN, S.EXITING, S.HELD, S.SETTLING,
+                                                                S.NEEDS_ATTENTION)},
+    **{(s, SharesLeft): Row(None, _shares_left) for s in (S.OPEN, S.EXITING)},
     **{(s, NothingLeft): Row(S.CLOSED, _nothing_left) for s in (S.OPEN, S.EXITING)},
     **{(s, DustHeld): Row(S.HELD) for s in (S.OPEN, S.EXITING)},
     (S.HELD, BidSeen): Row(None, _bid_seen),
-    **{(s, MarketResolved): Row(S.CLOSED, _resolved) for s in (S.OPEN, S.EXITING, S.HELD)},
+    **{(s, MarketResolved): Row(S.CLOSED, _resolved) for s in (S.OPEN, S.EXITING, S.HELD, S.SETTLING)},
     # a person
     **{(s, AttentionNeeded): Row(S.NEEDS_ATTENTION, _attention) for s in ACTIVE},
     (S.NEEDS_ATTENTION, AgreesAgain): Row(None, _agrees),
@@ -432,6 +516,11 @@ TABLE: dict[tuple[PositionState, type], Row] = {
     **{(s, ExitPricesSet): Row(None, _exit_prices) for s in ACTIVE},
     **{(s, VenueRecorded): Row(None, _venue) for s in (*ACTIVE, S.CLOSED)},
 }
+
+
+#: Closes that do not wait for the venue to settle the position's trades: nothing was bought, the market paid out,
+#: a person closed it.
+UNSETTLED_CLOSES_OK = (CloseReason.ENTRY_UNFILLED, CloseReason.MARKET_RESOLVED, CloseReason.MANUAL)
 
 
 def apply(pos: Position, event: Event, now: datetime) -> Position:
@@ -445,6 +534,8 @@ def apply(pos: Position, event: Event, now: datetime) -> Position:
     new = row.next or pos.status
     if isinstance(outcome, CloseReason):
         pos.close_reason, new = outcome, S.CLOSED
+        if outcome not in UNSETTLED_CLOSES_OK and unconfirmed(pos):
+            new = S.SETTLING   # closed only once the venue has settled every trade (FillsChecked)
     elif isinstance(outcome, PositionState):
         new = outcome
     if new == S.CLOSED and pos.status != S.CLOSED:

@@ -14,6 +14,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from bot.alerts import Alerter
+from bot.balance_lock import BalanceLock
 from bot.clock import Clock
 from bot.config import BotConfig, ConfigError, check_trade_size, unexitable_trade_size
 from bot.crashpoints import crashpoint
@@ -26,7 +27,7 @@ from bot.errors import (
     UnknownOutcome,
     VenueError,
 )
-from bot.exits import ExitProtocol, book_tp
+from bot.exits import ExitProtocol, book_gone_tp, book_tp
 from bot.lifecycle import (
     AttentionNeeded,
     BidSeen,
@@ -35,6 +36,7 @@ from bot.lifecycle import (
     EntryUnfilled,
     ExitPricesSet,
     FellBack,
+    FillsChecked,
     MarketResolved,
     NothingLeft,
     OrderIntent,
@@ -43,9 +45,10 @@ from bot.lifecycle import (
     TpChecked,
     TpResting,
     apply,
+    unconfirmed,
 )
 from bot.metrics import CallMeter
-from bot.money import fmt, is_dust, round_shares
+from bot.money import BALANCE_TOLERANCE, fmt, is_dust, round_shares
 from bot.orders import RecordState, Role
 from bot.outcomes import look_up
 from bot.position_manager import BotState, CloseReason, ExitMode, Position, PositionState
@@ -66,6 +69,8 @@ RESOLUTION_CHECK_SECONDS = 60
 MAX_CANDIDATES_PER_SCAN = 5
 #: After this many loops in a row that failed on one position, it needs a person.
 MAX_POSITION_FAILURES = 5
+#: Fills whose trades are not settled yet are checked again at most this often (a new fill: at once).
+SETTLE_CHECK_SECONDS = 5.0
 
 
 class Manager:
@@ -82,15 +87,19 @@ class Manager:
         self.save = save
         self.rng = rng or random.Random(config.trading.ab_test_seed)
         self.trader = Trader(venue)
+        alert = lambda event, message: self.alerter.send(event, message)   # noqa: E731
+        self.lock = BalanceLock(clock, alert)
         self.exits = ExitProtocol(self.trader, save, config.trading.exit_max_slippage_pct,
-                                  max_hold_hours=config.strategy.max_hold_hours,
-                                  alert=lambda event, message: self.alerter.send(event, message), clock=clock)
+                                  max_hold_hours=config.strategy.max_hold_hours, alert=alert, clock=clock,
+                                  lock=self.lock)
         self.once = False   # --live-once: the one entry is of the smallest valid size
         self._resolution_checked: dict[str, float] = {}
         self._resolution_news: set[str] = set()   # tokens the market channel says resolved: asked about at once
         self._warned_no_bid: set[str] = set()
         self._last_logged_bid: dict[str, Decimal] = {}
         self._failures: dict[str, int] = {}
+        self._last_settle = float("-inf")
+        self._settle_seen: set[str] = set()   # unsettled fills checked once already (a new one is checked at once)
 
     def pause(self, reason: str) -> None:
         """Stop opening positions (existing ones are still managed) and tell the user."""
@@ -232,10 +241,8 @@ class Manager:
         if out.filled_shares <= 0:
             self._unfilled(pos, now, f"order {rec.order_id[:18]} {out.status}, nothing bought")
             return
-        info = self.venue.get_market_info(pos.token_id, pos.condition_id)
-        price = out.usdc / out.filled_shares
-        held = self.trader.shares_after_buy(pos.token_id, out.filled_shares, price, info)
-        self._opened(pos, rec.order_id, held, price, out.usdc, out.fee, now)
+        price = out.usdc / out.filled_shares   # (CLOB V2: the account received every share it bought)
+        self._opened(pos, rec.order_id, out.filled_shares, price, out.usdc, out.fee, now, out.confirmed)
 
     def _unfilled(self, pos: Position, now: datetime, why: str) -> None:
         apply(pos, EntryUnfilled(why), now)
@@ -243,11 +250,11 @@ class Manager:
         log.info("Entry of %s never filled (%s): closed", pos.id, why)
 
     def _opened(self, pos: Position, order_id: str, shares: Decimal, price: Decimal, cost: Decimal, fee: Decimal,
-                now: datetime) -> None:
+                now: datetime, confirmed: bool = True) -> None:
         """The entry is known: TP/SL derive from the price really paid; the exits are armed."""
         s = self.config.strategy
         tp, sl = exit_prices(price.quantize(Decimal("0.000001")), s.take_profit_pct, s.stop_loss_pct, pos.tick_size)
-        apply(pos, EntryFilled(order_id, shares, cost, fee, price, tp, sl), now)
+        apply(pos, EntryFilled(order_id, shares, cost, fee, price, tp, sl, confirmed), now)
         self.save()
         log.info("%sBOUGHT %s shares @ %s for $%s (%s): TP=%s, SL armed at %s (watched: Polymarket has no stop "
                  "orders)", self.venue.log_prefix, fmt(pos.shares), fmt(pos.entry_price, 4), fmt(pos.entry_cost, 2),
@@ -295,10 +302,10 @@ class Manager:
             if self.once and book.best_ask is not None:
                 size = smallest_trade(book.best_ask, info.min_order_size, mode == ExitMode.LIMIT_ORDERS)
             try:
-                plan = self.trader.plan_entry(book, info, min(size, available), s.take_profit_pct, s.stop_loss_pct,
+                plan = self.trader.plan_entry(book, info, size, s.take_profit_pct, s.stop_loss_pct,
                                               needs_resting_tp=mode == ExitMode.LIMIT_ORDERS, min_price=s.min_price,
                                               max_price=s.max_price, max_spread=s.max_spread,
-                                              max_spread_share=s.max_spread_share_of_tp)
+                                              max_spread_share=s.max_spread_share_of_tp, budget=available)
             except EntrySkipped as exc:
                 log.info("Skipping %s: %s", cand.question[:50] or cand.token_id, exc.message)
                 continue
@@ -337,9 +344,12 @@ class Manager:
             return pos
         except (OrderRejected, TemporaryVenueError) as exc:   # refused: nothing happened, nothing is owned
             log.warning("BUY refused: %s", exc)
+            if isinstance(exc, OrderRejected) and exc.is_balance and self._enough_collateral(plan.usdc, info):
+                self.lock.refused(f"an entry BUY of ${fmt(plan.usdc)}")   # the USDC was there (FACTS.md Part 0, 0.4)
             self._unfilled(pos, now, f"refused: {exc}")
             return pos
         crashpoint("after_buy")
+        self.lock.went_through()
         fill = result.fill
         if not fill.settled:
             log.info("BUY %s answered %s without amounts (a market with a matching delay?): looked up by its id",
@@ -348,8 +358,15 @@ class Manager:
             self._unfilled(pos, now, f"order {fill.order_id[:18]} {fill.status or 'unmatched'}")
         else:
             self._opened(pos, fill.order_id, result.shares_held, fill.avg_price or plan.max_price, fill.usdc, fill.fee,
-                         now)
+                         now, fill.confirmed)
         return pos
+
+    def _enough_collateral(self, usdc: Decimal, info: MarketInfo) -> bool:
+        """Whether the account's USDC covers ``usdc`` and the largest fee it could cost (a balance read)."""
+        try:
+            return self.venue.collateral_balance() >= usdc * (1 + info.fee_rate)
+        except VenueError:
+            return False
 
     # -- concurrent mode: the TP rests -------------------------------------------------------------
 
@@ -366,6 +383,10 @@ class Manager:
             self.check_tp(pos, snap.open_orders, now)
         if pos.status != PositionState.OPEN:
             return
+        if not pos.tp_order_id and pos.pending is None and not self.lock.blocks_entries():
+            self.arm_tp(pos, now)   # a TP whose fill failed, or that waited out a balance lock: rests again
+            if pos.status != PositionState.OPEN:
+                return
         self._warn_if_no_bid(pos, book)
         bid = book.best_bid if book else None
         reason = self._exit_trigger(pos, bid, now, watch_tp=pos.tp_order_id is None)
@@ -398,8 +419,10 @@ class Manager:
                      fmt(pos.exit_price, 4), fmt(pos.realized_pnl, 2))
 
     def check_tp(self, pos: Position, open_orders: dict[str, OrderState], now: datetime) -> None:
-        """Book TP fills from the open-orders list; one follow-up read for a TP that left it (filled: the
-        position closes with its profit; gone with shares left: placed again)."""
+        """Book TP fills from the open-orders list; one follow-up read for a TP that left it: the order, and when
+        the venue no longer answers for it (it forgets orders that are not live: FACTS.md Part 0, 0.3), its
+        trades. Filled: the position closes with its profit; gone with shares left: a resolved market (which
+        cancels resting orders) closes with its payout, else the TP is placed again."""
         order_id = pos.tp_order_id
         assert order_id is not None
         apply(pos, TpChecked(now), now)
@@ -413,20 +436,25 @@ class Manager:
         state = self.venue.get_order(order_id)
         resting = state is not None and state.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED,
                                                          OrderStatus.PENDING)
-        rec = pos.record(order_id)
-        filled = state.filled_size if state is not None else (rec.filled if rec else Decimal(0))
-        book_tp(pos, self.venue, order_id, filled, (state.price if state else None) or pos.tp_price or Decimal(0),
-                now, final=not resting, source="poll")
+        if state is None:
+            book_gone_tp(pos, self.venue, order_id, now, source="poll")
+        else:
+            book_tp(pos, self.venue, order_id, state.filled_size, state.price or pos.tp_price or Decimal(0), now,
+                    final=not resting, source="poll")
         self.save()
         if resting:
             return
-        if not pos.is_active:
-            log.info("TAKE PROFIT %s: sold %s @ %s, pnl=$%s", pos.id, fmt(pos.sold_shares), fmt(pos.exit_price, 4),
-                     fmt(pos.realized_pnl, 2))
+        if pos.status != PositionState.OPEN:
+            log.info("TAKE PROFIT %s: sold %s @ %s, pnl=$%s%s", pos.id, fmt(pos.sold_shares), fmt(pos.exit_price, 4),
+                     fmt(pos.realized_pnl, 2), " (settling: the venue confirms the trades)"
+                     if pos.status == PositionState.SETTLING else "")
+            return
+        self._resolution_news.add(pos.token_id)   # a resolution cancels resting orders (FACTS.md Part 0, 0.5)
+        if self.market_resolved(pos, None, now):
             return
         # The TP is gone (cancelled by the venue, or unknown) with shares left: place it again.
         log.warning("TP %s of %s is %s with %s shares left; placing it again", order_id, pos.id,
-                    state.status.value if state else "unknown", fmt(pos.shares))
+                    state.status.value if state else "no longer live", fmt(pos.shares))
         self.arm_tp(pos, now)
 
     def arm_tp(self, pos: Position, now: datetime) -> None:
@@ -454,12 +482,79 @@ class Manager:
             return
         except VenueError as exc:
             apply(pos, OrderNotPlaced(str(exc)), now)
+            if isinstance(exc, OrderRejected) and exc.is_balance and not unconfirmed(pos) and self._holds(pos):
+                # The shares are there, settled, and the venue still says "not enough balance": a balance lock
+                # (FACTS.md Part 0, 0.4). The TP is watched meanwhile and placed again once orders go through.
+                # (Right after a buy whose trades are not settled yet, the refusal is the settlement's lag.)
+                self.lock.refused(f"the TP of {pos.id} for {fmt(round_shares(pos.shares))} shares")
+                self.save()
+                return
             self.fall_back(pos, str(exc), now)
             return
+        self.lock.went_through()
         crashpoint("after_tp")
         # What crossed at once filled as a taker (fee); the rest rests and fills later as a maker (no fee).
         apply(pos, TpResting(fill.order_id, fill.filled_shares, fill.usdc, fill.fee), now)
         self.save()
+
+    def _holds(self, pos: Position) -> bool:
+        """Whether the account holds the position's shares (a refreshed balance read)."""
+        try:
+            held = self.venue.token_balance(pos.token_id, refresh=True)
+        except VenueError:
+            return False
+        return held + BALANCE_TOLERANCE >= round_shares(pos.shares)
+
+    def settle(self, now: datetime, meter: CallMeter | None = None) -> None:
+        """Fills whose trades the venue has not settled yet (a match is not a settlement: FACTS.md Part 0, 0.2)
+        are checked in ONE read of the account's trades: settled, they are confirmed (a position waiting in
+        ``settling`` closes); FAILED, what they booked is taken back (the shares come back under protection, a
+        sale is sold again, a buy that never settled closes as entry_unfilled). A new fill is checked at once,
+        the others at most every SETTLE_CHECK_SECONDS."""
+        todo: dict[str, str] = {}
+        waiting: list[Position] = []
+        since: float | None = None
+        for pos in self.state.active_positions():
+            recs = [r for r in pos.orders if r.order_id and r.filled > 0 and not r.confirmed]
+            if recs:
+                waiting.append(pos)
+            for rec in recs:
+                todo[rec.order_id or ""] = pos.token_id
+                t = rec.sent_at or pos.opened_at.timestamp()
+                since = t if since is None else min(since, t)
+        if not todo or since is None:
+            self._settle_seen.clear()
+            return
+        t = self.clock.time()
+        if set(todo) <= self._settle_seen and t - self._last_settle < SETTLE_CHECK_SECONDS:
+            return
+        self._last_settle, self._settle_seen = t, set(todo)
+        with meter.attribute(waiting, now) if meter else nullcontext():
+            fills = self.venue.orders_trades(todo, since)
+        for pos in waiting:
+            self.guarded(pos, now, partial(self._settle_one, pos, fills, now))
+        self.save()
+
+    def _settle_one(self, pos: Position, fills: dict, now: datetime) -> None:
+        for rec in [r for r in pos.orders if r.order_id and r.filled > 0 and not r.confirmed]:
+            f = fills.get(rec.order_id or "")
+            if f is None:
+                continue
+            before, status = pos.shares, pos.status
+            apply(pos, FillsChecked(rec.order_id or "", f.filled_shares, f.usdc, f.fee, f.failed_shares, f.confirmed),
+                  now)
+            if f.failed_shares > 0 and pos.shares > before:
+                note = (f"{rec.role.value} order {(rec.order_id or '')[:18]} of {pos.id}: {fmt(f.failed_shares)} "
+                        f"shares matched but the venue's trades FAILED (a match is not a settlement): taken back, "
+                        f"{fmt(pos.shares)} shares held again, {pos.status.value}")
+                log.warning("%s", note)
+                self.alerter.send("failed_fill", note)
+            elif f.failed_shares > 0:
+                log.warning("%s order %s of %s: %s shares matched but FAILED on the venue: not booked (%s)",
+                            rec.role.value, (rec.order_id or "")[:18], pos.id, fmt(f.failed_shares), pos.status.value)
+            if status == PositionState.SETTLING and pos.status == PositionState.CLOSED:
+                log.info("CLOSED %s %s (trades settled): pnl=$%s", pos.id, pos.close_reason.value
+                         if pos.close_reason else "", fmt(pos.realized_pnl, 2))
 
     def resolve_pending_tp(self, pos: Position, now: datetime) -> bool:
         """A TP whose answer was lost: the venue says, by its saved id, whether it rests (adopt it) or was

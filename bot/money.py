@@ -21,8 +21,9 @@ PRICE_EPSILON = Decimal("0.000000001")
 SHARE_EPSILON = Decimal("0.000001")
 #: Smallest USDC notional of a marketable order the venue accepts.
 MIN_MARKETABLE_NOTIONAL = Decimal("1")
-#: Fees are taken in shares on buys; a balance this much below the expected shares is still "ours".
-FEE_SHARE_TOLERANCE = Decimal("0.02")
+#: A balance read this close below a position's shares still holds them (the venue's size unit; on CLOB V2 a
+#: buy's fee is paid in USDC, so the account holds exactly what it bought).
+BALANCE_TOLERANCE = Decimal("0.01")
 #: Shares in a fill: the venue's base units (6 decimals); order sizes have 2 (SIZE_QUANTUM).
 FILL_SHARE_QUANTUM = Decimal("0.000001")
 #: Prices the bot stores (average fill prices): at most 6 decimals; order prices are on the tick.

@@ -12,6 +12,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_serializer
 
@@ -21,6 +22,7 @@ class Role(enum.StrEnum):
     TP = "tp"           # a resting take-profit SELL
     EXIT = "exit"       # a marketable exit SELL (stop-loss, time exit, monitored TP)
     PAYOUT = "payout"   # the market resolved: shares paid out at the winning price (not an order)
+    OUTSIDE = "outside"  # shares that left the account outside the bot (sold by hand): booked at their cost
 
 
 class RecordState(enum.StrEnum):
@@ -36,9 +38,14 @@ SELLS = (Role.TP, Role.EXIT, Role.PAYOUT)
 
 
 class OrderRecord(BaseModel):
-    """One order of a position. ``filled`` is shares (for an entry: the shares the account received, net of
-    the taker fee the venue takes in shares); ``usdc`` what the fills cost (entry) or brought before fees
-    (sells); ``fee`` the taker fee's USDC value (taken in shares on a buy, in USDC on a sell)."""
+    """One order of a position. ``filled`` is shares (for an entry: the shares the account received); ``usdc``
+    what the fills cost (entry) or brought (sells), before fees; ``fee`` the taker fee in USDC.
+
+    On CLOB V2 a BUY's fee is paid in USDC on top of its cost (``fee_in`` "usdc"); records written before that
+    rule was known (no ``fee_in``) took it in shares: their ``filled`` is already net of it and their ``fee`` is
+    not part of the cost. A match is not a settlement: a fill is ``confirmed`` once the venue's trades for it
+    are settled (MINED or CONFIRMED); ``failed`` counts the shares of its trades that FAILED (taken back from
+    ``filled``: the venue may still report them in the order's size_matched)."""
 
     model_config = ConfigDict(validate_assignment=True)
 
@@ -51,8 +58,11 @@ class OrderRecord(BaseModel):
     usdc: Decimal = Decimal(0)
     fee: Decimal = Decimal(0)
     sent_at: float | None = None
+    fee_in: Literal["shares", "usdc"] = "shares"
+    confirmed: bool = True
+    failed: Decimal = Decimal(0)
 
-    @field_serializer("price", "size", "filled", "usdc", "fee")
+    @field_serializer("price", "size", "filled", "usdc", "fee", "failed")
     def _decimal_as_string(self, value: Decimal | None) -> str | None:
         return None if value is None else format(value, "f")
 
@@ -62,11 +72,11 @@ class Quantities:
     """What a position's records add up to."""
 
     entry_shares: Decimal   # shares received by the entries
-    entry_cost: Decimal     # USDC paid for them
+    entry_cost: Decimal     # USDC paid for them, with the fee paid in USDC
     sold_shares: Decimal    # shares gone by TP fills, exit sales and payouts
     tp_filled_shares: Decimal
     exit_proceeds: Decimal  # USDC received for them, net of fees
-    fees: Decimal           # every taker fee paid (USDC value; already inside the proceeds and the shares)
+    fees: Decimal           # every taker fee paid (USDC; already inside the cost and the proceeds)
 
     @property
     def shares(self) -> Decimal:
@@ -80,7 +90,7 @@ def quantities(records: Iterable[OrderRecord]) -> Quantities:
         fees += r.fee
         if r.role == Role.ENTRY:
             entry_shares += r.filled
-            entry_cost += r.usdc
+            entry_cost += r.usdc + (r.fee if r.fee_in == "usdc" else 0)
         else:
             sold += r.filled
             proceeds += r.usdc - r.fee

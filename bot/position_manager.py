@@ -37,7 +37,8 @@ from bot.errors import StateFileError
 from bot.history import History
 from bot.orders import OPEN_STATES, OrderRecord, Quantities, RecordState, Role, quantities
 
-SCHEMA_VERSION = 3   # 3: order records (2: one TP's fills and quantities as fields; 1: the seed's)
+SCHEMA_VERSION = 4   # 4: V2 fees and settlement on the records (3: order records; 2: one TP's fills and quantities
+#                      as fields; 1: the seed's)
 
 
 class PositionState(enum.StrEnum):
@@ -46,6 +47,8 @@ class PositionState(enum.StrEnum):
     EXITING = "exiting"
     HELD = "held_to_resolution"   # a remainder no order can carry (under 5 shares and under $1): kept, watched,
     #                               its payout booked when the market resolves
+    SETTLING = "settling"         # nothing left to sell, but the venue has not settled every trade yet (a match
+    #                               is not a settlement: a trade can still FAIL, and then the shares come back)
     CLOSED = "closed"
     NEEDS_ATTENTION = "needs_attention"
 
@@ -57,6 +60,7 @@ class CloseReason(enum.StrEnum):
     MARKET_RESOLVED = "market_resolved"
     MANUAL = "manual"
     ENTRY_UNFILLED = "entry_unfilled"
+    SOLD_OUTSIDE = "sold_outside"   # its shares left the account outside the bot (e.g. sold on polymarket.com)
 
 
 class ExitMode(enum.StrEnum):

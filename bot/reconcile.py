@@ -3,7 +3,9 @@
 - an entry left ``opening`` by a crash is resolved by its saved order id (never by the token balance);
 - a pending TP or exit sell is looked up by its saved id; a TP that filled while the bot was down closes
   (or shrinks) the position, in ``open`` and ``exiting`` positions alike;
-- before any "shares missing" verdict every order of the position is looked up again by id;
+- before any "shares missing" verdict every order of the position is looked up again by id (an order the
+  venue no longer answers for by its trades); shares still missing left the account outside the bot: the
+  position shrinks to what the account holds (unless a fill of it is not settled yet: then it waits);
 - a TP that vanished is placed again; an ``exiting`` position resumes in the first loop;
 - a position that needed attention and now agrees with the venue goes back to being managed;
 - open orders and token balances that no position accounts for are reported, never adopted (open
@@ -21,10 +23,20 @@ from datetime import datetime
 from decimal import Decimal
 
 from bot.errors import MalformedResponse, OrderRejected, TemporaryVenueError
-from bot.exits import book_own_orders, book_tp, resolve_exit_sell
-from bot.lifecycle import AgreesAgain, AttentionNeeded, NothingLeft, OrderNotPlaced, TpResting, apply
-from bot.money import FEE_SHARE_TOLERANCE, SIZE_QUANTUM, fmt, is_dust
+from bot.exits import book_gone_tp, book_own_orders, book_tp, resolve_exit_sell
+from bot.lifecycle import (
+    AgreesAgain,
+    AttentionNeeded,
+    NothingLeft,
+    OrderNotPlaced,
+    SharesLeft,
+    TpResting,
+    apply,
+    unconfirmed,
+)
+from bot.money import BALANCE_TOLERANCE, SIZE_QUANTUM, fmt, is_dust
 from bot.orders import RecordState, Role
+from bot.outcomes import look_up
 from bot.position_manager import BotState, ExitMode, Position, PositionState
 from bot.venue.base import OrderState, OrderStatus, Venue
 
@@ -47,6 +59,7 @@ class ReconcileReport:
     restored: int = 0
     sales_recovered: int = 0
     tp_adopted: int = 0
+    shrunk: list[str] = field(default_factory=list)
     unknown_orders: list[str] = field(default_factory=list)
     cancelled_unknown: int = 0
     unaccounted: list[str] = field(default_factory=list)
@@ -61,13 +74,15 @@ class ReconcileReport:
                 + (f" ({self.cancelled_unknown} cancelled)" if self.cancelled_unknown else "")
                 + (f", {len(self.unaccounted)} token balance(s) no position accounts for (left alone)"
                    if self.unaccounted else "")
+                + (f", {len(self.shrunk)} position(s) shrunk to what the account holds (shares left outside the bot:"
+                   f" {'; '.join(self.shrunk)})" if self.shrunk else "")
                 + (f", {len(self.retry)} to check again" if self.retry else ""))
 
     @property
     def found_anything(self) -> bool:
         return bool(self.adopted_entries or self.unfilled_entries or self.tp_filled or self.tp_rearmed
                     or self.tp_adopted or self.sales_recovered or self.needs_attention or self.unknown_orders
-                    or self.unaccounted or self.restored)
+                    or self.unaccounted or self.restored or self.shrunk)
 
 
 def reconcile(state: BotState, venue: Venue, now: datetime, arm_tp: Callable[[Position], None],
@@ -106,8 +121,8 @@ def _reconcile_position(pos: Position, venue: Venue, open_orders: dict[str, Orde
         elif pos.status == PositionState.CLOSED:
             report.unfilled_entries += 1
         return
-    if pos.status == PositionState.HELD:
-        return
+    if pos.status in (PositionState.HELD, PositionState.SETTLING):
+        return   # (a settling position's trades are checked by the loop's settle phase)
     pending = pos.pending
     if pending is not None and pending.role == Role.EXIT and pending.state == RecordState.SENT:
         if resolve_exit_sell(pos, venue, now):
@@ -122,18 +137,28 @@ def _reconcile_position(pos: Position, venue: Venue, open_orders: dict[str, Orde
         return
     if not is_dust(pos.shares):
         held = venue.token_balance(pos.token_id, refresh=True)
-        if held + pos.shares * FEE_SHARE_TOLERANCE < pos.shares:
+        if held + BALANCE_TOLERANCE < pos.shares:
             # The open-orders snapshot is seconds old: a TP may have filled since. Ask about every order of
             # the position by id before any verdict.
             checked = book_own_orders(pos, venue, now)
-            if pos.is_active and not is_dust(pos.shares) and held + pos.shares * FEE_SHARE_TOLERANCE < pos.shares:
-                note = (f"account holds {fmt(held)} shares but the position expects {fmt(pos.shares)} (found at "
-                        f"start-up; checked: {'; '.join(checked) or 'no orders of its own'})")
-                if pos.status != PositionState.NEEDS_ATTENTION:
-                    log.error("Position %s needs attention: %s", pos.id, note)
-                    report.needs_attention += 1
-                apply(pos, AttentionNeeded(note), now)
-                return
+            if pos.is_active and not is_dust(pos.shares) and held + BALANCE_TOLERANCE < pos.shares:
+                if unconfirmed(pos):   # a fill that may still fail: the loop's settle phase decides first
+                    log.warning("Position %s: the account holds %s of its %s shares while a fill of it is not "
+                                "settled yet; waiting for the venue's trades", pos.id, fmt(held), fmt(pos.shares))
+                    return
+                venue.get_market_info(pos.token_id, pos.condition_id)   # (a token the venue does not know: a person)
+                gone = pos.shares - held
+                note = (f"{fmt(gone)} of its {fmt(pos.shares)} shares left the account outside the bot; the account "
+                        f"holds {fmt(held)} (found at start-up; checked: "
+                        f"{'; '.join(checked) or 'no orders of its own'})")
+                log.warning("Position %s shrinks: %s", pos.id, note)
+                if pos.status == PositionState.NEEDS_ATTENTION:
+                    apply(pos, AgreesAgain(), now)
+                    report.restored += 1
+                apply(pos, SharesLeft(gone, note), now)
+                report.shrunk.append(f"{pos.id}: -{fmt(gone)}")
+                if not pos.is_active:
+                    return
         elif held > pos.shares + SIZE_QUANTUM:
             report.unaccounted.append(
                 f"{fmt(held - pos.shares)} shares of {pos.token_id[:12]} beyond position {pos.id}")
@@ -158,10 +183,15 @@ def _adopt_pending_tp(pos: Position, venue: Venue, now: datetime, report: Reconc
     the venue says whether it exists (resting, or filled while the bot was down); never place a second."""
     rec = pos.pending
     assert rec is not None
-    if rec.order_id and rec.state == RecordState.SENT and venue.get_order(rec.order_id) is not None:
-        apply(pos, TpResting(rec.order_id), now)
+    out = look_up(venue, rec.order_id, pos.token_id, rec.sent_at or 0.0, now.timestamp(), marketable=False) \
+        if rec.order_id and rec.state == RecordState.SENT else None
+    if out is not None and out.exists:   # (an order the venue forgot is known by its trades: FACTS.md 0.3)
+        order_id = rec.order_id or ""
+        apply(pos, TpResting(order_id), now)
         report.tp_adopted += 1
-        log.warning("TP %s of %s was sent before a crash: adopted", rec.order_id[:18], pos.id)
+        log.warning("TP %s of %s was sent before a crash: adopted", order_id[:18], pos.id)
+        if not out.resting:   # filled (or cancelled) since: the loop's next check of it must not place another
+            book_gone_tp(pos, venue, order_id, now)
     else:
         apply(pos, OrderNotPlaced("never placed"), now)
         log.info("TP of %s was never placed", pos.id)
@@ -176,11 +206,15 @@ def _check_tp(pos: Position, venue: Venue, open_orders: dict[str, OrderState], n
         book_tp(pos, venue, order_id, listed.filled_size, listed.price or pos.tp_price or Decimal(0), now)
         return
     state = venue.get_order(order_id)
-    resting = state is not None and state.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
-    rec = pos.record(order_id)
-    filled = state.filled_size if state is not None else (rec.filled if rec else Decimal(0))
-    if book_tp(pos, venue, order_id, filled, (state.price if state else None) or pos.tp_price or Decimal(0), now,
-               final=not resting):
+    resting = state is not None and state.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED,
+                                                     OrderStatus.PENDING)
+    before = pos.tp_filled_shares
+    if state is None:   # not live any more (filled, cancelled): its trades say what it filled (FACTS.md 0.3)
+        book_gone_tp(pos, venue, order_id, now)
+    else:
+        book_tp(pos, venue, order_id, state.filled_size, state.price or pos.tp_price or Decimal(0), now,
+                final=not resting)
+    if pos.tp_filled_shares > before:
         report.tp_filled += 1
     if not pos.is_active:
         log.info("TP of %s filled while the bot was down: closed, pnl=$%s", pos.id, fmt(pos.realized_pnl, 2))

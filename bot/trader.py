@@ -1,20 +1,18 @@
 """The trader: the seed's order methods, on top of a venue (live or paper).
 
-It knows Polymarket's order rules (tick, minimum sizes, worst prices, fees taken in shares) but
+It knows Polymarket's order rules (tick, minimum sizes, worst prices, taker fees in USDC) but
 not positions or persistence; the bot's loop and the exit protocol decide what to send and when.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 
 from bot.errors import OrderRejected, VenueError
-from bot.fees import taker_fee_shares
+from bot.fees import fee_per_usdc
 from bot.money import (
-    FEE_SHARE_TOLERANCE,
     MIN_MARKETABLE_NOTIONAL,
-    USDC_QUANTUM,
     fmt,
     price_ceiling,
     price_floor,
@@ -97,8 +95,11 @@ class Trader:
 
     def plan_entry(self, book: Book, info: MarketInfo, usdc: Decimal, tp_pct: Decimal, sl_pct: Decimal,
                    needs_resting_tp: bool, *, min_price: Decimal | None = None, max_price: Decimal | None = None,
-                   max_spread: Decimal | None = None, max_spread_share: Decimal | None = None) -> EntryPlan:
+                   max_spread: Decimal | None = None, max_spread_share: Decimal | None = None,
+                   budget: Decimal | None = None) -> EntryPlan:
         """Check an entry against the strategy's filters and the venue's rules before anything is sent.
+        ``usdc`` is the notional to spend on shares; ``budget``, when given, what may leave the wallet in all (the
+        taker fee comes on top of the notional: the notional shrinks until both fit).
 
         Raises EntrySkipped (an OrderRejected) naming the numbers when the market must not be bought.
         The buy cap (worst price) is the highest price on the tick, at most ENTRY_SLIPPAGE_TICKS above the
@@ -112,6 +113,10 @@ class Trader:
         if bid is None:
             raise EntrySkipped(f"no bids on token {book.token_id}: a stop-loss could never sell", endpoint="plan")
         usdc = round_usdc(usdc)
+        if budget is not None:   # the fee is paid on top of the notional (CLOB V2): both must fit the budget
+            fee_share = fee_per_usdc((ask, snap_price(ask + ENTRY_SLIPPAGE_TICKS * tick, tick)), info.fee_rate,
+                                     info.fee_exponent)
+            usdc = min(usdc, round_usdc(budget / (1 + fee_share)))
         if usdc < MIN_MARKETABLE_NOTIONAL:
             raise EntrySkipped(f"trade size ${fmt(usdc)} is below the venue's $1 minimum for a market BUY",
                                endpoint="plan")
@@ -147,14 +152,14 @@ class Trader:
     # -- the seed's methods -----------------------------------------------------------------------
 
     def execute_buy(self, token_id: str, plan: EntryPlan, info: MarketInfo, before_post=None) -> BuyResult:
-        """Market BUY (fill-and-kill, capped at plan.max_price); returns what the account now holds.
+        """Market BUY (fill-and-kill, capped at plan.max_price); returns what the account now holds: on CLOB V2
+        every share it bought (the fee is paid in USDC: FACTS.md Part 0, 0.1), no balance read needed.
         ``before_post`` receives the order's id before it is sent. An answer that does not say what
         matched (``fill.settled`` False) holds nothing yet: the caller looks the order up by its id."""
         fill = self.venue.market_buy(token_id, plan.usdc, plan.max_price, info, before_post=before_post)
         if not fill.settled:
             return BuyResult(fill, Decimal(0))
-        held = self.shares_after_buy(token_id, fill.filled_shares, fill.avg_price or plan.max_price, info)
-        return BuyResult(fill, held)
+        return BuyResult(fill, fill.filled_shares)
 
     def execute_buy_with_exits(self, token_id: str, plan: EntryPlan, info: MarketInfo,
                                tp_price: Decimal) -> BuyResult:
@@ -172,26 +177,6 @@ class Trader:
         except VenueError as exc:
             return BuyResult(result.fill, result.shares_held, None, str(exc))
         return BuyResult(result.fill, result.shares_held, tp_fill, None)
-
-    def shares_after_buy(self, token_id: str, filled_shares: Decimal, avg_price: Decimal, info: MarketInfo) -> Decimal:
-        """Shares really held after a buy: the venue takes a taker BUY's fee in shares (the market's fee
-        curve), so the account receives the fill less that fee. Never more than that: the account may hold
-        shares of its own that the bot did not buy. The balance is read to catch a venue that kept more; if
-        it looks stale (lower than fees explain), trust the fill less the tolerance rather than read
-        'position gone'."""
-        if filled_shares <= 0:
-            return Decimal(0)
-        received = filled_shares - taker_fee_shares(filled_shares, avg_price, info.fee_rate, info.fee_exponent)
-        try:
-            balance = self.venue.token_balance(token_id, refresh=True)
-        except VenueError as exc:
-            log.warning("Balance read after buy failed (%s); using the fill size less fees", exc)
-            balance = Decimal(-1)
-        floor = received * (1 - FEE_SHARE_TOLERANCE)
-        # Kept to the venue's 6 decimals, not cut to the 0.01 an order can carry: what an exit cannot sell
-        # stays visible as the position's remainder instead of vanishing from the books.
-        held = min(balance, received) if balance >= floor else floor
-        return held.quantize(USDC_QUANTUM, rounding=ROUND_DOWN)
 
     def _place_limit_sell(self, token_id: str, price: Decimal, shares: Decimal, info: MarketInfo,
                           before_post=None) -> Fill:

@@ -54,6 +54,8 @@ EXAMPLES: dict[type, object] = {
     lc.CancelRaced: lc.CancelRaced(),
     lc.ExitPricesSet: lc.ExitPricesSet(D("0.57"), D("0.45")),
     lc.VenueRecorded: lc.VenueRecorded("paper", None),
+    lc.FillsChecked: lc.FillsChecked("0xbuy", D("19.58"), D("10"), D("0.0125"), D(0), True),
+    lc.SharesLeft: lc.SharesLeft(D(1), "sold by hand"),
 }
 
 
@@ -87,7 +89,8 @@ def test_an_entry_is_recorded_before_it_is_sent_and_owned_from_its_fill():
     pos = opening()
     assert pos.pending is not None and pos.pending.state == RecordState.SENT and pos.shares == 0
     lc.apply(pos, lc.EntryFilled("0xbuy", D("19.58"), D("10"), D("0.0125"), D("0.51"), D("0.57"), D("0.45")), NOW)
-    assert pos.status == S.OPEN and pos.shares == D("19.58") and pos.entry_cost == D(10) and pos.pending is None
+    # CLOB V2: every share bought is held, the fee is paid in USDC on top of the cost
+    assert pos.status == S.OPEN and pos.shares == D("19.58") and pos.entry_cost == D("10.0125") and pos.pending is None
     assert pos.entry_order_id == "0xbuy" and pos.fees_paid == D("0.0125") and pos.tp_price == D("0.57")
 
 
@@ -102,7 +105,7 @@ def test_a_tp_filling_in_steps_closes_as_take_profit_with_its_proceeds():
     assert pos.status == S.OPEN and pos.shares == D("11.58") and pos.tp_filled_shares == D(8)
     lc.apply(pos, lc.TpFilled("0xtp", D("19.58"), D("11.1606"), final=True), NOW + timedelta(minutes=1))
     assert pos.status == S.CLOSED and pos.close_reason == CloseReason.TAKE_PROFIT and pos.tp_order_id is None
-    assert pos.exit_proceeds == D("11.1606") and pos.realized_pnl == D("1.1606") and pos.exit_price == D("0.57")
+    assert pos.exit_proceeds == D("11.1606") and pos.realized_pnl == D("1.1481") and pos.exit_price == D("0.57")
 
 
 def test_a_stop_loss_exit_sells_the_rest_net_of_its_fee_and_closes_with_its_reason():
@@ -115,7 +118,7 @@ def test_a_stop_loss_exit_sells_the_rest_net_of_its_fee_and_closes_with_its_reas
     assert pos.status == S.EXITING and pos.shares == D("9.58")
     lc.apply(pos, lc.SellFilled("0xsell2", D("9.58"), D("4.2152"), D("0.01")), NOW)
     assert pos.status == S.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
-    assert pos.exit_proceeds == D("8.5952") and pos.realized_pnl == D("-1.4048") and pos.exit_order_ids == ["0xsell",
+    assert pos.exit_proceeds == D("8.5952") and pos.realized_pnl == D("-1.4173") and pos.exit_order_ids == ["0xsell",
                                                                                                          "0xsell2"]
 
 
@@ -176,3 +179,81 @@ def test_a_tp_fill_records_how_it_was_learned_unless_an_exit_already_says():
     lc.apply(pos, lc.ExitStarted(CloseReason.STOP_LOSS, D("0.44"), NOW, "poll", 10.0), NOW)
     lc.apply(pos, lc.TpFilled("0xtp", D("6"), D("3.42"), final=True, source="push"), NOW)
     assert pos.metrics["trigger_source"] == "poll", "the exit's own trigger"
+
+
+# -- a match is not a settlement (FACTS.md Part 0, 0.2) ----------------------------------------------------
+
+def exiting_with_unconfirmed_sale() -> Position:
+    pos = opened()
+    lc.apply(pos, lc.ExitStarted(CloseReason.STOP_LOSS, D("0.44"), NOW), NOW)
+    lc.apply(pos, lc.OrderIntent(Role.EXIT, D("0.39"), D("19.58")), NOW)
+    lc.apply(pos, lc.OrderSigned("0xsell", NOW.timestamp()), NOW)
+    lc.apply(pos, lc.SellFilled("0xsell", D("19.58"), D("8.6152"), D("0.05"), confirmed=False), NOW)
+    return pos
+
+
+def test_a_close_waits_for_the_venue_to_settle_its_trades():
+    pos = exiting_with_unconfirmed_sale()
+    assert pos.status == S.SETTLING and pos.close_reason == CloseReason.STOP_LOSS and pos.realized_pnl is None
+    lc.apply(pos, lc.FillsChecked("0xsell", D("19.58"), D("8.6152"), D("0.04999"), D(0), True), NOW)
+    # the trades' own numbers are booked (the venue floors each trade's fee)
+    assert pos.status == S.CLOSED and pos.fees_paid == D("0.06249")
+    assert pos.realized_pnl == D("8.6152") - D("0.04999") - D("10.0125")
+
+
+def test_an_exit_sale_whose_trades_failed_is_sold_again():
+    pos = exiting_with_unconfirmed_sale()
+    lc.apply(pos, lc.FillsChecked("0xsell", D(0), D(0), D(0), D("19.58"), True), NOW)
+    assert pos.status == S.EXITING and pos.shares == D("19.58") and pos.close_reason == CloseReason.STOP_LOSS
+    assert pos.record("0xsell").failed == D("19.58") and pos.metrics["failed_fills"] == 1
+
+
+def test_a_tp_fill_that_failed_puts_the_shares_back_under_protection():
+    pos = opened()
+    lc.apply(pos, lc.OrderIntent(Role.TP, D("0.57"), D("19.58")), NOW)
+    lc.apply(pos, lc.OrderSigned("0xtp", NOW.timestamp()), NOW)
+    lc.apply(pos, lc.TpResting("0xtp"), NOW)
+    lc.apply(pos, lc.TpFilled("0xtp", D("19.58"), D("11.1606"), final=True, confirmed=False), NOW)
+    assert pos.status == S.SETTLING and pos.close_reason == CloseReason.TAKE_PROFIT
+    lc.apply(pos, lc.FillsChecked("0xtp", D(0), D(0), D(0), D("19.58"), True), NOW)
+    assert pos.status == S.OPEN and pos.close_reason is None and pos.shares == D("19.58") and pos.tp_order_id is None
+    # the venue may still report the failed shares in the order's size_matched: never booked again
+    lc.apply(pos, lc.TpFilled("0xtp", D(0), D(0), final=True, failed=D("19.58")), NOW)
+    assert pos.shares == D("19.58")
+
+
+def test_a_buy_that_never_settled_closes_as_unfilled_with_nothing_booked():
+    pos = opening()
+    lc.apply(pos, lc.EntryFilled("0xbuy", D(10), D(5), D("0.0125"), D("0.5"), D("0.55"), D("0.45"), confirmed=False),
+             NOW)
+    assert pos.status == S.OPEN and pos.shares == 10
+    lc.apply(pos, lc.FillsChecked("0xbuy", D(0), D(0), D(0), D(10), True), NOW)
+    assert pos.status == S.CLOSED and pos.close_reason == CloseReason.ENTRY_UNFILLED and pos.realized_pnl == 0
+
+
+def test_trades_not_visible_yet_neither_confirm_nor_take_back_a_fill():
+    pos = exiting_with_unconfirmed_sale()
+    lc.apply(pos, lc.FillsChecked("0xsell", D(0), D(0), D(0), D(0), True), NOW)   # no trade seen yet
+    assert pos.status == S.SETTLING and pos.shares == 0 and not pos.record("0xsell").confirmed
+
+
+def test_fills_beyond_what_was_bought_need_a_person():
+    pos = exiting_with_unconfirmed_sale()
+    lc.apply(pos, lc.FillsChecked("0xbuy", D(5), D("2.5"), D(0), D("14.58"), True), NOW)
+    assert pos.status == S.NEEDS_ATTENTION and "beyond what the account held" in pos.attention_reason
+
+
+def test_shares_that_left_outside_the_bot_are_booked_at_cost():
+    pos = opened()
+    lc.apply(pos, lc.SharesLeft(D("9.79"), "sold by hand"), NOW)
+    assert pos.status == S.OPEN and pos.shares == D("9.79")
+    lc.apply(pos, lc.SharesLeft(D("9.79"), "sold by hand"), NOW)
+    assert pos.status == S.CLOSED and pos.close_reason == CloseReason.SOLD_OUTSIDE
+    assert pos.realized_pnl == 0   # neither profit nor loss: what they brought went to the account
+
+
+def test_an_older_file_whose_buy_fee_was_taken_in_shares_loads_with_the_same_numbers():
+    rec = {"role": "entry", "order_id": "0xb", "state": "done", "filled": "9.98", "usdc": "5", "fee": "0.01"}
+    pos = Position.from_dict({"token_id": "1", "entry_price": "0.5", "orders": [rec], "entry_cost": "5",
+                              "shares": "9.98"})
+    assert pos.entry_cost == D(5) and pos.orders[0].fee_in == "shares"

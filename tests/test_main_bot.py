@@ -96,22 +96,22 @@ def test_flag_change_affects_new_positions_only(tmp_path):
     assert bot.state.all_positions()[0].exit_mode == ExitMode.LIMIT_ORDERS
 
 
-def test_account_short_of_shares_needs_attention_and_pauses(tmp_path):
+def test_shares_gone_outside_the_bot_close_the_position_at_cost_without_a_pause(tmp_path):
     with freeze_time("2026-11-24 10:00:00") as frozen:
         bot, books = make_bot(tmp_path)
         bot.run_once()
         pos = bot.state.all_positions()[0]
-        bot.venue.fund(TOKEN, D(0))   # the shares vanished behind the bot's back
+        bot.venue.fund(TOKEN, D(0))   # the shares vanished behind the bot's back (sold on polymarket.com)
         books.set(D("0.40"))
         for _ in range(3):   # first read as the venue's balance cache lagging: refreshed and retried
             bot.run_once()
             assert pos.status == PositionState.EXITING and not bot.state.paused
             frozen.tick(61)
         bot.run_once()
-        assert pos.status == PositionState.NEEDS_ATTENTION and "account holds 0" in pos.attention_reason
-        assert bot.state.paused and "needs attention" in bot.state.pause_reason
-        # a paused bot opens nothing new even with a free slot
-        assert len(bot.state.all_positions()) == 1
+        # the position shrinks to what the account holds (nothing): closed, the gone shares booked at cost
+        assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.SOLD_OUTSIDE
+        assert pos.realized_pnl == 0 and not bot.state.paused   # booked at cost, its fee included
+        assert "left the account outside the bot" in pos.metrics["shares_left_note"]
 
 
 def test_a_lagging_balance_is_not_taken_for_missing_shares(tmp_path):

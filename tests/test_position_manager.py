@@ -64,7 +64,7 @@ def test_store_round_trip_and_prev(tmp_path):
     loaded = store.load()
     assert loaded.positions == state.positions and loaded.paused and loaded.pause_reason == "test"
     prev = json.loads((tmp_path / "positions.json.prev").read_text())
-    assert prev["paused"] is False and prev["schema_version"] == 3
+    assert prev["paused"] is False and prev["schema_version"] == 4
 
 
 @pytest.mark.parametrize("content", ['{"positions": [', "", '{"positions": "nope"}', "[1, 2]",

@@ -173,3 +173,20 @@ def test_exit_prices_never_leave_the_valid_range(entry, tp, sl, tick):
         assert tick <= p <= 1 - tick and p == p.quantize(tick)
     assert tp_price == min(price_ceiling(entry * (1 + tp), tick), 1 - tick)
     assert sl_price == max(price_floor(entry * (1 - sl), tick), tick)
+
+
+def test_a_budget_keeps_room_for_the_fee_paid_on_top(tmp_path):
+    from bot.fees import fee_per_usdc, taker_fee
+    from bot.venue.base import MarketInfo
+
+    t = make_trader(tmp_path)
+    fee_info = MarketInfo("T", "0xc", D("0.01"), D("5"), False, D("0.05"), 1)
+    # the notional asked for fits the budget with its fee: unchanged
+    assert t.plan_entry(t.venue.reader.book, fee_info, D("5"), D("0.1"), D("0.1"), needs_resting_tp=False,
+                        budget=D("100")).usdc == D("5")
+    # a budget of $5.20 in all: notional + the fee at the worst price it may pay must fit
+    plan = t.plan_entry(t.venue.reader.book, fee_info, D("10"), D("0.1"), D("0.1"), needs_resting_tp=False,
+                        budget=D("5.2"))
+    worst = fee_per_usdc((D("0.52"), D("0.54")), D("0.05"), 1)   # the ask and the cap two ticks above it
+    assert plan.usdc * (1 + worst) <= D("5.2") < (plan.usdc + D("0.01")) * (1 + worst)
+    assert plan.usdc + taker_fee(plan.usdc / D("0.52"), D("0.52"), D("0.05"), 1) <= D("5.2")

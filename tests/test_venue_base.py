@@ -66,7 +66,7 @@ def test_both_venues_implement_the_protocol_with_its_signatures(venue_class):
 
     cls = {"live": LiveVenue, "paper": PaperVenue}[venue_class]
     methods = [name for name, member in vars(Venue).items() if inspect.isfunction(member) and not name.startswith("_")]
-    assert "get_market_info" in methods and "books_seen" in methods and len(methods) == 16
+    assert "get_market_info" in methods and "books_seen" in methods and len(methods) == 18
     for name in methods:
         declared, implemented = inspect.signature(getattr(Venue, name)), inspect.signature(getattr(cls, name))
         assert list(declared.parameters) == list(implemented.parameters), name

@@ -243,3 +243,65 @@ def test_a_venue_busy_for_long_at_start_up_is_reported_not_waited_on_forever(mon
     with pytest.raises(TemporaryVenueError, match="still refused after"):
         make()
     assert clock.time() - started >= live.STARTUP_RETRY_S
+
+
+# -- CLOB V2 (FACTS.md Part 0): fees in USDC, fills that fail, orders the venue forgets -----------------------
+
+FEE_INFO = MarketInfo(TOKEN, "0xcond", D("0.01"), D(5), False, D("0.05"), 1)
+FEE_MARKET = {"c": "0xcond", "t": [{"t": TOKEN, "o": "Yes"}, {"t": "2", "o": "No"}], "mts": 0.01, "mos": 5,
+              "fd": {"r": 0.05, "e": 1, "to": True}}
+
+
+def test_a_buy_answer_is_booked_with_its_usdc_fee_and_is_not_a_settlement(venue_with):
+    # the live fill of py-clob-client-v2 issue 107: BUY 25 @ 0.13 on fd r 0.05 e 1 took 25 shares, 3.25 + 0.14
+    venue, _, _ = venue_with({"POST /order": {"success": True, "orderID": "0xb", "status": "matched",
+                                              "makingAmount": "3.25", "takingAmount": "25"}})
+    fill = venue.market_buy(TOKEN, D("3.25"), D("0.14"), FEE_INFO)
+    assert (fill.filled_shares, fill.usdc, fill.fee) == (D(25), D("3.25"), D("0.14137"))
+    assert not fill.confirmed   # "matched" is not a settlement: confirmed from its trades later
+
+
+def _trade(tid, status, size, price, taker_order="0xother", maker_order=None, side="TAKER"):
+    t = {"id": tid, "taker_order_id": taker_order, "asset_id": TOKEN, "side": "SELL", "size": size, "price": price,
+         "status": status, "trader_side": side, "fee_rate_bps": "0", "maker_orders": []}
+    if maker_order:
+        t["maker_orders"] = [{"order_id": maker_order, "matched_amount": size, "price": price, "asset_id": TOKEN}]
+    return t
+
+
+def test_an_orders_trades_count_failed_ones_apart_and_fees_by_the_curve(venue_with):
+    trades = [_trade("1", "CONFIRMED", "10", "0.5", taker_order="0xs"),
+              _trade("2", "FAILED", "4", "0.49", taker_order="0xs"),
+              _trade("3", "MATCHED", "6", "0.6", maker_order="0xtp", side="MAKER"),
+              _trade("4", "MINED", "1", "0.6", maker_order="0xtp", side="MAKER")]
+    venue, script, _ = venue_with({"/data/trades": {"data": trades, "next_cursor": "LTE="},
+                                   "/clob-markets/0xcond": FEE_MARKET})
+    got = venue.orders_trades({"0xs": TOKEN, "0xtp": TOKEN, "0xnone": TOKEN}, since=1.0)
+    assert script.calls.count("GET /data/trades") == 1   # one read for every order
+    sell, tp, none = got["0xs"], got["0xtp"], got["0xnone"]
+    # taker: fee = 10 x 0.05 x (0.5 x 0.5) = 0.125 USDC; the FAILED trade is not a fill
+    assert (sell.filled_shares, sell.usdc, sell.fee, sell.failed_shares, sell.confirmed) == \
+        (D(10), D(5), D("0.125"), D(4), True)
+    # maker: no fee; one trade only MATCHED: not settled yet
+    assert (tp.filled_shares, tp.usdc, tp.fee, tp.confirmed) == (D(7), D("4.2"), D(0), False)
+    assert none.filled_shares == 0 and none.failed_shares == 0
+
+
+def test_an_order_lookup_answered_404_is_an_order_no_longer_live(venue_with):
+    venue, _, _ = venue_with({"/data/order/0xgone": (404, {"error": "order not found"})})
+    assert venue.get_order("0xgone") is None
+
+
+def test_a_wake_cuts_a_reads_retry_wait_short(venue_with):
+    from bot.clock import Waker
+
+    venue, script, clock = venue_with({"/books": (503, {"error": "Trading is currently cancel-only"})}, key=False)
+    waker = Waker()
+    venue.interruptible(waker)
+    waker.wake()   # a stop-loss the feed saw is waiting for the loop
+    start = clock.time()
+    with pytest.raises(TemporaryVenueError, match="retry cut short"):
+        venue.get_books([TOKEN])
+    assert script.calls.count("POST /books") == 1 and clock.time() == start   # no retry, no wait
+    venue.interruptible(None)
+    waker.close()

@@ -103,9 +103,11 @@ class SimExchange:
     def resolve(self, condition_id, winner) -> None:
         self.engine.resolve(condition_id, winner)
 
-    def set_faults(self, rate, statuses=(429, 425, 500, 503), paths=None, delay_s=0, seed=None, after=False) -> None:
+    def set_faults(self, rate=0.0, statuses=(429, 425, 500, 503), paths=None, delay_s=0, seed=None,
+                   after=False) -> None:
         """Answer ``rate`` of the requests (on ``paths``) with one of ``statuses``; ``after``: carry the request
-        out first (the answer is lost, not the request)."""
+        out first (the answer is lost, not the request). ``set_faults()`` turns them off. (The venue's own
+        behaviours below are switched apart and are left as they are.)"""
         self.state.set_faults(rate, statuses, paths, delay_s, seed, after)
 
     # -- the venue's harder answers (all off by default) -----------------------------------------
@@ -125,6 +127,41 @@ class SimExchange:
                                        fee_rate_bps=fee_rate_bps)
         return {"condition_id": m.condition_id, "seconds_delay": m.seconds_delay, "dynamic_tick": m.dynamic_tick,
                 "tick_size": dec_str(m.tick_size), "fee_rate_bps": m.fee_rate_bps}
+
+    # -- what today's venue does only sometimes (FACTS.md Part 0; POST /_sim/faults keys) ------------
+
+    def ghost_fills(self, n: int, fail_after_s: float = 1.0) -> None:
+        """The next ``n`` executions with a user on either side are ghost fills (FACTS.md Part 0, 0.2): answered
+        ``matched`` with amounts and transaction hashes, ``size_matched`` grows, a fully matched resting order
+        leaves the book, the user channel gets the trade MATCHED (and the maker's UPDATE), but no balance
+        moves; each trade turns FAILED ``fail_after_s`` seconds later on the sim clock (at the next request or
+        ``advance``; 0: at once), never CONFIRMED. Key ``{"ghost_fills": n, "ghost_fail_s": s}``."""
+        self.engine.ghost_fills(n, fail_after_s)
+
+    def forget_orders(self, on: bool = True) -> None:
+        """On (the default): ``GET /data/order/{id}`` answers ``null`` for orders no longer LIVE or DELAYED
+        (FACTS.md Part 0, 0.3); off: every known order is answered. Key ``{"forget_orders": bool}``."""
+        with self.engine.lock:
+            self.engine.forget_orders = bool(on)
+
+    def balance_lock(self, seconds: float) -> None:
+        """For ``seconds`` on the sim clock, every user order is refused (HTTP 400 ``not enough balance /
+        allowance: the sum of matched orders exceeds the balance``) while balance reads stay true (FACTS.md
+        Part 0, 0.4); 0 ends it. Key ``{"balance_lock_s": seconds}``."""
+        self.engine.balance_lock(seconds)
+
+    def market_resolved_messages(self, on: bool = True) -> None:
+        """Off: resolutions send no ``market_resolved`` on the market channel (FACTS.md Part 0, 0.5: it may
+        never arrive). On by default. Key ``{"market_resolved_messages": bool}``."""
+        with self.engine.lock:
+            self.engine.market_resolved_messages = bool(on)
+
+    def delayed_uncancellable(self, on: bool = True) -> None:
+        """On: a cancel of a DELAYED order answers it in ``not_canceled`` with ``cannot cancel because the
+        order is in pending/delayed status`` and it matches when its delay is over (FACTS.md Part 0, 0.5).
+        Off by default. Key ``{"delayed_uncancellable": bool}``."""
+        with self.engine.lock:
+            self.engine.delayed_uncancellable = bool(on)
 
     def refuse_orders(self, next=0, rate=0.0, message=None, seed=None) -> None:  # noqa: A002
         """Answer order posts with the venue's HTTP 200 refusal ``{"success": false, "orderID": null,

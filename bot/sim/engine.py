@@ -1,7 +1,8 @@
 """The simulated venue's matching engine, accounts and living market.
 
-Rules enforced as on Polymarket (its documentation at docs.polymarket.com and its answers to real
-orders), because a simulator that accepts anything hides the bugs that lose money:
+Rules enforced as on Polymarket's CLOB V2 (its documentation at docs.polymarket.com, its answers to real
+orders, and /work/shared/polymarket/FACTS.md, whose Part 0 overrules the rest), because a simulator that
+accepts anything hides the bugs that lose money:
 - every order is a limit order; a marketable one executes at once at the RESTING orders' prices
   (price-time priority), so a SELL below the best bid fills at the bid;
 - GTC/GTD remainders rest; FOK fills fully or is killed; FAK fills what it can; post-only rejects when
@@ -10,7 +11,15 @@ orders), because a simulator that accepts anything hides the bugs that lose mone
   SELL on the same shares is refused with ``not enough balance / allowance``;
 - prices on the tick within [tick, 1 - tick]; resting orders at least ``min_order_size`` shares;
   marketable BUYs at least $1; share amounts of limit orders with at most 2 decimals;
-- the taker pays a fee: on a BUY in shares (you hold slightly fewer than you bought), on a SELL in USDC;
+- taker fees, V2 (FACTS.md Part 0, 0.1): each trade (one taker against one maker at price p) costs the
+  TAKER ``shares x fee_rate x (p(1-p))^fee_exponent`` USDC, floored to 5 decimals, on BUY and SELL alike:
+  a taker BUY receives every share it bought and pays notional + fee, a taker SELL receives notional - fee;
+  makers pay nothing. An order that can take (FOK/FAK, or a crossing BUY) needs its USDC plus the largest
+  fee it could cost;
+- trades are MATCHED, then CONFIRMED (at once, or after ``settlement_delay_s``) (FACTS.md Part 0, 0.2);
+- ``GET /data/order/{id}`` knows only live orders (FACTS.md Part 0, 0.3): ``order_view`` answers None for an
+  order no longer LIVE or DELAYED while ``forget_orders`` is on (the default);
+- resolution cancels resting orders with status ``CANCELED_MARKET_RESOLVED`` (FACTS.md Part 0, 0.5);
 - optional settlement lag: shares just bought cannot be sold for ``settlement_delay_s`` seconds.
 
 Per-market options that reproduce the real venue's harder answers (all off by default):
@@ -21,16 +30,30 @@ Per-market options that reproduce the real venue's harder answers (all off by de
   killed), LIVE for a GTC remainder, or UNMATCHED when nothing could be matched;
 - ``dynamic_tick``: the tick becomes 0.001 while the Yes price is above 0.96 or below 0.04, and goes
   back to the market's own tick inside; orders off the current tick are refused;
-- ``fee_rate_bps``: the string trades report in ``fee_rate_bps`` (V2 sends ``""``, the default).
+- ``fee_rate_bps``: the string trades report in ``fee_rate_bps`` (V2 sends ``""``, the default; it is not
+  the rate charged, FACTS.md Part 0, 0.1).
+
+Engine-wide switches for what the venue does only sometimes:
+- ``ghost_fills(n, fail_after_s)`` (FACTS.md Part 0, 0.2): the next n executions with a user on either side
+  match as usual for the book and the orders, move no balance, and their trades turn FAILED after
+  ``fail_after_s`` on the clock (never CONFIRMED);
+- ``forget_orders`` (default True, FACTS.md Part 0, 0.3): False answers every known order;
+- ``balance_lock(seconds)`` (FACTS.md Part 0, 0.4): every user order placement is refused with ``not enough
+  balance / allowance: the sum of matched orders exceeds the balance`` while balances read right;
+- ``market_resolved_messages`` (default True, FACTS.md Part 0, 0.5): False sends no ``market_resolved``;
+- ``delayed_uncancellable`` (default False, FACTS.md Part 0, 0.5): a cancel of a DELAYED order answers
+  ``cannot cancel because the order is in pending/delayed status`` and the order stays.
 
 Push feeds (the WebSocket channels of ``bot.sim.feeds``): nothing of this runs until a feed client
 subscribes. While one does, every public operation that can change books records the tokens it touched
 (``_touch``) and the user events it caused, in the order they happened; at the end of the outermost
 operation (still under the lock) the touched books are diffed against what was last published and the
 messages handed to ``feed.publish``, which only queues them (the sockets are written by other threads).
+A token that traded in the operation also gets a full ``book`` after its other messages (FACTS.md Part 0,
+0.5: ``book`` is also sent after trades).
 
 Simplifications: the YES and NO books are separate (the real CLOB mirrors them); their prices are kept
-consistent by quoting NO around 1 - YES. Trades are CONFIRMED at once with a transaction hash.
+consistent by quoting NO around 1 - YES. Trades carry a transaction hash at once (no MINED/RETRYING step).
 Market maker ("other traders") orders never trade with each other.
 """
 from __future__ import annotations
@@ -58,6 +81,12 @@ SHARES_2DP = Decimal("0.01")
 ONE = Decimal(1)
 FINE_TICK = Decimal("0.001")
 EDGE_HIGH, EDGE_LOW = Decimal("0.96"), Decimal("0.04")
+FEE_STEP = Decimal("0.00001")   # fees are floored to 5 decimals (FACTS.md Part 0, 0.1)
+HALF = Decimal("0.5")
+LIVE_STATUSES = ("LIVE", "DELAYED")
+RESOLVED_STATUS = "CANCELED_MARKET_RESOLVED"
+BALANCE_LOCK_MESSAGE = "not enough balance / allowance: the sum of matched orders exceeds the balance"
+DELAYED_CANCEL_MESSAGE = "cannot cancel because the order is in pending/delayed status"
 
 
 class SimReject(Exception):
@@ -157,9 +186,12 @@ class Trade:
     taker_side: str
     price: Decimal
     size: Decimal
-    fee: Decimal
+    fee: Decimal   # USDC paid by the taker (0 for a ghost fill: nothing moved)
     match_time: int
     tx_hash: str
+    status: str = "MATCHED"   # MATCHED -> CONFIRMED, or MATCHED -> FAILED for a ghost fill
+    last_update: int = 0      # when the status last changed (unix seconds)
+    ghost: bool = False       # matched but never settled (FACTS.md Part 0, 0.2): no balance moved
 
 
 #: A market-channel message: (the tokens it is about, only for custom-feature subscribers?, the message).
@@ -204,7 +236,7 @@ class _Operation:
         e = self.engine
         try:
             e._depth -= 1
-            if e._depth == 0 and (e._dirty or e._market_tail or e._user_out or e._confirm_now):
+            if e._depth == 0 and (e._dirty or e._market_tail or e._user_out or e._status_now):
                 e._flush()
         finally:
             e.lock.release()
@@ -294,10 +326,22 @@ class Engine:
         self._watch_users = False
         self._dirty: dict[str, None] = {}           # watched tokens changed in this operation (ordered set)
         self._market_tail: list[MarketEvent] = []   # last_trade_price / market_resolved, after the book diffs
+        self._traded: dict[str, None] = {}          # watched tokens that traded in this operation (get a book)
         self._user_out: list[UserEvent] = []
-        self._confirm_now: list[Trade] = []         # trades to report CONFIRMED at the end of this operation
-        self._confirm_due: list[tuple[float, int, Trade]] = []   # (due time, seq, trade) with a settlement lag
-        self._next_confirm = 0
+        # Trade statuses: (trade, new status) at the end of this operation, and (due time, seq, trade, status)
+        # on the clock (a settlement lag, a ghost fill's failure). Kept whether or not anyone listens: REST
+        # reports them too.
+        self._status_now: list[tuple[Trade, str]] = []
+        self._status_due: list[tuple[float, int, Trade, str]] = []
+        self._next_status = 0
+        # Switches for what the venue does only sometimes (see the module doc).
+        self.forget_orders = True
+        self.market_resolved_messages = True
+        self.delayed_uncancellable = False
+        self._ghosts = 0
+        self._ghost_fail_s = 1.0
+        self._balance_locked_until: float | None = None   # see balance_lock
+        self._fee_factors: dict[tuple[Decimal, int, Decimal], Decimal] = {}
 
     # -- markets ------------------------------------------------------------------------------------
 
@@ -457,10 +501,22 @@ class Engine:
         return (steps * tick).quantize(tick)
 
     def _fee(self, market: SimMarket, shares: Decimal, price: Decimal) -> Decimal:
-        if market.fee_rate <= 0:
+        """The taker's fee in USDC for one trade of ``shares`` at ``price`` (FACTS.md Part 0, 0.1): shares x r x
+        (p(1-p))^e with the market's rate r and exponent e, floored to 5 decimals (NautilusTrader's
+        compute_commission). Charged to the taker on BUY and SELL alike; makers pay none."""
+        if market.fee_rate <= 0 or shares <= 0:
             return Decimal(0)
-        fee = shares * market.fee_rate * (price * (ONE - price)) ** market.fee_exponent
-        return fee.quantize(BASE, rounding=ROUND_DOWN)
+        key = (market.fee_rate, market.fee_exponent, price)
+        factor = self._fee_factors.get(key)
+        if factor is None:   # r x (p(1-p))^e, once per rate, exponent and price
+            factor = self._fee_factors[key] = market.fee_rate * (price * (ONE - price)) ** market.fee_exponent
+        return (shares * factor).quantize(FEE_STEP, rounding=ROUND_FLOOR)
+
+    def _max_taker_fee(self, market: SimMarket, shares: Decimal, limit: Decimal) -> Decimal:
+        """The largest fee a BUY of ``shares`` can cost at prices up to ``limit`` (FACTS.md Part 0, 0.1; p(1-p)
+        peaks at 0.5): what an order that can take needs on top of its USDC. The sum of the trades' floored
+        fees never exceeds it."""
+        return self._fee(market, shares, min(limit, HALF))
 
     def place_order(self, *, order_id: str, owner: str, account: str, token_id: str, side: str,
                     maker_amount: Decimal, taker_amount: Decimal, order_type: str, post_only: bool = False,
@@ -525,9 +581,14 @@ class Engine:
             if acct in self._no_allowance:
                 raise SimReject("not enough balance / allowance: the exchange has no allowance for this "
                                 "account's funds")
+            lock_until = self._balance_locked_until
+            if lock_until is not None and acct != MM_ACCOUNT and self.clock.time() < lock_until:
+                raise SimReject(BALANCE_LOCK_MESSAGE)   # FACTS.md Part 0, 0.4 (see balance_lock)
             if acct != MM_ACCOUNT:
                 asset = "COLLATERAL" if side == "BUY" else token_id
                 need = usdc if side == "BUY" else shares
+                if side == "BUY" and (marketable_type or crosses):   # it may take: its fee on top (0.1)
+                    need += self._max_taker_fee(market, usdc / price if marketable_type else shares, price)
                 avail = self.available(acct, asset)
                 if need > avail:
                     raise SimReject(f"not enough balance / allowance: the balance is not enough -> balance: "
@@ -591,8 +652,8 @@ class Engine:
         """Match the delayed orders whose delay has passed on the clock (oldest first)."""
         with self._operation:
             now = self.clock.time()
-            if self._confirm_due:
-                self._run_due_confirmations()
+            if self._status_due:
+                self._run_due_statuses()
             while self._delayed and self._delayed[0][0] <= now:
                 _, _, oid = heapq.heappop(self._delayed)
                 order = self._orders.get(oid)
@@ -617,6 +678,9 @@ class Engine:
         need = order.remaining * order.price if order.side == "BUY" else order.remaining
         if order.budget is not None:
             need = order.budget
+        if order.side == "BUY":   # it takes now: the largest fee it can cost on top (FACTS.md Part 0, 0.1)
+            shares = order.budget / order.price if order.budget is not None else order.remaining
+            need += self._max_taker_fee(market, shares, order.price)
         if need > self.available(order.account, asset):   # the funds went elsewhere meanwhile
             return
         opposite = self._books[order.token_id].side("SELL" if order.side == "BUY" else "BUY")
@@ -689,24 +753,38 @@ class Engine:
         return got, paid
 
     def _execute(self, taker: Order, maker: Order, qty: Decimal, price: Decimal, market: SimMarket) -> None:
+        """One trade: ``taker`` against the resting ``maker``, ``qty`` shares at the maker's ``price``.
+
+        Balances move V2's way (FACTS.md Part 0, 0.1): the buyer pays the notional and gets every share, the
+        seller gives the shares and gets the notional, and the taker alone pays the fee in USDC on top (a
+        BUY) or out of the proceeds (a SELL). A ghost fill (FACTS.md Part 0, 0.2; see ``ghost_fills``) moves
+        nothing at all, although the orders, the book and the trade record see a match; its trade turns
+        FAILED later instead of CONFIRMED."""
         notional = (qty * price).quantize(BASE, rounding=ROUND_DOWN)
-        fee = self._fee(market, qty, price)
         token = taker.token_id
-        buyer, seller = (taker, maker) if taker.side == "BUY" else (maker, taker)
-        buyer_fee = fee if taker.side == "BUY" else Decimal(0)
-        seller_fee = (fee * price).quantize(BASE, rounding=ROUND_DOWN) if taker.side == "SELL" else Decimal(0)
-        self._credit(buyer.account, "COLLATERAL", -notional)
-        self._credit(buyer.account, token, qty - buyer_fee)
-        self._credit(seller.account, token, -qty)
-        self._credit(seller.account, "COLLATERAL", notional - seller_fee)
-        if self.settlement_delay_s > 0 and buyer.account != MM_ACCOUNT:
-            self._unsettled.setdefault((buyer.account, token), []).append(
-                (self.clock.time() + self.settlement_delay_s, qty - buyer_fee))
+        now = self.clock.time()
+        ghost = self._ghosts > 0 and not (taker.is_mm and maker.is_mm)
+        if ghost:
+            self._ghosts -= 1
+            fee = Decimal(0)
+        else:
+            fee = self._fee(market, qty, price)
+            buyer, seller = (taker, maker) if taker.side == "BUY" else (maker, taker)
+            self._credit(buyer.account, "COLLATERAL", -notional)
+            self._credit(buyer.account, token, qty)
+            self._credit(seller.account, token, -qty)
+            self._credit(seller.account, "COLLATERAL", notional)
+            if fee > 0:
+                self._credit(taker.account, "COLLATERAL", -fee)
+            if self.settlement_delay_s > 0 and buyer.account != MM_ACCOUNT:
+                self._unsettled.setdefault((buyer.account, token), []).append(
+                    (now + self.settlement_delay_s, qty))
+            market.volume += notional
         taker.matched += qty
         maker.matched += qty
         trade = Trade(str(uuid.UUID(int=self.rng.getrandbits(128), version=4)), taker.id, taker.account, taker.owner,
                       maker.id, maker.account, maker.owner, token, market.condition_id, market.outcome_of(token),
-                      taker.side, price, qty, fee, int(self.clock.time()), "")
+                      taker.side, price, qty, fee, int(now), "", last_update=int(now), ghost=ghost)
         trade.tx_hash = self._trade_hash(trade.id)
         self._trades.append(trade)
         for acct in {taker.account, maker.account}:
@@ -717,10 +795,29 @@ class Engine:
         if maker.remaining <= 0:
             self._close_order(maker, "MATCHED")
         self._books[token].last_trade_price = price
-        market.volume += notional
         self._touch(token)
+        if ghost:
+            self._schedule_status(trade, "FAILED", self._ghost_fail_s)
+        else:
+            self._schedule_status(trade, "CONFIRMED", self.settlement_delay_s)
         if self._watched or self._watch_users:
             self._published_trade(trade, maker)
+
+    def _schedule_status(self, trade: Trade, status: str, after_s: float) -> None:
+        """``trade`` becomes ``status`` after ``after_s`` seconds on the clock (run at the next ``run_due``), or
+        at the end of this operation for 0 (FACTS.md Part 0, 0.2: MATCHED, then CONFIRMED or FAILED)."""
+        if after_s > 0:
+            heapq.heappush(self._status_due, (self.clock.time() + after_s, self._next_status, trade, status))
+            self._next_status += 1
+        elif self._watch_users:
+            self._status_now.append((trade, status))   # its event follows MATCHED at the end of the operation
+        else:
+            trade.status = status   # nobody can look before the operation ends (the lock is held)
+
+    def _set_status(self, trade: Trade, status: str) -> None:
+        trade.status = status
+        trade.last_update = int(self.clock.time())
+        self._emit_trade(trade, status)
 
     def _close_order(self, order: Order, status: str) -> None:
         self._books[order.token_id].side(order.side).remove(order)
@@ -729,6 +826,9 @@ class Engine:
         self._touch(order.token_id)
 
     def cancel(self, account: str, order_ids: list[str]) -> dict:
+        """Cancel ``account``'s orders: {"canceled": [ids], "not_canceled": {id: reason}}. With
+        ``delayed_uncancellable`` on, a DELAYED order is not cancelled (FACTS.md Part 0, 0.5: crypto up-or-down
+        markets from June 2026) and matches when its delay is over."""
         acct = account.lower()
         with self._operation:
             canceled, not_canceled = [], {}
@@ -736,8 +836,10 @@ class Engine:
                 order = self._orders.get(oid)
                 if order is None or order.account != acct:
                     not_canceled[oid] = "order not found"
-                elif order.status not in ("LIVE", "DELAYED"):
+                elif order.status not in LIVE_STATUSES:
                     not_canceled[oid] = "already canceled or matched"
+                elif order.status == "DELAYED" and self.delayed_uncancellable:   # FACTS.md Part 0, 0.5
+                    not_canceled[oid] = DELAYED_CANCEL_MESSAGE
                 else:
                     self._close_order(order, "CANCELED")
                     self._emit_order(order, "CANCELLATION")
@@ -768,10 +870,16 @@ class Engine:
                 "outcome": m.outcome_of(o.token_id), "expiration": str(o.expiration), "order_type": o.order_type,
                 "associate_trades": list(o.trade_ids), "created_at": o.created_at}
 
-    def order_view(self, order_id) -> dict | None:
+    def order_view(self, order_id, include_forgotten: bool = False) -> dict | None:
+        """``GET /data/order/{id}``'s answer: None for an unknown order and, while ``forget_orders`` is on (the
+        default), for every order no longer live (FACTS.md Part 0, 0.3: only LIVE and DELAYED orders are
+        answered; a filled, cancelled, killed or unmatched one is known from ``/data/trades``).
+        ``include_forgotten``: the simulator's own record of any known order (tests, inspection)."""
         with self.lock:
             o = self._orders.get(order_id)
-            return self._order_json(o) if o else None
+            if o is None or (self.forget_orders and not include_forgotten and o.status not in LIVE_STATUSES):
+                return None
+            return self._order_json(o)
 
     def order_account(self, order_id) -> str | None:
         o = self._orders.get(order_id)
@@ -811,7 +919,8 @@ class Engine:
             return out
 
     def _trade_json(self, t: Trade, acct: str) -> dict:
-        """A trade as ``GET /data/trades`` reports it to ``acct``, in the shape of trades recorded from the venue.
+        """A trade as ``GET /data/trades`` reports it to ``acct``, in the shape of trades recorded from the venue,
+        with its current status (MATCHED, CONFIRMED or FAILED: FACTS.md Part 0, 0.2).
 
         The top level is always the TAKER's side of the match (its order id, side, size and price);
         ``trader_side`` says which side the account was on. An account that was the MAKER finds its own
@@ -822,7 +931,7 @@ class Engine:
         return {
             "id": t.id, "taker_order_id": t.taker_order_id, "market": t.market, "asset_id": t.token_id,
             "side": t.taker_side, "size": dec_str(t.size), "fee_rate_bps": fee_bps, "price": dec_str(t.price),
-            "status": "CONFIRMED", "match_time": str(t.match_time), "last_update": str(t.match_time),
+            "status": t.status, "match_time": str(t.match_time), "last_update": str(t.last_update),
             "outcome": t.outcome, "bucket_index": 0, "owner": t.taker_owner if is_taker else t.maker_owner,
             "maker_address": acct, "transaction_hash": t.tx_hash, "trader_side": "TAKER" if is_taker else "MAKER",
             "maker_orders": [{"order_id": t.maker_order_id, "owner": t.maker_owner, "maker_address": t.maker_account,
@@ -896,13 +1005,12 @@ class Engine:
             for token in [t for t in self._watched if t not in keep]:
                 del self._watched[token]
                 self._dirty.pop(token, None)
+                self._traded.pop(token, None)
 
     def watch_users(self, on: bool) -> None:
         """Build user-channel events (orders and trades of users) while ``on``."""
         with self.lock:
             self._watch_users = bool(on)
-            if not on:
-                self._confirm_due.clear()
 
     def _ms(self) -> str:
         return str(int(self.clock.time() * 1000))
@@ -958,17 +1066,21 @@ class Engine:
         pub.bids, pub.asks, pub.tick, pub.best_bid, pub.best_ask = bids, asks, market.tick_size, best_bid, best_ask
 
     def _flush(self) -> None:
-        """End of an operation: diff the touched books, then the trades and resolutions, then the user events
-        (CONFIRMED last), handed to the feed in one call."""
+        """End of an operation: diff the touched books, then the trades and resolutions, the books of traded
+        tokens, then the user events (the trades' CONFIRMED/FAILED last), handed to the feed in one call."""
         market: list[MarketEvent] = []
         for token in self._dirty:
             self._diff_book(token, market)
         self._dirty.clear()
         market.extend(self._market_tail)
         self._market_tail.clear()
-        for trade in self._confirm_now:
-            self._emit_trade(trade, "CONFIRMED")
-        self._confirm_now.clear()
+        for token in self._traded:   # FACTS.md Part 0, 0.5: a book after trades, after their other messages
+            if token in self._watched:
+                market.append(((token,), False, self._book_message(token)))
+        self._traded.clear()
+        for trade, status in self._status_now:
+            self._set_status(trade, status)
+        self._status_now.clear()
         user, self._user_out = self._user_out, []
         if self.feed is not None and (market or user):
             self.feed.publish(market, user)
@@ -1006,27 +1118,25 @@ class Engine:
                 self._user_out.append((acct, owner, event))
 
     def _published_trade(self, t: Trade, maker: Order) -> None:
-        """The feeds' part of a fill: last_trade_price, trade MATCHED (CONFIRMED later), the maker's UPDATE."""
+        """The feeds' part of a fill: last_trade_price (and a ``book`` at the end of the operation), trade
+        MATCHED (CONFIRMED or FAILED later), the maker's UPDATE."""
         if t.token_id in self._watched:
             market = self._by_token[t.token_id]
             self._market_tail.append(((t.token_id,), False, {
                 "event_type": "last_trade_price", "asset_id": t.token_id, "market": t.market,
                 "price": dec_str(t.price), "side": t.taker_side, "size": dec_str(t.size),
                 "fee_rate_bps": market.fee_rate_bps, "timestamp": self._ms()}))
+            self._traded[t.token_id] = None
         if not self._watch_users:
             return
         self._emit_trade(t, "MATCHED")
-        if self.settlement_delay_s > 0:
-            heapq.heappush(self._confirm_due, (self.clock.time() + self.settlement_delay_s, self._next_confirm, t))
-            self._next_confirm += 1
-        else:
-            self._confirm_now.append(t)
         self._emit_order(maker, "UPDATE")
 
-    def _run_due_confirmations(self) -> None:
+    def _run_due_statuses(self) -> None:
         now = self.clock.time()
-        while self._confirm_due and self._confirm_due[0][0] <= now:
-            self._emit_trade(heapq.heappop(self._confirm_due)[2], "CONFIRMED")
+        while self._status_due and self._status_due[0][0] <= now:
+            _, _, trade, status = heapq.heappop(self._status_due)
+            self._set_status(trade, status)
 
     # -- the living market and control --------------------------------------------------------------
 
@@ -1110,23 +1220,25 @@ class Engine:
             self._touch(token_id)
 
     def resolve(self, condition_id, winner: str) -> None:
-        """Close the market: cancel open orders, pay 1 USDC per winning share."""
+        """Close the market: cancel users' open orders with status ``CANCELED_MARKET_RESOLVED`` (a user-channel
+        CANCELLATION each), send ``market_resolved`` unless ``market_resolved_messages`` is off (FACTS.md Part
+        0, 0.5: it may never arrive), pay 1 USDC per winning share."""
         with self._operation:
             market = self.market_by_condition(condition_id)
             if market is None:
                 raise SimReject("market not found", 404)
             for oid in [o.id for o in self._orders.values()
-                        if o.token_id in market.token_ids and o.status in ("LIVE", "DELAYED")]:
+                        if o.token_id in market.token_ids and o.status in LIVE_STATUSES]:
                 order = self._orders[oid]
                 if order.is_mm:
                     continue
-                self._close_order(order, "CANCELED")
+                self._close_order(order, RESOLVED_STATUS)
                 self._emit_order(order, "CANCELLATION")
             for token in market.token_ids:
                 self._clear_mm(token)
             market.closed, market.accepting_orders, market.winner = True, False, winner
             win_token = market.token_ids[0] if winner.lower() == market.outcomes[0].lower() else market.token_ids[1]
-            if any(t in self._watched for t in market.token_ids):
+            if self.market_resolved_messages and any(t in self._watched for t in market.token_ids):
                 self._market_tail.append((market.token_ids, True, {
                     "event_type": "market_resolved", "id": market.id, "market": market.condition_id,
                     "assets_ids": list(market.token_ids), "winning_asset_id": win_token,
@@ -1136,6 +1248,27 @@ class Engine:
                     qty = toks.pop(token, Decimal(0))
                     if token == win_token and qty > 0:
                         self._usdc[acct] = self._usdc.get(acct, Decimal(0)) + qty
+
+    def ghost_fills(self, n: int, fail_after_s: float = 1.0) -> None:
+        """The next ``n`` executions with a user account on either side are ghost fills (FACTS.md Part 0, 0.2:
+        matched, answered ``matched`` with transaction hashes, shown in ``size_matched``, never settled): the
+        book and the orders see the match (a fully matched maker leaves the book and stops reserving), the
+        user channel gets the trade MATCHED and the maker's UPDATE, but no balance moves (no USDC, shares,
+        fee or volume). Each ghost trade turns FAILED ``fail_after_s`` seconds later on the clock (at the next
+        ``advance``/``run_due``; 0: at the end of the operation that matched it), never CONFIRMED. ``n`` 0 ends
+        it; a new call replaces the count."""
+        with self.lock:
+            self._ghosts = max(0, int(n))
+            self._ghost_fail_s = max(0.0, float(fail_after_s))
+
+    def balance_lock(self, seconds: float) -> None:
+        """For ``seconds`` on the clock from now, refuse every order placement of every user account with
+        ``not enough balance / allowance: the sum of matched orders exceeds the balance`` (HTTP 400) while
+        balance reads, cancels and other reads work (FACTS.md Part 0, 0.4: the venue's matched-orders
+        counter, observed after some tens of FAK fills, until the venue resets it). 0 ends a lock."""
+        with self.lock:
+            s = float(seconds)
+            self._balance_locked_until = self.clock.time() + s if s > 0 else None
 
     def advance(self) -> None:
         """Catch the living market up with the clock: a seeded random walk with occasional jumps."""

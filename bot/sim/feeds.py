@@ -13,8 +13,17 @@ Protocol, as the venue's:
   "markets": [condition ids]}`` (empty or missing: all). Anything else first, a ``PING`` included, closes the
   socket with code 1008; so do wrong user credentials;
 - later ``{"operation": "subscribe" | "unsubscribe", "assets_ids" | "markets": [...]}``; a market subscribe
-  (first or later) answers with a JSON array of ``book`` snapshots of the known assets (unknown ids are
-  ignored); text ``PING`` is answered ``PONG``; a malformed message after the subscribe is ignored;
+  (first or later) answers with a JSON array of ``book`` snapshots of the known assets it newly subscribes
+  (unknown ids are ignored); text ``PING`` is answered ``PONG``; a malformed message after the subscribe is
+  ignored;
+- a subscribe for an asset the connection already subscribes is ignored: no new ``book`` (FACTS.md Part 0,
+  0.5, NautilusTrader docs); unsubscribe, then subscribe, gives a fresh one;
+- the initial ``{"type": "market", ...}`` sent again on a connection is answered with the text
+  ``INVALID OPERATION`` and changes nothing (FACTS.md Part 0, 0.5, NautilusTrader PR 3717);
+- at most 500 assets per market connection (FACTS.md Part 0, 0.5): assets beyond that are not subscribed (no
+  snapshot, no messages);
+- a ``book`` of a token is also pushed after an operation in which it traded, after that operation's
+  ``price_change`` and ``last_trade_price`` (FACTS.md Part 0, 0.5; built by the engine's ``_flush``);
 - later messages are single JSON objects.
 
 Fault controls for tests: ``drop`` (close abruptly, as a network failure), ``silence`` (open connections stay
@@ -45,6 +54,8 @@ MARKET, USER = "market", "user"
 CHANNELS = (MARKET, USER)
 PATHS = {"/ws/market": MARKET, "/ws/user": USER}
 POLICY_VIOLATION = 1008
+MAX_ASSETS = 500   # per market connection (FACTS.md Part 0, 0.5)
+INVALID_OPERATION = "INVALID OPERATION"
 TICK_SECONDS = 0.1
 log = logging.getLogger(__name__)
 #: websockets' own log (a line per connection opened or closed at INFO): warnings only, as the HTTP side is quiet.
@@ -249,9 +260,8 @@ class FeedServer:
                 client.custom = bool(msg["custom_feature_enabled"])
             if op == "subscribe":
                 self._add_assets(client, _ids(msg.get("assets_ids")), snapshot=True)
-            elif not op and str(msg.get("type", "")).lower() == MARKET:   # a second full subscribe adds too
-                dump = msg.get("initial_dump", True) is not False
-                self._add_assets(client, _ids(msg.get("assets_ids")), snapshot=dump)
+            elif not op and str(msg.get("type", "")).lower() == MARKET:
+                client.out.put(INVALID_OPERATION)   # the initial subscribe, twice (FACTS.md Part 0, 0.5)
             elif op == "unsubscribe":
                 self._remove_assets(client, _ids(msg.get("assets_ids")))
         elif op in ("subscribe", "unsubscribe"):
@@ -270,9 +280,17 @@ class FeedServer:
 
     def _add_assets(self, client: _Client, tokens: list[str], snapshot: bool) -> None:
         """Subscribe ``client`` to ``tokens``: their snapshots are queued (as one array) under the engine's lock,
-        so they come before any change published after them."""
+        so they come before any change published after them. Tokens it already subscribes are ignored (no new
+        snapshot), and so are unknown ones and those beyond ``MAX_ASSETS`` (FACTS.md Part 0, 0.5)."""
         with self.engine.lock:
-            books = self.engine.watch_books(tokens)
+            with self._lock:
+                fresh: list[str] = []
+                for token in dict.fromkeys(tokens):
+                    if len(client.assets) + len(fresh) >= MAX_ASSETS:
+                        break
+                    if token not in client.assets and self.engine.market_by_token(token) is not None:
+                        fresh.append(token)
+            books = self.engine.watch_books(fresh)
             with self._lock:
                 client.assets.update(b["asset_id"] for b in books)
                 client.subscribed = True

@@ -15,6 +15,22 @@ Venue answers that can be switched on (off by default):
   post-only gets HTTP 503 ``{"error": "post-only mode: ...", "code": "post_only_mode",
   "retry_after_seconds": N}`` with a ``Retry-After`` header (in a ``POST /orders`` batch: a per-order
   element), while cancels and post-only orders are accepted. Times run on the engine's clock.
+
+``POST /_sim/faults`` takes the HTTP faults above (``rate``, ``statuses``, ``paths``, ``delay_s``, ``seed``,
+``after``; given together, they replace the previous HTTP faults; ``{}`` turns them off) and, in any
+combination with them or alone (then the HTTP faults stay as they are), the venue's own sometimes-behaviours
+(times on the engine's clock; sources in /work/shared/polymarket/FACTS.md):
+- ``ghost_fills`` N, ``ghost_fail_s`` S (default 1): the next N executions with a user on either side match
+  but settle nothing, and their trades turn FAILED S seconds later (FACTS.md Part 0, 0.2);
+- ``forget_orders`` (default true): ``GET /data/order/{id}`` answers ``null`` for every order that is no
+  longer LIVE or DELAYED; false answers every known order (FACTS.md Part 0, 0.3);
+- ``balance_lock_s`` S: for S seconds every user order is refused with HTTP 400 ``not enough balance /
+  allowance: the sum of matched orders exceeds the balance`` while ``GET /balance-allowance`` answers the
+  true balances; 0 ends it (FACTS.md Part 0, 0.4);
+- ``market_resolved_messages`` (default true): false sends no ``market_resolved`` on the market channel
+  (FACTS.md Part 0, 0.5);
+- ``delayed_uncancellable`` (default false): a cancel of a DELAYED order answers it in ``not_canceled``
+  with ``cannot cancel because the order is in pending/delayed status`` (FACTS.md Part 0, 0.5).
 """
 from __future__ import annotations
 
@@ -45,6 +61,9 @@ REFUSAL_MESSAGE = "not enough balance / allowance"
 POST_ONLY_MODE_MESSAGE = "post-only mode: only post-only orders and cancels are allowed"
 MAX_ARRIVALS = 100_000   # order arrival times kept (the latest ones)
 ORDER_POSTS = {("POST", "/order"), ("POST", "/orders")}
+HTTP_FAULT_KEYS = ("rate", "statuses", "paths", "delay_s", "seed", "after")
+VENUE_FAULT_KEYS = ("ghost_fills", "ghost_fail_s", "forget_orders", "balance_lock_s", "market_resolved_messages",
+                    "delayed_uncancellable")
 CANCELS = {("DELETE", "/order"), ("DELETE", "/orders"), ("DELETE", "/cancel-all"),
            ("DELETE", "/cancel-market-orders")}
 FAULT_BODIES = {
@@ -741,6 +760,31 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- control ----------------------------------------------------------------------------------
 
+    @staticmethod
+    def _set_faults(ctl: SimExchange, body) -> None:
+        """``POST /_sim/faults`` (see the module doc): HTTP faults and venue behaviours, in any combination."""
+        if not isinstance(body, dict):
+            raise HttpError(400, "invalid payload: expected an object")
+        unknown = sorted(set(body) - set(HTTP_FAULT_KEYS) - set(VENUE_FAULT_KEYS))
+        if unknown:
+            raise HttpError(400, f"unknown fault keys: {', '.join(unknown)}")
+        if "ghost_fail_s" in body and "ghost_fills" not in body:
+            raise HttpError(400, "ghost_fail_s goes with ghost_fills")
+        try:
+            if not any(k in body for k in VENUE_FAULT_KEYS) or any(k in body for k in HTTP_FAULT_KEYS):
+                ctl.set_faults(**{k: body[k] for k in HTTP_FAULT_KEYS if k in body})
+            if "ghost_fills" in body:
+                ctl.ghost_fills(int(body["ghost_fills"]), float(body.get("ghost_fail_s", 1.0)))
+            if "balance_lock_s" in body:
+                ctl.balance_lock(float(body["balance_lock_s"]))
+            for key in ("forget_orders", "market_resolved_messages", "delayed_uncancellable"):
+                if key in body:
+                    if not isinstance(body[key], bool):
+                        raise HttpError(400, f"{key} must be true or false")
+                    getattr(ctl, key)(body[key])
+        except (TypeError, ValueError) as exc:
+            raise HttpError(400, f"invalid fault settings: {exc}") from None
+
     def _control(self, method: str, path: str, query: dict, raw: bytes):
         ctl = self.sim_server.control
         body = self._json(raw) or {}
@@ -765,7 +809,7 @@ class _Handler(BaseHTTPRequestHandler):
             ctl.resolve(body["condition_id"], body["winner"])
             return {"ok": True}
         if route == ("POST", "/_sim/faults"):
-            ctl.set_faults(**body)
+            self._set_faults(ctl, body)
             return {"ok": True}
         if route == ("POST", "/_sim/market-options"):
             if "market" not in body:

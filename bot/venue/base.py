@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
+from bot.clock import Waker
 from bot.errors import VenueError
 from bot.money import round_fill_shares, round_fill_usdc, round_price, to_decimal
 
@@ -116,7 +117,9 @@ class Fill:
 
     ``settled`` is False when the answer does not say what matched (status ``delayed``, or a success
     without amounts): the outcome is not known yet and must be looked up by the order's id, never
-    read as "nothing matched".
+    read as "nothing matched". ``confirmed`` is False while the trades behind the fill may still fail (a POST
+    answer's "matched" is not a settlement: FACTS.md Part 0, 0.2); ``failed_shares`` are shares of the order's
+    trades that FAILED (never in ``filled_shares``).
 
     This is where venue amounts become the bot's numbers: shares and USDC are kept in the venue's base
     units (6 decimals) and the average price has at most 6 decimals, whatever the venue (or the paper
@@ -126,8 +129,10 @@ class Fill:
     status: str  # venue insert status: live / matched / delayed / unmatched
     filled_shares: Decimal = Decimal(0)
     usdc: Decimal = Decimal(0)  # USDC paid (BUY) or received (SELL) for the matched part, before fees
-    fee: Decimal = Decimal(0)   # the taker fee's USDC value (taken in shares on a BUY, in USDC on a SELL)
+    fee: Decimal = Decimal(0)   # the taker fee in USDC (on top of a BUY's cost, out of a SELL's proceeds)
     settled: bool = True
+    confirmed: bool = True
+    failed_shares: Decimal = Decimal(0)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "filled_shares", round_fill_shares(Decimal(self.filled_shares)))
@@ -249,7 +254,8 @@ class Venue(Protocol):
         UnknownOutcome...), read exactly as ``market_sell`` reads a single answer."""
 
     def get_order(self, order_id: str) -> OrderState | None:
-        """One order by id (None when the venue does not know it)."""
+        """One order by id; None when the venue does not answer for it: never placed, OR no longer live (the venue
+        forgets orders filled in full, cancelled or killed: FACTS.md Part 0, 0.3). Only ``order_trades`` can tell."""
 
     def open_orders(self) -> list[OrderState]:
         """All of the account's open orders (one paged request)."""
@@ -261,13 +267,21 @@ class Venue(Protocol):
         """USDC (pUSD) the account holds."""
 
     def order_trades(self, order_id: str, token_id: str, since: float) -> Fill:
-        """What the account's order ``order_id`` traded as taker on ``token_id`` (trades since ``since``,
-        unix seconds), summed into one Fill (0 shares when none): the trade history does not lag a fresh
-        fill the way the balance cache does."""
+        """What the account's order ``order_id`` traded on ``token_id`` (trades since ``since``, unix seconds),
+        summed into one Fill (0 shares when none; FAILED trades in ``failed_shares``, ``confirmed`` when every
+        other trade is settled): the trade history does not lag a fresh fill the way the balance cache does, and
+        it still knows an order that ``get_order`` forgot (filled in full, cancelled: FACTS.md Part 0, 0.3)."""
+
+    def orders_trades(self, orders: dict[str, str], since: float) -> dict[str, Fill]:
+        """``order_trades`` for several orders ({order id: token id}) in as few requests as the venue allows (the
+        account's trades since ``since``, read once)."""
 
     def books_seen(self, books: dict[str, Book]) -> None:
         """Books the bot got without asking this venue (the push feed): the paper venue fills its resting
         orders from them as from its own reads; the live venue has nothing to do."""
+
+    def interruptible(self, waker: Waker | None) -> None:
+        """Retry waits inside reads end at once when ``waker`` is woken (the read then fails as temporary)."""
 
     def feed_credentials(self) -> dict[str, str] | None:
         """The API credentials the user channel (bot/feeds.py) authenticates with: {"apiKey", "secret",

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TypeVar
 from urllib.parse import urlparse
@@ -38,10 +39,10 @@ from py_clob_client_v2.exceptions import PolyApiException, PolyException
 from py_clob_client_v2.http_helpers import helpers as _sdk_http
 from py_clob_client_v2.order_utils.exchange_order_builder_v2 import ExchangeOrderBuilderV2
 
-from bot.clock import Clock, SystemClock
+from bot.clock import Clock, SystemClock, Waker
 from bot.crashpoints import crashpoint
 from bot.errors import MalformedResponse, OrderRejected, TemporaryVenueError, UnknownOutcome, VenueError
-from bot.fees import taker_fee_usdc
+from bot.fees import taker_fee
 from bot.money import USDC_QUANTUM, to_decimal, to_sdk_float
 from bot.venue.base import Book, CancelResult, Fill, MarketInfo, OrderState, SellOrder
 from bot.venue.limits import RateLimiter
@@ -96,6 +97,17 @@ def install_http_client(timeout_s: float) -> None:
     )
 
 
+@dataclass
+class _TradeSum:
+    """One order's trades added up (``_sum_trades``)."""
+
+    shares: Decimal = Decimal(0)
+    usdc: Decimal = Decimal(0)
+    fee: Decimal = Decimal(0)
+    failed: Decimal = Decimal(0)
+    settled: bool = True
+
+
 class _Client(ClobClient):
     """The SDK client without its post-order settlement polling (up to 30 s of blocking per order).
     The bot confirms fills itself from the order and the trades."""
@@ -137,6 +149,7 @@ class LiveVenue:
         self._rng = random.Random(seed)
         self.limiter = RateLimiter(self.clock, rate_limits, overall_per_second=max_requests_per_second)
         self.retries = 0
+        self._waker: Waker | None = None
         self._counts: Counter[str] = Counter()
         self._counter = (self._counts, threading.Lock())
         self._info: dict[str, MarketInfo] = {}
@@ -210,7 +223,27 @@ class LiveVenue:
                 log.debug("%s: %s; retry %d in %.2f s", endpoint, exc, attempt + 1, delay)
                 self.retries += 1
                 attempt += 1
-                self.clock.sleep(delay)
+                if self._wait_woken(delay):
+                    # Something the loop must handle now (a stop-loss the feed saw): nothing may hold it. The
+                    # read fails as temporary and is tried again next loop.
+                    raise TemporaryVenueError(f"{exc.message}; retry cut short: the loop has an event to handle",
+                                              endpoint=exc.endpoint, status=exc.status) from None
+
+    def interruptible(self, waker: Waker | None) -> None:
+        """Retry waits inside reads end at once when ``waker`` is woken (the bot's loop has a feed event to
+        handle: an exit must not wait behind a read's backoff); None: retries sleep their full delay."""
+        self._waker = waker
+
+    def _wait_woken(self, seconds: float) -> bool:
+        """Sleep ``seconds`` before a retry; True when the waker was woken meanwhile (or before)."""
+        waker = self._waker
+        wait = getattr(self.clock, "wait", None)
+        if waker is None or wait is None:
+            self.clock.sleep(seconds)
+            return False
+        if not waker.woken():
+            wait(seconds, waker)
+        return waker.woken()
 
     def _call_once(self, endpoint: str, fn: Callable[..., T], *args, posts_order: bool = False, **kwargs) -> T:
         cell = self._throttle(endpoint)
@@ -357,9 +390,10 @@ class LiveVenue:
         shares, usdc = (taking_d, making_d) if side == "BUY" else (making_d, taking_d)
         usdc = usdc.quantize(USDC_QUANTUM)
         fee = Decimal(0)
-        if shares > 0:
-            fee = taker_fee_usdc(shares, usdc / shares, info.fee_rate, info.fee_exponent)
-        return Fill(order_id=venue_id, status=status, filled_shares=shares, usdc=usdc, fee=fee)
+        if shares > 0:   # (booked again from the order's trades once they settle: the venue floors per trade)
+            fee = taker_fee(shares, usdc / shares, info.fee_rate, info.fee_exponent)
+        # "matched" is not a settlement (FACTS.md Part 0, 0.2): the fill is confirmed from its trades later.
+        return Fill(order_id=venue_id, status=status, filled_shares=shares, usdc=usdc, fee=fee, confirmed=shares <= 0)
 
     def _sign_and_post(self, create: Callable[[], object], order_type, info: MarketInfo, side: str,
                        before_post: Callable[[str], None] | None) -> Fill:
@@ -493,7 +527,12 @@ class LiveVenue:
         return [r if r is not None else UnknownOutcome("no answer", endpoint="POST /orders") for r in results]
 
     def get_order(self, order_id: str) -> OrderState | None:
-        raw = self._call("GET /data/order", self._client.get_order, order_id, read=True)
+        try:
+            raw = self._call("GET /data/order", self._client.get_order, order_id, read=True)
+        except OrderRejected as exc:
+            if exc.status == 404:   # "once cancelled, it 404s" (FACTS.md Part 0, 0.3): not live, not an error
+                return None
+            raise
         if raw in (None, "", "null") or (isinstance(raw, dict) and not raw):
             return None
         try:
@@ -546,35 +585,71 @@ class LiveVenue:
 
     def order_trades(self, order_id: str, token_id: str, since: float) -> Fill:
         """What order ``order_id`` traded, from the trade history (which, unlike the balance cache, does not
-        lag a fresh fill): as taker (the order's id is the trade's taker_order_id; it pays the market's fee)
-        and as maker (its fill sits in the trade's maker_orders, at its own price, no fee). Failed trades
-        are left out."""
+        lag a fresh fill, and still knows orders that GET /data/order forgot): as taker (the order's id is the
+        trade's taker_order_id; it pays the market's fee) and as maker (its fill sits in the trade's
+        maker_orders, at its own price, no fee). FAILED trades are counted apart."""
+        return self.orders_trades({order_id: token_id}, since)[order_id]
+
+    def orders_trades(self, orders: dict[str, str], since: float) -> dict[str, Fill]:
+        """``order_trades`` of several orders: the account's trades on each of their tokens, one read per token
+        (concurrently). The read is by token, not by time: ``since`` is the bot's clock, and a window drawn on
+        one clock to filter the venue's ``match_time`` would lose trades to any skew between them."""
         from py_clob_client_v2 import TradeParams
 
-        raw = self._call("GET /data/trades", self._client.get_trades,
-                         TradeParams(asset_id=token_id, after=max(int(since) - 5, 1)), read=True)
-        info = self.get_market_info(token_id)   # its fee curve (cached; a restarted bot reads it once)
-        shares = usdc = fee = Decimal(0)
-        for t in raw or []:
+        tokens = sorted(set(orders.values()))
+
+        def read(token: str) -> object:
+            return self._call("GET /data/trades", self._client.get_trades, TradeParams(asset_id=token), read=True)
+
+        if len(tokens) <= 1:
+            raws = [read(t) for t in tokens]
+        else:
+            with ThreadPoolExecutor(max_workers=min(CONCURRENCY, len(tokens))) as pool:
+                raws = list(pool.map(read, tokens))
+        out: dict[str, Fill] = {}
+        for token, raw in zip(tokens, raws, strict=True):
+            out.update(self._sum_trades(raw, {oid: t for oid, t in orders.items() if t == token}))
+        return out
+
+    def _sum_trades(self, raw: object, orders: dict[str, str]) -> dict[str, Fill]:
+        """Sum the trades of ``orders`` ({order id: token id}) into one Fill each. A trade counts once settled or
+        on its way (MATCHED, MINED, CONFIRMED, RETRYING); ``confirmed`` only when all of them are MINED or
+        CONFIRMED (FACTS.md Part 0, 0.2); FAILED ones go to ``failed_shares``. Fees by the market's curve,
+        per taker trade (FACTS.md Part 0, 0.1: the trade's fee_rate_bps is not the rate charged)."""
+        sums = {oid: _TradeSum() for oid in orders}
+        for t in raw if isinstance(raw, list) else []:
             try:
-                if str(t.get("status", "")).upper() == "FAILED":
-                    continue
+                status = str(t.get("status", "")).upper()
+                failed = status == "FAILED"
+                settled = status in ("MINED", "CONFIRMED")
+                mine: list[tuple[str, Decimal, Decimal, bool]] = []
                 if str(t.get("trader_side", "TAKER")).upper() == "TAKER":
-                    if str(t.get("taker_order_id", "")) != order_id:
+                    oid = str(t.get("taker_order_id", ""))
+                    if oid in sums:
+                        mine.append((oid, to_decimal(t["size"], "trade size"), to_decimal(t["price"], "trade price"),
+                                     True))
+                else:
+                    for mo in t.get("maker_orders") or []:
+                        oid = str(mo.get("order_id", ""))
+                        if oid in sums:
+                            mine.append((oid, to_decimal(mo["matched_amount"], "maker matched_amount"),
+                                         to_decimal(mo["price"], "maker price"), False))
+                for oid, size, price, taker in mine:
+                    acc = sums[oid]
+                    if failed:
+                        acc.failed += size
                         continue
-                    size, price = to_decimal(t["size"], "trade size"), to_decimal(t["price"], "trade price")
-                    fee += taker_fee_usdc(size, price, info.fee_rate, info.fee_exponent)
-                    shares += size
-                    usdc += size * price
-                    continue
-                for mo in t.get("maker_orders") or []:
-                    if str(mo.get("order_id", "")) == order_id:
-                        size = to_decimal(mo["matched_amount"], "maker matched_amount")
-                        shares += size
-                        usdc += size * to_decimal(mo["price"], "maker price")
+                    acc.shares += size
+                    acc.usdc += size * price
+                    if taker:
+                        info = self.get_market_info(orders[oid])   # its fee curve (cached)
+                        acc.fee += taker_fee(size, price, info.fee_rate, info.fee_exponent)
+                    acc.settled = acc.settled and settled
             except (KeyError, ValueError, AttributeError, TypeError) as exc:
                 log.warning("Skipping malformed trade from GET /data/trades: %s", exc)
-        return Fill(order_id, "matched" if shares > 0 else "", shares, usdc.quantize(USDC_QUANTUM), fee)
+        return {oid: Fill(oid, "matched" if a.shares > 0 else "", a.shares, a.usdc.quantize(USDC_QUANTUM), a.fee,
+                          confirmed=a.settled, failed_shares=a.failed)
+                for oid, a in sums.items()}
 
     def books_seen(self, books: dict[str, Book]) -> None:
         """(The venue's own books: nothing to do.)"""

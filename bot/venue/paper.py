@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+from bot.clock import Waker
 from bot.errors import OrderRejected, StateFileError, VenueError
-from bot.fees import taker_fee_shares, taker_fee_usdc
+from bot.fees import taker_fee
 from bot.money import MIN_MARKETABLE_NOTIONAL, SHARE_EPSILON, USDC_QUANTUM, fmt, round_shares
 from bot.venue.base import Book, CancelResult, Fill, MarketInfo, OrderState, OrderStatus, SellOrder, Venue
 
@@ -161,11 +162,12 @@ class PaperVenue:
                          fmt(order.price), fmt(book.best_bid))
 
     @staticmethod
-    def _walk(levels: Iterable[tuple[Decimal, Decimal]], acceptable: Callable[[Decimal], bool],
-              budget_usdc: Decimal | None = None, shares: Decimal = Decimal(0)) -> tuple[Decimal, Decimal]:
+    def _walk(levels: Iterable[tuple[Decimal, Decimal]], acceptable: Callable[[Decimal], bool], info: MarketInfo,
+              budget_usdc: Decimal | None = None, shares: Decimal = Decimal(0)) -> tuple[Decimal, Decimal, Decimal]:
         """Consume levels (best first) while the price is acceptable, up to ``budget_usdc`` dollars when given,
-        else up to ``shares``; returns (shares, usdc)."""
-        got, paid = Decimal(0), Decimal(0)
+        else up to ``shares``; returns (shares, usdc, taker fee), the fee per level as the venue charges it per
+        trade (bot/fees.py)."""
+        got, paid, fee = Decimal(0), Decimal(0), Decimal(0)
         for price, size in levels:
             if not acceptable(price):
                 break
@@ -177,7 +179,8 @@ class PaperVenue:
                 break
             got += take
             paid += take * price
-        return got, paid.quantize(USDC_QUANTUM)
+            fee += taker_fee(take, price, info.fee_rate, info.fee_exponent)
+        return got, paid.quantize(USDC_QUANTUM), fee
 
     # -- Venue ------------------------------------------------------------------------------------
 
@@ -207,21 +210,21 @@ class PaperVenue:
         if before_post is not None:
             before_post(oid)
         with self._lock:
-            if usdc > self._usdc:
-                raise OrderRejected("not enough balance / allowance", endpoint="POST /order (dry run)")
-            got, paid = self._walk(book.asks, lambda p: p <= max_price, budget_usdc=usdc)
+            got, paid, fee = self._walk(book.asks, lambda p: p <= max_price, info, budget_usdc=usdc)
             if got <= 0:
                 raise OrderRejected("no orders found to match with FAK order. FAK orders are partially "
                                     "filled or killed if no match is found.", endpoint="POST /order (dry run)")
-            # The venue takes a taker BUY's fee in shares: the account receives fewer than it bought.
-            fee_shares = taker_fee_shares(got, paid / got, info.fee_rate, info.fee_exponent)
+            # CLOB V2: a taker BUY receives every share and pays its fee in USDC on top (bot/fees.py).
+            if paid + fee > self._usdc:
+                raise OrderRejected("not enough balance / allowance", endpoint="POST /order (dry run)")
             self._orders[oid] = _PaperOrder(oid, token_id, "BUY", max_price, got, got, created=time.time(), usdc=paid,
-                                            fee=(fee_shares * paid / got).quantize(USDC_QUANTUM))
-            self._usdc -= paid
-            self._tokens[token_id] = self._tokens.get(token_id, Decimal(0)) + got - fee_shares
+                                            fee=fee)
+            self._usdc -= paid + fee
+            self._tokens[token_id] = self._tokens.get(token_id, Decimal(0)) + got
             self._save()
-        log.info("DRY RUN market BUY %s: %s shares for $%s (cap %s)", oid, fmt(got), fmt(paid), fmt(max_price))
-        return Fill(oid, "matched", got, paid, (fee_shares * paid / got).quantize(USDC_QUANTUM))
+        log.info("DRY RUN market BUY %s: %s shares for $%s + fee $%s (cap %s)", oid, fmt(got), fmt(paid), fmt(fee),
+                 fmt(max_price))
+        return Fill(oid, "matched", got, paid, fee)
 
     def limit_sell(self, token_id: str, price: Decimal, shares: Decimal, info: MarketInfo,
                    before_post: Callable[[str], None] | None = None) -> Fill:
@@ -237,9 +240,8 @@ class PaperVenue:
             if before_post is not None:
                 before_post(oid)
             order = _PaperOrder(oid, token_id, "SELL", price, shares)
-            got, proceeds = self._walk(book.bids, lambda p: p >= price, shares=shares)
+            got, proceeds, fee = self._walk(book.bids, lambda p: p >= price, info, shares=shares)
             order.filled = got
-            fee = taker_fee_usdc(got, proceeds / got, info.fee_rate, info.fee_exponent) if got > 0 else Decimal(0)
             order.usdc, order.fee = proceeds, fee
             self._orders[oid] = order
             self._tokens[token_id] = self._tokens.get(token_id, Decimal(0)) - got
@@ -274,12 +276,11 @@ class PaperVenue:
             available = self._tokens.get(token_id, Decimal(0)) - self._reserved(token_id)
             if shares > available + SHARE_EPSILON:
                 raise OrderRejected("not enough balance / allowance", endpoint="POST /order (dry run)")
-            got, proceeds = self._walk(book.bids, lambda p: p >= min_price, shares=shares)
+            got, proceeds, fee = self._walk(book.bids, lambda p: p >= min_price, info, shares=shares)
             if got <= 0:
                 raise OrderRejected("no orders found to match with FAK order. FAK orders are partially "
                                     "filled or killed if no match is found.", endpoint="POST /order (dry run)")
             # A taker SELL's fee is taken in USDC: the account receives less than the answer's amount.
-            fee = taker_fee_usdc(got, proceeds / got, info.fee_rate, info.fee_exponent)
             self._orders[oid] = _PaperOrder(oid, token_id, "SELL", min_price, got, got, created=time.time(),
                                             usdc=proceeds, fee=fee)
             self._tokens[token_id] -= got
@@ -328,12 +329,22 @@ class PaperVenue:
             return self._usdc
 
     def order_trades(self, order_id: str, token_id: str, since: float) -> Fill:
-        """What a paper order traded: its fills at their prices, and the taker fee of what it took."""
+        """What a paper order traded: its fills at their prices, and the taker fee of what it took (paper trades
+        settle at once: never failed)."""
         with self._lock:
             o = self._orders.get(order_id)
             if o is None or o.token_id != token_id or o.filled <= 0:
                 return Fill(order_id, "", Decimal(0), Decimal(0))
             return Fill(o.order_id, "matched", o.filled, o.usdc, o.fee)
+
+    def orders_trades(self, orders: dict[str, str], since: float) -> dict[str, Fill]:
+        return {oid: self.order_trades(oid, token, since) for oid, token in orders.items()}
+
+    def interruptible(self, waker: Waker | None) -> None:
+        """Its reads are the reader's: their retry waits end when ``waker`` is woken."""
+        interruptible = getattr(self._reader, "interruptible", None)
+        if interruptible is not None:
+            interruptible(waker)
 
     def feed_credentials(self) -> dict[str, str] | None:
         """Paper orders have no user channel: their fills are the paper venue's own."""

@@ -104,6 +104,13 @@ class Harness:
         return self.sim.balances(self.wallet["address"])
 
 
+def sim_order_status(sim: SimExchange, order_id: str) -> str | None:
+    """The simulator's own record of an order's status (the venue's GET /data/order forgets orders that are no
+    longer live: FACTS.md Part 0, 0.3)."""
+    view = sim.engine.order_view(order_id, include_forgotten=True)
+    return view["status"] if view else None
+
+
 @pytest.fixture(autouse=True)
 def quiet_sdk():
     logging.getLogger("py_clob_client_v2").setLevel(logging.CRITICAL)

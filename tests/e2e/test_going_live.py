@@ -59,8 +59,10 @@ def test_live_once_trades_one_smallest_position_to_its_end(sim, tmp_path):
     pos = state.all_positions()[0]
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.TIME_EXIT
     assert pos.exit_mode == ExitMode.LIMIT_ORDERS and pos.tp_order_id is None
-    # the smallest valid size: enough for a 5-share TP after fees at 0.51, far below max_trade_size
-    assert D("2.5") < pos.entry_cost <= smallest_trade(D("0.51"), D(5), True) and pos.entry_shares >= 5
+    # the smallest valid size: enough for a 5-share TP at 0.51, far below max_trade_size (the fee comes on top)
+    entry = next(r for r in pos.orders if r.role.value == "entry")
+    assert D("2.5") < entry.usdc <= smallest_trade(D("0.51"), D(5), True) and pos.entry_shares >= 5
+    assert pos.entry_cost == entry.usdc + entry.fee
     assert sim.balances(address)["open_orders"] == 0
 
 

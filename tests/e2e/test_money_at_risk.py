@@ -317,42 +317,55 @@ def test_time_exit_is_measured_from_the_sims_clock(sim, tmp_path):
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.TIME_EXIT
 
 
-def test_shares_really_gone_stay_a_verdict_until_a_person_closes_the_position(sim, tmp_path):
+def test_shares_sold_by_hand_while_the_bot_was_down_shrink_the_position_at_start(sim, tmp_path):
+    """Before: needs_attention, a pause, and the rest below its stop-loss never sold. Now the position keeps
+    what the account holds (after a refreshed read), with a warning and an alert, and protects it."""
+    m, h = opened(sim, tmp_path, mode="monitor")
+    h.loop()
+    h.no_new_trades()
+    pos = only(h.positions)
+    held_before = held(h, pos.token_id)
+    sim.fund(h.wallet["address"], token_id=pos.token_id, shares=held_before - 5)   # 5 sold on polymarket.com
+    bot = h.restart()
+    h.no_new_trades()
+    bot.run_once()
+    pos = only(bot.state.all_positions())
+    assert pos.status == PositionState.OPEN and pos.shares == held_before - 5 and not bot.state.paused
+    assert pos.metrics["shares_left_outside"] == "5.000000" or D(pos.metrics["shares_left_outside"]) == 5
+    start = usdc(h)
+    sim.set_price(m["token_ids"][0], 0.40)   # the rest is still protected: its stop-loss sells exactly it
+    h.bot = bot
+    h.loop(2, advance=3)
+    assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
+    assert held(h, pos.token_id) < D("0.01") and not bot.state.paused
+    sale = sum((r.usdc - r.fee for r in pos.orders if r.role == Role.EXIT), D(0))
+    assert abs((usdc(h) - start) - sale) <= PNL_TOLERANCE
+
+
+def test_all_shares_sold_by_hand_close_the_position_at_cost_without_a_pause(sim, tmp_path):
     m, h = opened(sim, tmp_path, mode="monitor")
     h.loop()
     h.no_new_trades()
     pos = only(h.positions)
     sim.fund(h.wallet["address"], token_id=pos.token_id, shares=0)   # sold by hand on polymarket.com
-    for _ in range(2):   # every start says so again: nothing of its own explains the missing shares
-        bot = h.restart()
-        h.no_new_trades()
-        bot.run_once()
-        pos = only(bot.state.all_positions())
-        assert pos.status == PositionState.NEEDS_ATTENTION and bot.state.paused
-        assert "checked:" in pos.attention_reason
-    assert bot.manage.close_by_hand(bot.now(), "nope")[0].startswith("no position needing attention")
-    lines = bot.manage.close_by_hand(bot.now(), pos.id)
-    assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.MANUAL, lines
-    bot.state.resume()
-    bot.save()
     bot = h.restart()
     h.no_new_trades()
     bot.run_once()
-    assert not bot.state.paused and only(bot.state.all_positions()).status == PositionState.CLOSED
+    pos = only(bot.state.all_positions())
+    assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.SOLD_OUTSIDE
+    assert not bot.state.paused and pos.realized_pnl == 0   # booked at cost (its fee included): no P&L
 
 
-def test_a_position_whose_shares_show_up_again_goes_back_under_management(sim, tmp_path):
+def test_a_position_needing_attention_that_agrees_again_goes_back_under_management(sim, tmp_path):
+    from bot.lifecycle import AttentionNeeded, apply
+
     m, h = opened(sim, tmp_path, mode="monitor")
     h.loop()
     h.no_new_trades()
     pos = only(h.positions)
-    shares = held(h, pos.token_id)
-    sim.fund(h.wallet["address"], token_id=pos.token_id, shares=0)   # the venue's balance lags...
-    bot = h.restart()
-    h.no_new_trades()
-    bot.run_once()
-    assert only(bot.state.all_positions()).status == PositionState.NEEDS_ATTENTION and bot.state.paused
-    sim.fund(h.wallet["address"], token_id=pos.token_id, shares=shares)   # ...and catches up
+    apply(pos, AttentionNeeded("could not be checked against the venue at start-up"), h.bot.now())
+    h.bot.manage.after(pos, h.bot.now())   # (pauses new entries)
+    assert h.bot.state.paused
     bot = h.restart()
     h.no_new_trades()
     bot.run_once()

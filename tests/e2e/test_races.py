@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
-from bot.fees import taker_fee_usdc
+from bot.fees import taker_fee
 from bot.position_manager import CloseReason, PositionState
 from bot.venue.base import Book
 from main_bot import Snapshot
@@ -66,8 +66,8 @@ def test_partial_tp_fill_then_stop_loss_sells_only_the_rest(sim, tmp_path):
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
     assert pos.sold_shares == tp_size
     # the TP filled as a maker (no fee); the stop-loss sold as a taker and paid the market's fee in USDC
-    fee = taker_fee_usdc(tp_size - 8, D("0.39"), D("0.02"), 2)
-    assert fee > 0 and pos.fees_paid > fee   # (and the entry's fee, taken in shares)
+    fee = taker_fee(tp_size - 8, D("0.39"), D("0.02"), 2)
+    assert fee > 0 and pos.fees_paid > fee   # (and the entry's fee, paid in USDC on top of its cost)
     assert pos.exit_proceeds == D(8) * D("0.57") + (tp_size - 8) * D("0.39") - fee
     assert abs(usdc(h) - before - pos.exit_proceeds) <= D("0.001")   # the bot's proceeds are the wallet's
     assert h.venue_balances()["open_orders"] == 0
@@ -80,8 +80,8 @@ def test_entry_that_fills_partly_arms_exits_for_the_filled_shares(sim, tmp_path)
     h = Harness(sim, tmp_path)
     h.loop()
     pos = h.positions[0]
-    assert pos.status == PositionState.OPEN and D("11.9") < pos.shares < D(12)   # 12 less the fee in shares
-    assert pos.entry_cost == D("6.12")
+    assert pos.status == PositionState.OPEN and pos.shares == D(12)   # CLOB V2: every share bought is held
+    assert pos.entry_cost == D("6.12") + taker_fee(D(12), D("0.51"), D("0.02"), 2)   # the fee in USDC on top
     order = h.venue.get_order(pos.tp_order_id)
     assert order.original_size == round_down(pos.shares)
 

@@ -11,7 +11,7 @@ from bot.lifecycle import OrderSigned, apply
 from bot.orders import RecordState
 from bot.position_manager import CloseReason, ExitMode, Position, PositionState
 from bot.venue.base import MarketInfo
-from tests.e2e.conftest import Harness
+from tests.e2e.conftest import Harness, sim_order_status
 
 
 def opened(sim, tmp_path, **kw):
@@ -101,17 +101,18 @@ def test_unknown_orders_are_reported_and_cancelled_only_when_configured(sim, tmp
     bot = restart(h)
     bot.run_once()
     assert h.venue_balances()["open_orders"] == 1   # only the TP the position knows remains
-    assert h.venue.get_order(order["orderID"]).status.value == "canceled"
+    assert sim_order_status(sim, order["orderID"]) == "CANCELED"
 
 
-def test_account_short_of_shares_at_start_needs_attention(sim, tmp_path):
+def test_account_short_of_shares_at_start_shrinks_the_position(sim, tmp_path, caplog):
     m, h, pos = opened(sim, tmp_path, trading__use_concurrent_orders=False)
     sim.fund(h.wallet["address"], token_id=pos.token_id, shares=0)   # sold elsewhere while the bot was down
     bot = restart(h)
-    bot.run_once()
+    with caplog.at_level(logging.WARNING, logger="bot"):
+        bot.run_once()
     pos = bot.state.all_positions()[0]
-    assert pos.status == PositionState.NEEDS_ATTENTION and "account holds 0" in pos.attention_reason
-    assert bot.state.paused
+    assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.SOLD_OUTSIDE
+    assert not bot.state.paused and "1 position(s) shrunk to what the account holds" in caplog.text
 
 
 def unrecorded(pos):

@@ -57,12 +57,20 @@ def test_open_sells_reserve_shares():
         order(e, A, yes, "SELL", "0.40", 5, "FAK")
 
 
-def test_buy_fee_is_taken_in_shares_and_makers_pay_none():
+def test_a_taker_buy_gets_every_share_and_pays_the_fee_in_usdc_and_makers_pay_none():
+    """FACTS.md Part 0, 0.1 (V2): the fee is USDC on top of the notional, floored to 5 decimals."""
     e, m, yes = engine()
+    e.set_book(yes, bids=[], asks=[])
     e.fund(A, usdc=100)
+    e.fund(B, token_id=yes, shares=50)
+    order(e, B, yes, "SELL", "0.51", 30)   # B's resting order is the maker of the next fill
     market_buy(e, A, yes, 10.2, "0.51")
-    fee = D(20) * D("0.02") * (D("0.51") * D("0.49")) ** 2
-    assert e.balance(A, yes) == D(20) - fee.quantize(D("0.000001"), rounding="ROUND_DOWN")
+    fee = (D(20) * D("0.02") * (D("0.51") * D("0.49")) ** 2).quantize(D("0.00001"), rounding="ROUND_DOWN")
+    assert fee == D("0.02498")
+    assert e.balance(A, yes) == 20 and e.balance(A, "COLLATERAL") == 100 - D("10.2") - fee
+    trade = e._trades[-1]
+    assert (trade.fee, trade.taker_account, trade.maker_account) == (fee, A, B)
+    assert e.balance(B, "COLLATERAL") == D("10.2") and e.balance(B, yes) == 30   # the maker pays nothing
 
 
 def test_fok_all_or_nothing_and_fak_partial():
@@ -73,7 +81,8 @@ def test_fok_all_or_nothing_and_fak_partial():
         market_buy(e, A, yes, 10, "0.55", "FOK")
     assert e.balance(A, "COLLATERAL") == 100
     r = market_buy(e, A, yes, 10, "0.55", "FAK")
-    assert D(r["takingAmount"]) == 10 and e.balance(A, "COLLATERAL") == D("94.8")
+    fee = D("0.01246")   # 10 x 0.02 x (0.52 x 0.48)^2 = 0.012460032, floored to 5 decimals
+    assert D(r["takingAmount"]) == 10 and e.balance(A, "COLLATERAL") == D("94.8") - fee
 
 
 def test_no_self_trade_and_post_only():
@@ -106,7 +115,8 @@ def test_rising_market_fills_a_resting_sell_at_its_price():
     e.move_price(yes, "0.56")
     assert e.order_view(r["orderID"])["status"] == "LIVE"
     e.move_price(yes, "0.60")
-    view = e.order_view(r["orderID"])
+    assert e.order_view(r["orderID"]) is None   # the venue forgets orders no longer live (FACTS 0.3)
+    view = e.order_view(r["orderID"], include_forgotten=True)
     assert view["status"] == "MATCHED" and view["size_matched"] == "10"
     assert e.balance(A, "COLLATERAL") == D("5.7")
     trade = e.trades(A)[0]
@@ -180,7 +190,9 @@ def test_delayed_order_reserves_its_funds_and_resolution_cancels_it():
     e.resolve(m.condition_id, "No")
     e.clock.advance(5)
     e.advance()
-    assert e.order_view(r["orderID"])["status"] == "CANCELED" and e.balance(A, "COLLATERAL") == 10
+    assert e.order_view(r["orderID"]) is None
+    assert e.order_view(r["orderID"], include_forgotten=True)["status"] == "CANCELED_MARKET_RESOLVED"
+    assert e.balance(A, "COLLATERAL") == 10
 
 
 def test_dynamic_tick_follows_the_random_walk_across_the_edge():

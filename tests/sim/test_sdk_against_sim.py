@@ -48,7 +48,7 @@ def test_marketable_sell_below_the_bid_fills_at_once_at_the_bid(sim, market):
     resp = buy(client, yes)
     assert resp["status"] == "matched" and resp["transactionsHashes"] and resp["tradeIDs"]
     shares = held(sim, wallet, yes)
-    assert D("19.5") < shares < D("19.61")   # $10 at 0.51, less the taker fee taken in shares
+    assert shares == D("19.607843")   # $10 at 0.51: V2 takes no fee in shares (FACTS.md Part 0, 0.1)
     sim.set_book(yes, bids=[[0.49, 100], [0.48, 100]], asks=[[0.51, 100]])
     size = shares.quantize(D("0.01"), rounding="ROUND_DOWN")
     resp = client.create_and_post_order(OrderArgs(token_id=yes, price=0.30, size=float(size) + 1e-9, side="SELL"),
@@ -81,7 +81,8 @@ def test_resting_tp_fills_when_the_market_rises_through_it(sim, market):
     size = D(str(round(size, 2)))
     usdc_before = D(sim.balances(wallet["address"])["usdc"])
     sim.set_price(yes, 0.60)
-    order = client.get_order(tp["orderID"])
+    assert client.get_order(tp["orderID"]) is None   # filled: the venue forgets it (FACTS.md Part 0, 0.3)
+    order = sim.engine.order_view(tp["orderID"], include_forgotten=True)
     assert order["status"] == "MATCHED" and D(order["size_matched"]) == size
     assert D(sim.balances(wallet["address"])["usdc"]) - usdc_before == size * D("0.57")  # a maker pays no fee
     trades = client.get_trades(TradeParams(asset_id=yes))

@@ -52,6 +52,17 @@ def held(sim, wallet, token) -> D:
     return D(sim.balances(wallet["address"])["tokens"].get(token, "0"))
 
 
+def taker_cost(trades, rate=D("0.02"), exponent=2) -> D:
+    """What a taker BUY's trades cost in USDC on V2: notional + fee (FACTS.md Part 0, 0.1; the sim's default
+    market has fee rate 0.02, exponent 2)."""
+    total = D(0)
+    for t in trades:
+        size, price = D(t["size"]), D(t["price"])
+        total += (size * price).quantize(D("0.000001"), rounding="ROUND_DOWN")
+        total += (size * rate * (price * (1 - price)) ** exponent).quantize(D("0.00001"), rounding="ROUND_DOWN")
+    return total
+
+
 # -- 1. delayed matching ------------------------------------------------------------------------------
 
 
@@ -80,16 +91,16 @@ def test_delayed_market_answers_delayed_and_matches_only_after_the_delay(csim):
     assert usdc(sim, wallet) == 100 and held(sim, wallet, yes) == 0   # balances move only when it matches
 
     clock.advance(0.2)
-    done = client.get_order(oid)   # the next request after the delay matches it
+    assert client.get_order(oid) is None   # the next request after the delay matches it; filled: forgotten
+    done = sim.engine.order_view(oid, include_forgotten=True)
     assert done["status"] == "MATCHED"
     matched = D(done["size_matched"])
     assert matched > 19
-    trades = client.get_trades(TradeParams(asset_id=yes))
+    trades = client.get_trades(TradeParams(asset_id=yes))   # where the venue tells the fills (FACTS 0.3)
     assert trades and all(t["taker_order_id"] == oid and t["trader_side"] == "TAKER" and t["side"] == "BUY"
                           for t in trades)
     assert sum(D(t["size"]) for t in trades) == matched
-    paid = sum((D(t["size"]) * D(t["price"])).quantize(D("0.000001"), rounding="ROUND_DOWN") for t in trades)
-    assert usdc(sim, wallet) == 100 - paid and D("19") < held(sim, wallet, yes) <= matched
+    assert usdc(sim, wallet) == 100 - taker_cost(trades) and held(sim, wallet, yes) == matched
     assert client.get_open_orders(OpenOrderParams(id=oid)) == []
 
 
@@ -102,7 +113,8 @@ def test_delayed_orders_that_find_nothing_are_unmatched_and_crossing_gtc_rests_i
     fak = buy(client, yes, cap=0.55)
     sim.set_price(yes, 0.80)   # the price runs away during the delay
     clock.advance(3)
-    view = client.get_order(fak["orderID"])
+    assert client.get_order(fak["orderID"]) is None   # no longer live: forgotten (FACTS 0.3)
+    view = sim.engine.order_view(fak["orderID"], include_forgotten=True)
     assert view["status"] == "UNMATCHED" and view["size_matched"] == "0"
     assert usdc(sim, wallet) == 200 and client.get_trades() == []
 
@@ -115,7 +127,7 @@ def test_delayed_orders_that_find_nothing_are_unmatched_and_crossing_gtc_rests_i
     clock.advance(3)
     view = client.get_order(gtc["orderID"])
     assert view["status"] == "LIVE" and view["size_matched"] == "10"   # 10 at 0.81, the other 20 rest at 0.82
-    assert usdc(sim, wallet) == 200 - D("8.1")
+    assert usdc(sim, wallet) == 200 - D("8.1") - D("0.00473")   # + its taker fee (10 x 0.02 x (0.81 x 0.19)^2)
 
 
 def test_a_delayed_order_can_be_canceled_before_it_matches(csim):
@@ -126,7 +138,8 @@ def test_a_delayed_order_can_be_canceled_before_it_matches(csim):
     oid = buy(client, yes)["orderID"]
     assert client.cancel_order(OrderPayload(orderID=oid)) == {"canceled": [oid], "not_canceled": {}}
     clock.advance(5)
-    assert client.get_order(oid)["status"] == "CANCELED"
+    assert client.get_order(oid) is None   # cancelled: forgotten (FACTS 0.3)
+    assert sim.engine.order_view(oid, include_forgotten=True)["status"] == "CANCELED"
     assert usdc(sim, wallet) == 100 and client.get_trades() == []
 
 
@@ -165,7 +178,8 @@ def test_sparse_answers_carry_no_amounts(csim):
     sim.set_sparse_answers(True)
     resp = buy(client, yes)
     assert set(resp) == {"success", "orderID", "errorMsg", "status"} and resp["status"] == "matched"
-    assert client.get_order(resp["orderID"])["status"] == "MATCHED"   # the outcome is there to look up
+    assert client.get_order(resp["orderID"]) is None   # filled: forgotten (FACTS 0.3); the trades tell it
+    assert [t["taker_order_id"] for t in client.get_trades()] == [resp["orderID"]]
     sim.set_sparse_answers(False)
     assert "makingAmount" in buy(client, yes)
 
@@ -357,7 +371,8 @@ def test_control_routes_of_the_venue_answers_over_http(csim):
     oid = buy(client, yes)["orderID"]
     clock.advance(2)
     assert requests.post(f"{base}/_sim/advance").json() == {"ok": True}
-    assert sim.engine.order_view(oid)["status"] == "MATCHED"
+    assert sim.engine.order_view(oid) is None
+    assert sim.engine.order_view(oid, include_forgotten=True)["status"] == "MATCHED"
     requests.post(f"{base}/_sim/refusals", json={"next": 1, "message": "Insufficient balance"})
     assert buy(client, yes)["errorMsg"] == "Insufficient balance"
     requests.post(f"{base}/_sim/sparse-answers", json={"on": True})
