@@ -74,6 +74,9 @@ class Harness:
 
     def _wake(self) -> None:
         self.wakes += 1
+        bot = getattr(self, "bot", None)
+        if bot is not None:
+            bot.wake()   # (ends a loop's wait, or a read's retry wait, when the test gave the bot a waker)
 
     def close(self) -> None:
         """Stop the feeds' threads (a harness built with feeds=True)."""
