@@ -383,7 +383,7 @@ def _fills_checked(pos: Position, e: FillsChecked, now: datetime) -> CloseReason
         pos.metrics = {**pos.metrics, "failed_fills": int(pos.metrics.get("failed_fills", 0)) + 1}
         if rec.role == Role.ENTRY and pos.entry_shares <= 0 and pos.sold_shares <= 0 and pos.live_tp is None:
             return CloseReason.ENTRY_UNFILLED   # a buy that never settled: nothing was ever owned
-        if pos.status == S.SETTLING and not is_dust(pos.shares):
+        if pos.status in (S.SETTLING, S.HELD) and not is_dust(pos.shares):
             # Shares came back: sold again (an exit's sale failed), or protected again (a TP's fill failed).
             if rec.role == Role.TP and pos.close_reason == CloseReason.TAKE_PROFIT:
                 pos.close_reason = None
