@@ -321,7 +321,8 @@ class Manager:
         pos = Position(token_id=cand.token_id, condition_id=cand.condition_id, market_id=cand.market_id,
                        question=cand.question, outcome=cand.outcome, exit_mode=mode, status=PositionState.OPENING,
                        tp_price=plan.tp_price, sl_price=plan.sl_price, tick_size=info.tick_size,
-                       min_order_size=info.min_order_size, neg_risk=info.neg_risk, opened_at=now, updated_at=now,
+                       min_order_size=info.min_order_size, neg_risk=info.neg_risk, market_version=cand.version,
+                       opened_at=now, updated_at=now,
                        metrics={"ab_mode": mode.value})
         apply(pos, OrderIntent(Role.ENTRY, plan.max_price, plan.usdc), now)
         self.state.add(pos)

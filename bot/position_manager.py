@@ -100,6 +100,7 @@ class Position(BaseModel):
     tick_size: Decimal = Decimal("0.01")
     min_order_size: Decimal = Decimal("5")
     neg_risk: bool = False
+    market_version: str = "v1"   # Gamma's market version: "v1" (CTF token ids) or "v2" (Protocol V2 position ids)
     sl_order_id: str | None = None  # the seed's field; always None: the SL is watched, never resting
     orders: list[OrderRecord] = Field(default_factory=list)
     exit_price: Decimal | None = None

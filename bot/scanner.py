@@ -46,6 +46,19 @@ class Candidate:
     min_order_size: Decimal
     neg_risk: bool
     end_date: datetime | None
+    version: str = "v1"   # Gamma's market version: "v1" (CTF token ids) or "v2" (Protocol V2 position ids)
+
+
+#: Where each market version keeps its outcome ids (FACTS.md Part 0, 0.8: "choose the ID field by version, even
+#: when both fields are present"; "reject missing or unsupported versions").
+ID_FIELDS = {"v1": "clobTokenIds", "v2": "positionIds"}
+#: The versions this bot's venue client can trade: Protocol V2 markets settle on ExchangeV3 (EIP-712 domain
+#: "3"), which py-clob-client-v2 cannot sign for.
+TRADABLE_VERSIONS = frozenset({"v1"})
+
+
+class UnsupportedMarket(ValueError):
+    """A market the bot must not trade: its version is missing, unknown, or not one its SDK can trade."""
 
 
 def _json_list(raw: object, field: str) -> list[Any]:
@@ -67,13 +80,31 @@ def _parse_date(raw: object) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-def parse_market(raw: dict[str, Any]) -> list[Candidate]:
-    """Both outcome tokens of a Gamma market as candidates; ValueError names a malformed field."""
+def market_version(raw: dict[str, Any], tradable: frozenset[str] = TRADABLE_VERSIONS) -> str:
+    """The market's version, or UnsupportedMarket saying why it is skipped (missing, unknown, not tradable)."""
+    version = raw.get("version")
+    if version is None or version == "":
+        raise UnsupportedMarket("Gamma gives it no version (a market without one is not traded: its outcome ids "
+                                "cannot be told apart)")
+    if str(version) not in ID_FIELDS:
+        raise UnsupportedMarket(f"unknown market version {version!r}")
+    if str(version) not in tradable:
+        raise UnsupportedMarket(f"a Protocol {str(version).upper()} market: the venue client in use cannot trade it")
+    return str(version)
+
+
+def parse_market(raw: dict[str, Any], tradable: frozenset[str] = TRADABLE_VERSIONS) -> list[Candidate]:
+    """Both outcome tokens of a Gamma market as candidates, their ids from the field its version names;
+    UnsupportedMarket when it must not be traded, ValueError naming a malformed field."""
     mid = str(raw.get("id", "?"))
+    try:
+        version = market_version(raw, tradable)
+    except UnsupportedMarket as exc:
+        raise UnsupportedMarket(f"Gamma market {mid}: {exc}") from None
     try:
         outcomes = _json_list(raw.get("outcomes"), "outcomes")
         prices = [to_decimal(p, "outcomePrices") for p in _json_list(raw.get("outcomePrices"), "outcomePrices")]
-        tokens = [str(t) for t in _json_list(raw.get("clobTokenIds"), "clobTokenIds")]
+        tokens = [str(t) for t in _json_list(raw.get(ID_FIELDS[version]), ID_FIELDS[version])]
         if not (len(outcomes) == len(prices) == len(tokens) == 2):
             return []  # not a binary market
         best_bid = raw.get("bestBid")
@@ -95,7 +126,8 @@ def parse_market(raw: dict[str, Any]) -> list[Candidate]:
         raise ValueError(f"Gamma market {mid}: {exc}") from None
     return [Candidate(market_id=mid, condition_id=condition_id, question=question, slug=slug, token_id=tokens[i],
                       outcome=str(outcomes[i]), price=prices[i], spread=spread_d, liquidity=liquidity, volume=volume,
-                      tick_size=tick_size, min_order_size=min_order_size, neg_risk=neg_risk, end_date=end_date)
+                      tick_size=tick_size, min_order_size=min_order_size, neg_risk=neg_risk, end_date=end_date,
+                      version=version)
             for i in (0, 1)]
 
 
@@ -110,6 +142,13 @@ class MarketScanner:
         self.session = session or requests.Session()
         self.max_pages = max_pages
         self.calls_by: Counter[str] = Counter()  # requests sent to Gamma, keyed as the simulator counts them
+        self.tradable = TRADABLE_VERSIONS
+        self._skipped: set[str] = set()   # markets whose skip was logged (once each: a scan runs every minute)
+
+    def _skip_once(self, market_id: str, why: str) -> None:
+        if market_id not in self._skipped:
+            self._skipped.add(market_id)
+            log.info("%s", why)
 
     @classmethod
     def from_config(cls, config: BotConfig, gamma_host: str | None = None, session: requests.Session | None = None,
@@ -192,7 +231,10 @@ class MarketScanner:
             if not raw.get("acceptingOrders", False) or raw.get("closed") or not raw.get("enableOrderBook", True):
                 continue
             try:
-                pair = parse_market(raw)
+                pair = parse_market(raw, self.tradable)
+            except UnsupportedMarket as exc:
+                self._skip_once(str(raw.get("id", "?")), f"Skipping {exc}")
+                continue
             except ValueError as exc:
                 log.warning("Skipping malformed market from GET /markets: %s", exc)
                 continue

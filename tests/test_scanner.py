@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from bot.errors import MalformedResponse, TemporaryVenueError
-from bot.scanner import MarketScanner, parse_market
+from bot.scanner import MarketScanner, UnsupportedMarket, parse_market
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -22,10 +22,10 @@ def gamma_market(mid, yes="0.5", liquidity=5000.0, spread=0.01, days=10, accepti
         "clobTokenIds": json.dumps([f"{mid}1", f"{mid}2"]), "active": True, "closed": False,
         "acceptingOrders": accepting, "enableOrderBook": True, "bestBid": float(yes_d) - spread / 2,
         "bestAsk": float(yes_d) + spread / 2, "spread": spread, "orderPriceMinTickSize": 0.01, "orderMinSize": 5,
-        "negRisk": False,
+        "negRisk": False, "version": "v1",
     }
     m.update(extra)
-    return m
+    return {k: v for k, v in m.items() if v is not None}
 
 
 class FakeSession:
@@ -124,3 +124,26 @@ def test_malformed_market_is_skipped_not_fatal():
     markets = [gamma_market(1, outcomePrices="garbage"), gamma_market(2)]
     scanner = MarketScanner("http://gamma", strategy(), session=FakeSession([markets]))
     assert [c.market_id for c in scanner.candidates(NOW)] == ["2"]
+
+
+# -- market versions (FACTS.md Part 0, 0.8): the id field by version, missing or unknown versions skipped ------
+
+def test_a_protocol_v2_market_takes_its_ids_from_position_ids_even_with_both_fields():
+    raw = gamma_market(5, version="v2", positionIds=["501", "502"])   # clobTokenIds "51", "52" present too
+    with pytest.raises(UnsupportedMarket, match="Gamma market 5: a Protocol V2 market"):
+        parse_market(raw)   # py-clob-client-v2 cannot sign for ExchangeV3: never traded through the V1 path
+    yes, no = parse_market(raw, tradable=frozenset({"v1", "v2"}))
+    assert (yes.token_id, no.token_id, yes.version) == ("501", "502", "v2")
+    yes, _ = parse_market(gamma_market(5))
+    assert (yes.token_id, yes.version) == ("51", "v1")
+
+
+@pytest.mark.parametrize("version,why", [(None, "no version"), ("", "no version"), ("v3", "unknown market version")])
+def test_a_market_without_a_known_version_is_skipped_with_the_reason(version, why, caplog):
+    with pytest.raises(UnsupportedMarket, match=why):
+        parse_market(gamma_market(6, version=version))
+    scanner = MarketScanner("http://gamma", strategy(), session=FakeSession([[gamma_market(6, version=version),
+                                                                             gamma_market(7)]]))
+    with caplog.at_level("INFO", logger="bot.scanner"):
+        found = scanner.candidates(NOW)
+    assert [c.market_id for c in found] == ["7"] and why in caplog.text and "Gamma market 6" in caplog.text

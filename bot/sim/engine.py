@@ -136,6 +136,9 @@ class SimMarket:
     dynamic_tick: bool = False
     base_tick: Decimal = Decimal("0.01")
     fee_rate_bps: str = ""
+    #: Gamma's ``version`` (FACTS.md Part 0, 0.8): "v1" markets trade CTF token ids (``clobTokenIds``), "v2" ones
+    #: (Protocol V2) position ids (``positionIds``); None: Gamma sends no version (the bot must skip it).
+    version: str | None = "v1"
 
     def mid_of(self, token_id: str) -> Decimal:
         return self.yes_mid if token_id == self.token_ids[0] else ONE - self.yes_mid
@@ -347,7 +350,8 @@ class Engine:
 
     def add_market(self, question: str, yes_price=Decimal("0.5"), tick_size="0.01", min_order_size=5,
                    neg_risk=False, volatility=None, end_date=None, fee_rate=None, fee_exponent=None,
-                   liquidity_depth=None, seconds_delay=0, dynamic_tick=False, fee_rate_bps=None) -> SimMarket:
+                   liquidity_depth=None, seconds_delay=0, dynamic_tick=False, fee_rate_bps=None,
+                   version="v1") -> SimMarket:
         with self._operation:
             base_tick = Decimal(str(tick_size))
             tick, mid = self._tick_and_mid(Decimal(str(yes_price)), base_tick, bool(dynamic_tick))
@@ -369,6 +373,7 @@ class Engine:
                 liquidity_depth=int(liquidity_depth) if liquidity_depth else 5,
                 seconds_delay=float(seconds_delay or 0), dynamic_tick=bool(dynamic_tick), base_tick=base_tick,
                 fee_rate_bps="" if fee_rate_bps is None else str(fee_rate_bps),
+                version=None if version is None else str(version),
             )
             self._markets[market.id] = market
             self._by_condition[market.condition_id] = market

@@ -324,6 +324,13 @@ def market_info_json(m: SimMarket) -> dict:
     return info
 
 
+def _decoy_ids(m: SimMarket) -> list[str]:
+    """What a Protocol V2 market's ``clobTokenIds`` hold here: ids the CLOB does not trade for it (FACTS.md Part 0,
+    0.8: "choose the ID field by version, even when both fields are present"), so a client that reads the wrong
+    field is caught at once."""
+    return [str(int(t) ^ (1 << 200)) for t in m.token_ids]
+
+
 def gamma_market_json(engine: Engine, m: SimMarket) -> dict:
     yes, no = m.token_ids
     bid, ask = engine.best_bid(yes), engine.best_ask(yes)
@@ -342,7 +349,8 @@ def gamma_market_json(engine: Engine, m: SimMarket) -> dict:
         "liquidity": dec_str(liquidity.quantize(Decimal("0.0001"))), "volume": dec_str(m.volume),
         "outcomes": json.dumps(list(m.outcomes)),
         "outcomePrices": json.dumps([dec_str(yes_price), dec_str(Decimal(1) - yes_price)]),
-        "clobTokenIds": json.dumps([yes, no]), "active": True, "closed": m.closed, "archived": False,
+        "clobTokenIds": json.dumps([yes, no] if m.version != "v2" else _decoy_ids(m)), "active": True,
+        "closed": m.closed, "archived": False,
         "acceptingOrders": m.accepting_orders, "enableOrderBook": True, "questionID": m.question_id,
         "liquidityNum": float(liquidity), "volumeNum": float(m.volume), "volume24hr": float(m.volume),
         "bestBid": float(bid) if bid is not None else None, "bestAsk": float(ask) if ask is not None else None,
@@ -353,6 +361,8 @@ def gamma_market_json(engine: Engine, m: SimMarket) -> dict:
         "negRisk": m.neg_risk, "makerBaseFee": 0, "takerBaseFee": 0, "feesEnabled": m.fee_rate > 0,
         **({"secondsDelay": int(m.seconds_delay) if m.seconds_delay == int(m.seconds_delay) else m.seconds_delay}
            if m.seconds_delay > 0 else {}),
+        **({"version": m.version} if m.version is not None else {}),
+        **({"positionIds": [yes, no]} if m.version == "v2" else {}),
     }
 
 
