@@ -328,11 +328,14 @@ class ExitProtocol:
         self.save()
         if not pos.is_active or is_dust(pos.shares) or held + BALANCE_TOLERANCE >= pos.shares:
             return held
-        if unconfirmed(pos):   # a buy that never settled shows as missing shares: its trades decide first
-            log.warning("Account shows %s of %s's %s shares while a fill of it is not settled yet; waiting for the "
-                        "venue's trades", fmt(held), pos.id, fmt(pos.shares))
-            self._back_off(pos, now, "unsettled")
-            return None
+        if unconfirmed(pos):   # a buy that never settled shows as missing shares: its trades decide, not this read
+            log.warning("Account shows %s of %s's %s shares while a fill of it is not settled yet: no verdict until "
+                        "the venue's trades say; %s", fmt(held), pos.id, fmt(pos.shares),
+                        "selling what the account holds" if not is_dust(held) else "waiting")
+            if is_dust(held):
+                self._back_off(pos, now, "unsettled")
+                return None
+            return held   # (the sale is sized from what the account holds: never more)
         # Right after a buy the venue's balance cache lags: a shortfall is retried (with a refreshed
         # balance and backoff) before it is taken to mean the shares are really gone.
         seen = pos.balance_shortfalls

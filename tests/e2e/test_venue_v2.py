@@ -315,3 +315,23 @@ def test_a_delayed_tp_that_cannot_be_cancelled_is_waited_for_never_sold_around(c
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
     assert held(h, yes) < D("0.01") and h.venue_balances()["open_orders"] == 0
     assert abs((usdc(h) - start) - pos.realized_pnl) <= PNL_TOLERANCE
+
+
+def test_a_stop_loss_on_a_buy_that_never_settled_waits_for_its_trades_not_a_verdict(csim, tmp_path):
+    """The shares of a buy whose trades have not settled are missing from the account: no "sold by hand"
+    verdict, no sale of shares that are not there; the failed trades close it as unfilled."""
+    m = csim.create_market("Will it rain?", yes_price=0.5, volatility=0)
+    h = Harness(csim, tmp_path, trading__use_concurrent_orders=False)
+    start = usdc(h)
+    csim.ghost_fills(1, fail_after_s=20)
+    h.loop()
+    h.no_new_trades()
+    pos = only(h.positions)
+    csim.set_price(m["token_ids"][0], 0.40)
+    for _ in range(4):
+        h.loop(advance=3)
+        assert pos.status == PositionState.EXITING and "shares_left_outside" not in pos.metrics
+        assert pos.sold_shares == 0
+    h.loop(4, advance=5)
+    assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.ENTRY_UNFILLED
+    assert pos.realized_pnl == 0 and usdc(h) == start and not h.bot.state.paused
