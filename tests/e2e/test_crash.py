@@ -2,9 +2,12 @@
 (an order's id saved but the order not sent, after the buy before its save, after the TP before its save,
 after the TP cancel, before and after the exit sell; in the default run) and with SIGKILL at random moments
 (the soak, marked slow; ``CRASH_TEST_KILLS`` sizes it, e.g. 200 nightly), restarted each time, while the venue
-refuses some orders and cancels. Afterwards nothing is open or held that no position knows, nothing was bought
-twice, every position's shares equal the venue's balance, nothing needs a person, and the books are the
-wallet's."""
+refuses some orders and cancels. With ``v2`` the venue also does what CLOB V2 does only sometimes (FACTS.md Part 0),
+switched on through ``POST /_sim/faults`` before each run: ghost fills (matched, never settled, FAILED a moment
+later) and now and then a balance lock (every order refused for "balance" while the balance reads right).
+Afterwards nothing is open or held that no position knows, nothing was bought twice, every position's shares equal
+the venue's balance, no position still waits for trades the venue has settled or failed, nothing needs a person,
+and the books are the wallet's."""
 from __future__ import annotations
 
 import json
@@ -49,11 +52,23 @@ def write_config(path: Path, tmp: Path, urls: dict, scan_seconds: float, loop_se
     }))
 
 
+def v2_faults(rng: random.Random, i: int) -> dict:
+    """What the venue does during run ``i`` (keys of POST /_sim/faults; the HTTP faults stay as they are): the
+    next one or two executions are ghost fills failing after 0-2 s, and every third run starts in a balance lock of
+    1-3 s (the sim runs on the real clock here: that is 4 to 30 of the bot's loops)."""
+    faults: dict = {"ghost_fills": rng.choice([1, 2]), "ghost_fail_s": rng.choice([0, 1, 2])}
+    if i % 3 == 1:
+        faults["balance_lock_s"] = rng.choice([1, 2, 3])
+    return faults
+
+
 def crash_session(tmp_path: Path, points: list[str], kills: int, wind_down: int = 60,
-                  loop_seconds: float = 0.25) -> None:
+                  loop_seconds: float = 0.25, v2: bool = False) -> None:
     """Run the bot again and again, each run killed at its crash point (``points``, in order) or, after
-    those, at a random moment (``kills`` runs); then wind down and check everything."""
+    those, at a random moment (``kills`` runs); then wind down and check everything. ``v2``: ghost fills and
+    balance locks too (``v2_faults``)."""
     rng = random.Random(20261124)
+    v2_rng = random.Random(20261204)   # its own draws: the kill moments stay those of the run without
     sim = subprocess.Popen([sys.executable, "-m", "bot.sim", "--markets", "6", "--seed", "4", "--volatility", "0.01"],
                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -74,6 +89,8 @@ def crash_session(tmp_path: Path, points: list[str], kills: int, wind_down: int 
             run_env = dict(env)
             if i < len(points):
                 run_env["BOT_CRASHPOINTS"] = points[i]
+            if v2:
+                requests.post(f"{urls['clob_url']}/_sim/faults", json=v2_faults(v2_rng, i)).raise_for_status()
             bot = subprocess.Popen([sys.executable, "main_bot.py", "--config", str(config)], cwd=ROOT, env=run_env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:   # a crash point ends the run itself (exit 137); a random kill comes after 1-4 s
@@ -86,7 +103,10 @@ def crash_session(tmp_path: Path, points: list[str], kills: int, wind_down: int 
             done_kills += 1
         assert reached == points, f"crash points never reached: {sorted(set(points) - set(reached))}"
         # Wind down: a calm venue, no new entries; the bot reconciles and lets every exit finish.
-        requests.post(f"{urls['clob_url']}/_sim/faults", json={"rate": 0})
+        requests.post(f"{urls['clob_url']}/_sim/faults", json={"rate": 0}).raise_for_status()
+        if v2:   # (the ghost fills still due FAIL as drawn)
+            requests.post(f"{urls['clob_url']}/_sim/faults", json={"ghost_fills": 0, "balance_lock_s": 0}
+                          ).raise_for_status()
         write_config(config, tmp_path, urls, scan_seconds=10**9, loop_seconds=loop_seconds)
         done = subprocess.run([sys.executable, "main_bot.py", "--config", str(config), "--loops", str(wind_down)],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
@@ -99,11 +119,15 @@ def crash_session(tmp_path: Path, points: list[str], kills: int, wind_down: int 
         balances = requests.get(f"{urls['clob_url']}/_sim/balances", params={"address": acct.address}).json()
         result = invariants.check(state, balances, invariants.venue_view(urls["clob_url"], key, acct.address))
         lifecycles = sum(1 for p in state.all_positions() if p.entry_shares > 0)
-        print(f"crash test: kills={done_kills} lifecycles={lifecycles} orphans={result['orphan_orders']}+"
-              f"{result['orphan_shares']} duplicates={result['duplicates']} mismatches={result['mismatches']}")
+        print(f"crash test{' (v2 faults)' if v2 else ''}: kills={done_kills} lifecycles={lifecycles} "
+              f"orphans={result['orphan_orders']}+{result['orphan_shares']} duplicates={result['duplicates']} "
+              f"mismatches={result['mismatches']} settling={result['settling']} failed_trades="
+              f"{result['failed_trades']}")
         assert lifecycles >= (10 if kills else 3)
-        assert (result["orphan_orders"], result["orphan_shares"], result["duplicates"], result["mismatches"]) == \
-            (0, 0, 0, 0), result["details"]
+        assert (result["orphan_orders"], result["orphan_shares"], result["duplicates"], result["mismatches"],
+                result["settling"], result["unconfirmed"]) == (0, 0, 0, 0, 0, 0), result["details"]
+        if v2:
+            assert result["failed_trades"] >= 1, "no ghost fill ever matched: the V2 faults were not in play"
         # Nothing here is a reason for a person: no position needs attention, the bot never paused itself.
         assert not [p.id for p in state.all_positions() if p.status.value == "needs_attention"], \
             [(p.id, p.attention_reason) for p in state.all_positions() if p.attention_reason]
@@ -120,10 +144,11 @@ def crash_session(tmp_path: Path, points: list[str], kills: int, wind_down: int 
         sim.wait(timeout=10)
 
 
-def test_each_named_crash_point_loses_nothing(tmp_path):
-    crash_session(tmp_path, CRASH_POINTS, kills=0, wind_down=40, loop_seconds=0.1)
+@pytest.mark.parametrize("v2", [False, True], ids=["venue", "v2_faults"])
+def test_each_named_crash_point_loses_nothing(tmp_path, v2):
+    crash_session(tmp_path, CRASH_POINTS, kills=0, wind_down=40, loop_seconds=0.1, v2=v2)
 
 
 @pytest.mark.slow
 def test_sigkill_at_random_moments_loses_nothing(tmp_path):
-    crash_session(tmp_path, CRASH_POINTS * 2, kills=KILLS)
+    crash_session(tmp_path, CRASH_POINTS * 2, kills=KILLS, v2=True)

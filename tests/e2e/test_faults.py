@@ -1,4 +1,7 @@
-"""An hour of simulated trading with 10% of requests failing: no crash, nothing lost, no double sell."""
+"""An hour of simulated trading with 10% of requests failing: no crash, nothing lost, no double sell; and the same
+hour with CLOB V2's own faults on top (FACTS.md Part 0): ghost fills (matched, never settled, FAILED a few seconds
+later) every few minutes and now and then a balance lock (every order refused for "balance" while the balance reads
+right)."""
 from __future__ import annotations
 
 import logging
@@ -18,10 +21,20 @@ from main_bot import Bot
 from tests.e2e import invariants
 
 
-@pytest.mark.parametrize("feeds", [False, True], ids=["rest", "feeds"])
-def test_an_hour_with_ten_percent_faults(tmp_path, caplog, feeds):
+def v2_faults(sim: SimExchange, i: int) -> None:
+    """At step ``i`` (10 s each): every 3 minutes the next one or two executions are ghost fills failing after 0-3 s;
+    every 10 minutes a balance lock of 15, 30 or 60 s."""
+    if i % 18 == 5:
+        sim.ghost_fills(1 + i % 2, fail_after_s=(i // 18) % 4)
+    if i % 60 == 40:
+        sim.balance_lock((15, 30, 60)[(i // 60) % 3])
+
+
+@pytest.mark.parametrize("feeds,v2", [(False, False), (True, False), (False, True), (True, True)],
+                         ids=["rest", "feeds", "rest-v2_faults", "feeds-v2_faults"])
+def test_an_hour_with_ten_percent_faults(tmp_path, caplog, feeds, v2):
     """With ``feeds``: the push feeds on too, their connections dropped every few minutes (events between loops
-    handled as the run loop would after a wake)."""
+    handled as the run loop would after a wake). With ``v2``: ghost fills and balance locks too (``v2_faults``)."""
     clock = SimulatedClock(start=1_800_000_000)
     with SimExchange(seed=11, clock=clock, markets=6, default_volatility="0.004") as sim:
         wallet = sim.new_wallet(usdc=200)
@@ -45,7 +58,11 @@ def test_an_hour_with_ten_percent_faults(tmp_path, caplog, feeds):
         pushed.start() if pushed else None
         sim.set_faults(0.10, statuses=[429, 425, 500, 503], seed=7)
 
+        venue_faults = v2
+
         def step(i: int) -> None:
+            if venue_faults:
+                v2_faults(sim, i)
             bot.run_guarded()
             clock.advance(10)
             if pushed is not None:
@@ -59,6 +76,9 @@ def test_an_hour_with_ten_percent_faults(tmp_path, caplog, feeds):
                 for i in range(360):
                     step(i)
                 sim.set_faults(0)
+                venue_faults = False   # the wind down: a calm venue (ghost fills still due FAIL as drawn)
+                sim.ghost_fills(0)
+                sim.balance_lock(0)
                 bot.config = with_overrides(bot.config, strategy__scan_interval_seconds=10**9)   # wind down
                 for i in range(120):
                     step(i)
@@ -74,13 +94,28 @@ def test_an_hour_with_ten_percent_faults(tmp_path, caplog, feeds):
             assert p.sold_shares <= p.entry_shares + D("0.01"), f"{p.id} sold more than it bought"
         result = invariants.check(bot.state, sim.balances(wallet["address"]),
                                   invariants.venue_view(sim.clob_url, wallet["private_key"], wallet["address"]))
-        assert (result["orphan_orders"], result["orphan_shares"], result["duplicates"], result["mismatches"]) == \
-            (0, 0, 0, 0), result["details"]
-        assert not any(p.status == PositionState.NEEDS_ATTENTION for p in positions)
+        assert (result["orphan_orders"], result["orphan_shares"], result["duplicates"], result["mismatches"],
+                result["settling"], result["unconfirmed"]) == (0, 0, 0, 0, 0, 0), result["details"]
+        assert not any(p.status == PositionState.NEEDS_ATTENTION for p in positions), \
+            [(p.id, p.attention_reason) for p in positions if p.attention_reason]
+        assert not bot.state.paused, bot.state.pause_reason
+        # nobody but the bot trades this account: no shares left it outside the bot
+        assert not [p.id for p in positions if p.close_reason and p.close_reason.value == "sold_outside"]
+        # the books are the wallet's (as in the crash test)
+        cash = D(sim.balances(wallet["address"])["usdc"]) - D(200)
+        booked = sum((p.exit_proceeds - p.entry_cost for p in positions), D(0))
+        assert abs(cash - booked) <= D("0.001") * max(1, len(positions)), (str(cash), str(booked))
+        if v2:   # the V2 faults were really in play, and the bot saw them as such
+            assert result["failed_trades"] >= 3, result["failed_trades"]
+            assert "matched but the venue's trades FAILED" in caplog.text or "FAILED on the venue" in caplog.text
+            assert "the sum of matched orders exceeds the balance" in caplog.text   # an order refused by a lock
         triggers = [p.metrics.get("trigger_source") for p in closed]
         if pushed is not None:
             assert pushed.stats()["reconnects"] >= 5, pushed.stats()   # (a drop may find nothing held)
             assert triggers.count("push") >= 3, triggers
-        print(f"feeds={feeds} triggers push/poll={triggers.count('push')}/{triggers.count('poll')} faults={faults} "
+        print(f"feeds={feeds} v2={v2} failed_trades={result['failed_trades']} "
+              f"lock_refusals={caplog.text.count('the sum of matched orders')} "
+              f"locks_declared={caplog.text.count('BALANCE LOCK')} "
+              f"triggers push/poll={triggers.count('push')}/{triggers.count('poll')} faults={faults} "
               f"requests={sim.request_counts()['total']} lifecycles={len(closed)} "
               f"reasons={sorted({p.close_reason.value for p in closed})} read_retries={venue.retries}")
