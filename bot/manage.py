@@ -508,7 +508,7 @@ class Manager:
 
     def settle(self, now: datetime, meter: CallMeter | None = None) -> None:
         """Fills whose trades the venue has not settled yet (a match is not a settlement: FACTS.md Part 0, 0.2)
-        are checked in ONE read of the account's trades: settled, they are confirmed (a position waiting in
+        are checked from the account's trades (one read per token, together): settled, they are confirmed (a position waiting in
         ``settling`` closes); FAILED, what they booked is taken back (the shares come back under protection, a
         sale is sold again, a buy that never settled closes as entry_unfilled). A new fill is checked at once,
         the others at most every SETTLE_CHECK_SECONDS."""
@@ -541,16 +541,17 @@ class Manager:
             f = fills.get(rec.order_id or "")
             if f is None:
                 continue
-            before, status = pos.shares, pos.status
+            before, status, failed_before = pos.shares, pos.status, rec.failed
             apply(pos, FillsChecked(rec.order_id or "", f.filled_shares, f.usdc, f.fee, f.failed_shares, f.confirmed),
                   now)
-            if f.failed_shares > 0 and pos.shares > before:
+            newly_failed = f.failed_shares > failed_before
+            if newly_failed and pos.shares > before:
                 note = (f"{rec.role.value} order {(rec.order_id or '')[:18]} of {pos.id}: {fmt(f.failed_shares)} "
                         f"shares matched but the venue's trades FAILED (a match is not a settlement): taken back, "
                         f"{fmt(pos.shares)} shares held again, {pos.status.value}")
                 log.warning("%s", note)
                 self.alerter.send("failed_fill", note)
-            elif f.failed_shares > 0:
+            elif newly_failed:
                 log.warning("%s order %s of %s: %s shares matched but FAILED on the venue: not booked (%s)",
                             rec.role.value, (rec.order_id or "")[:18], pos.id, fmt(f.failed_shares), pos.status.value)
             if status == PositionState.SETTLING and pos.status == PositionState.CLOSED:

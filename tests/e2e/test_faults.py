@@ -38,6 +38,7 @@ def test_an_hour_with_ten_percent_faults(tmp_path, caplog, feeds, v2):
     clock = SimulatedClock(start=1_800_000_000)
     with SimExchange(seed=11, clock=clock, markets=6, default_volatility="0.004") as sim:
         wallet = sim.new_wallet(usdc=200)
+        start_usdc = D(sim.balances(wallet["address"])["usdc"])
         config = BotConfig.model_validate({
             "bot": {"dry_run": False, "loop_interval_seconds": 10, "positions_file": str(tmp_path / "p.json"),
                     "log_file": None},
@@ -102,7 +103,7 @@ def test_an_hour_with_ten_percent_faults(tmp_path, caplog, feeds, v2):
         # nobody but the bot trades this account: no shares left it outside the bot
         assert not [p.id for p in positions if p.close_reason and p.close_reason.value == "sold_outside"]
         # the books are the wallet's (as in the crash test)
-        cash = D(sim.balances(wallet["address"])["usdc"]) - D(200)
+        cash = D(sim.balances(wallet["address"])["usdc"]) - start_usdc
         booked = sum((p.exit_proceeds - p.entry_cost for p in positions), D(0))
         assert abs(cash - booked) <= D("0.001") * max(1, len(positions)), (str(cash), str(booked))
         if v2:   # the V2 faults were really in play, and the bot saw them as such
