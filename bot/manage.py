@@ -509,9 +509,9 @@ class Manager:
     def settle(self, now: datetime, meter: CallMeter | None = None) -> None:
         """Fills whose trades the venue has not settled yet (a match is not a settlement: FACTS.md Part 0, 0.2)
         are checked from the account's trades (one read per token, together): settled, they are confirmed (a
-        position waiting in ``settling`` closes); FAILED, what they booked is taken back (the shares come back under protection, a
-        sale is sold again, a buy that never settled closes as entry_unfilled). A new fill is checked at once,
-        the others at most every SETTLE_CHECK_SECONDS."""
+        position waiting in ``settling`` closes); FAILED, what they booked is taken back (the shares come back
+        under protection, a sale is sold again, a buy that never settled closes as entry_unfilled). A new fill is
+        checked at once, the others at most every SETTLE_CHECK_SECONDS."""
         todo: dict[str, str] = {}
         waiting: list[Position] = []
         since: float | None = None
