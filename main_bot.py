@@ -69,12 +69,13 @@ class Bot:
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.time(), tz=UTC)
 
-    def save(self, move_closed: bool = False) -> None:
-        """Save the state; ``move_closed``: positions that closed leave the state file for the history first
-        (bot/history.py), so the loop's work stays in the number of active positions."""
+    def save(self, move_closed: bool = False, measurements: bool = False) -> None:
+        """Save what changed; ``move_closed``: positions that closed leave the state file for the history first
+        (bot/history.py), so the loop's work stays in the number of active positions; ``measurements``: with the
+        counters and metrics too (else at most every METRICS_FLUSH_SECONDS)."""
         stamp(self.state, self.venue_kind, self.wallet)
         if not (move_closed and self.store.move_closed(self.state)):   # (moving them saves the rest)
-            self.store.save(self.state)
+            self.store.save(self.state, measurements)
 
     def delay_scan(self, now_too: bool = False) -> None:
         """The next scan for a new market waits a full scan interval from now (``now_too``: scan next loop)."""
@@ -118,7 +119,7 @@ class Bot:
             getattr(self.venue, "interruptible", lambda waker: None)(None)
             self._waker.close()
             self._waker = None
-        self.save(move_closed=True)
+        self.save(move_closed=True, measurements=True)
         log.info("Bot stopped after %d loop(s)", self.loops_done)
         return 0
 
@@ -183,7 +184,7 @@ class Bot:
         """Metrics and counters are written at most every METRICS_FLUSH_SECONDS (positions: where they change)."""
         t = self.clock.time()
         if self._last_flush is None or t - self._last_flush >= METRICS_FLUSH_SECONDS:
-            self.save()
+            self.save(measurements=True)
             self._last_flush = t
 
     def _reconcile(self, now: datetime) -> None:

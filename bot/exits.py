@@ -167,14 +167,14 @@ def book_own_orders(pos: Position, venue: Venue, now: datetime) -> list[str]:
             trades = book_gone_tp(pos, venue, order_id, now) if rec.state == RecordState.LIVE else \
                 gone_tp_trades(pos, venue, order_id)
             checked.append(f"TP {order_id[:12]}: not live, {fmt(trades.filled_shares)} filled by its trades")
-            if not pos.is_active:
+            if not pos.trading:
                 return checked
             continue
         final = state.status not in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING)
         book_tp(pos, venue, order_id, state.filled_size, state.price or pos.tp_price or Decimal(0), now,
                 final=final and rec.state == RecordState.LIVE)
         checked.append(f"TP {order_id[:12]}: {state.status.value}, {fmt(state.filled_size)} filled")
-        if not pos.is_active:
+        if not pos.trading:
             return checked
     if pos.pending is not None and pos.pending.role == Role.EXIT:
         resolve_exit_sell(pos, venue, now)
@@ -232,7 +232,7 @@ class ExitProtocol:
             return   # the last sell's outcome is not known yet: never send another before it is
         if looked_up:
             self.save()   # (nothing to write otherwise: a save costs milliseconds on the way to a stop-loss)
-        if not pos.is_active:
+        if not pos.trading:
             return
         self._keep_protecting(pos, book.best_bid if book else None, now)
         if pos.retry_at is not None and now.timestamp() < pos.retry_at:
@@ -240,7 +240,7 @@ class ExitProtocol:
         info = venue.get_market_info(pos.token_id, pos.condition_id)
         if pos.tp_order_id and not self.retire_tp(pos, now):
             return
-        if not pos.is_active:
+        if not pos.trading:
             return   # the TP won the race: it closed as a take-profit
         if is_dust(pos.shares):
             self._close(pos, now)
@@ -326,7 +326,7 @@ class ExitProtocol:
             return held
         checked = book_own_orders(pos, venue, now)
         self.save()
-        if not pos.is_active or is_dust(pos.shares) or held + BALANCE_TOLERANCE >= pos.shares:
+        if not pos.trading or is_dust(pos.shares) or held + BALANCE_TOLERANCE >= pos.shares:
             return held
         if unconfirmed(pos):   # a buy that never settled shows as missing shares: its trades decide, not this read
             log.warning("Account shows %s of %s's %s shares while a fill of it is not settled yet: no verdict until "
@@ -347,7 +347,7 @@ class ExitProtocol:
             return None
         self.shrink(pos, held, f"checked: balance refreshed {seen + 1} times; "
                                f"{'; '.join(checked) or 'no orders of its own'}", now)
-        return held if pos.is_active else None
+        return held if pos.trading else None
 
     def shrink(self, pos: Position, held: Decimal, checked: str, now: datetime) -> None:
         """Shares left the account outside the bot: the position keeps what the account holds (booked at cost,
@@ -364,7 +364,7 @@ class ExitProtocol:
                    held: Decimal | None = None) -> tuple[Decimal, Decimal] | None:
         """(size, worst price) of the exit sell to send now, or None when none is (closed, held, backing off)."""
         held = self._shortfall(pos, now, held)
-        if held is None or not pos.is_active:
+        if held is None or not pos.trading:
             return None
         if is_dust(pos.shares):
             self._close(pos, now)
@@ -492,7 +492,7 @@ class ExitProtocol:
         try:
             ready: list[tuple[Position, Book | None]] = []
             for pos, book in items:
-                if not resolve_exit_sell(pos, venue, now) or not pos.is_active:
+                if not resolve_exit_sell(pos, venue, now) or not pos.trading:
                     continue   # the last sell's outcome is not known yet: never send another before it is
                 self._keep_protecting(pos, book.best_bid if book else None, now)
                 if pos.retry_at is not None and now.timestamp() < pos.retry_at:
@@ -507,10 +507,10 @@ class ExitProtocol:
                 self._retire_tps(with_tp, now)
                 save()
                 crashpoint("after_cancel")
-            left = [(p, b) for p, b in ready if p.is_active and not p.tp_order_id]
+            left = [(p, b) for p, b in ready if p.trading and not p.tp_order_id]
             for pos in [p for p, _ in left if is_dust(p.shares)]:
                 self._close(pos, now)
-            left = [(p, b) for p, b in left if p.is_active]
+            left = [(p, b) for p, b in left if p.trading]
             # The venue's balance cache lags a fresh fill by seconds: refreshed only for a recent entry or a
             # shortfall seen before (a stale read elsewhere is refused by the venue and retried, never lost).
             held = self._each(lambda p: venue.token_balance(p.token_id, refresh=self.refresh_balance(p, now)),
@@ -521,7 +521,7 @@ class ExitProtocol:
                 if self._failed(pos, h, "balance") or not isinstance(info, MarketInfo) or isinstance(h, VenueError):
                     continue
                 plan = self._plan_sell(pos, info, book, now, h)
-                if plan is not None and pos.is_active:
+                if plan is not None and pos.trading:
                     sells.append((pos, plan[0], plan[1], info))
             if not sells:
                 return

@@ -412,7 +412,7 @@ class Manager:
         if new <= 0:
             return
         self.save()
-        if pos.is_active:
+        if pos.trading:
             log.info("TP %s of %s partly filled (user channel): %s shares left", told.order_id[:18], pos.id,
                      fmt(pos.shares))
         else:
@@ -573,19 +573,19 @@ class Manager:
             if out.exists:
                 order_id = rec.order_id
                 apply(pos, TpResting(order_id), now)
-                if out.filled_shares > 0 and pos.is_active:
+                if out.filled_shares > 0 and pos.trading:
                     book_tp(pos, self.venue, order_id, out.filled_shares, pos.tp_price or Decimal(0), now,
                             final=not out.resting)
                 self.save()
                 log.warning("TP %s of %s was placed although its answer was lost: adopted", order_id[:18], pos.id)
-                return pos.is_active
+                return pos.trading
         apply(pos, OrderNotPlaced("never placed"), now)
         log.info("TP of %s was never placed; placing it now", pos.id)
         if pos.status == PositionState.OPEN and pos.exit_mode == ExitMode.LIMIT_ORDERS:
             self.arm_tp(pos, now)
         else:
             self.save()
-        return pos.is_active
+        return pos.trading
 
     def fall_back(self, pos: Position, why: str, now: datetime) -> None:
         log.warning("Limit orders failed, using legacy monitoring (%s): %s", pos.id, why)
@@ -708,7 +708,7 @@ class Manager:
             if pos.tp_order_id and not self.exits.retire_tp(pos, now):
                 out.append(f"{pos.id}: TP still open after the cancel; try again")
                 continue
-            if not pos.is_active:
+            if not pos.trading:
                 out.append(f"{pos.id}: its TP had filled: closed with pnl ${fmt(pos.realized_pnl, 2)}")
             elif pos.status in (PositionState.OPEN, PositionState.NEEDS_ATTENTION):
                 apply(pos, FellBack("converted to monitor by the user"), now)

@@ -44,6 +44,14 @@ class CallMeter:
     def __init__(self, sources, state: BotState):
         self.sources = list(sources)  # objects with api_calls(): the venue, the Gamma scanner
         self.state = state
+        # The counts as last seen and their sum: a block that sent nothing (most positions, most loops) costs one
+        # sum per source, not a copy of every source's counts.
+        self._known: Counter | None = None
+        self._known_total = -1.0
+
+    def _total(self) -> float:
+        return sum(s.api_calls_total() if hasattr(s, "api_calls_total") else sum(s.api_calls().values())
+                   for s in self.sources)
 
     def snapshot(self) -> Counter:
         """Requests sent so far by every source, by endpoint."""
@@ -56,15 +64,22 @@ class CallMeter:
     def attribute(self, positions: Iterable[Position] | Position | None, now: datetime) -> Iterator[None]:
         """Everything the venue is asked inside the block is charged to ``positions`` (shared equally),
         or to the shared bucket when there are none."""
-        before = self.snapshot()
+        total = self._total()
+        if self._known is None or total != self._known_total:
+            self._known, self._known_total = self.snapshot(), total
+        before = self._known
         try:
             yield
         finally:
-            delta = self.snapshot() - before
-            if delta:
-                if isinstance(positions, Position):
-                    positions = [positions]
-                self.charge(list(positions or []), delta, now)
+            total = self._total()
+            if total != self._known_total:
+                after = self.snapshot()
+                self._known, self._known_total = after, total
+                delta = after - before
+                if delta:
+                    if isinstance(positions, Position):
+                        positions = [positions]
+                    self.charge(list(positions or []), delta, now)
 
     def charge(self, positions: list[Position], delta: Counter, now: datetime) -> None:
         hour = now.strftime("%Y-%m-%dT%H:00")
@@ -78,6 +93,7 @@ class CallMeter:
         for pos in positions:
             # in place: re-assigning would re-validate the model for every position on every loop
             calls = pos.metrics.setdefault("api_calls", {})
+            pos.measured()
             bucket = by_hour.setdefault(pos.exit_mode.value, {})
             for endpoint, n in delta.items():
                 _add(calls, kind_of(endpoint), n * share)

@@ -149,11 +149,65 @@ class Position(BaseModel):
                 data["metrics"] = {k: v for k, v in metrics.items() if k not in old_keys}
         return data
 
+    # What is derived from the fields, kept until a field changes (``__setattr__``, ``changed``): the loop reads a
+    # position's quantities dozens of times and saves every loop, but a position changes far less often.
+    _quantities: Quantities | None = PrivateAttr(default=None)
+    _line: str | None = PrivateAttr(default=None)
+    _dump: dict | None = PrivateAttr(default=None)   # what the line is made of (``to_dict``)
+    _live_tp: OrderRecord | None | bool = PrivateAttr(default=False)   # False: not looked for since the last change
+    _measured: bool = PrivateAttr(default=False)   # metrics changed in place since the line was made
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name[0] != "_":
+            self.changed()
+
+    def __eq__(self, other: object) -> bool:   # (the caches above are not part of what a position is)
+        if not isinstance(other, Position):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None   # type: ignore[assignment]  # mutable, as pydantic models are
+
+    def changed(self) -> None:
+        """Forget the quantities and the serialised line derived from the fields: called on every assignment, and
+        by whoever changes a field in place (a record of ``orders``, the ``metrics`` dict)."""
+        private = self.__pydantic_private__
+        if private is not None:
+            private["_quantities"] = private["_line"] = private["_dump"] = None
+            private["_live_tp"] = False   # (None is a valid answer: no TP rests)
+
+    def measured(self) -> None:
+        """Its ``metrics`` (measurements only) changed in place: written with the next save that asks for fresh
+        measurements (at most every minute), or with the next change of the position itself."""
+        self.__pydantic_private__["_measured"] = True   # type: ignore[index]
+
+    def json_line(self, fresh: bool = False) -> str:
+        """The position as one line of JSON (the state file's form), serialised once per change; ``fresh``: with
+        the measurements taken since too (only the metrics are written again: they are JSON already)."""
+        private = self.__pydantic_private__
+        assert private is not None
+        line = private["_line"]
+        if line is None or (fresh and private["_measured"]):
+            dump = private["_dump"]
+            if dump is None:
+                dump = private["_dump"] = self.to_dict()
+            else:
+                dump["metrics"] = self.metrics
+            line = private["_line"] = json.dumps(dump)
+            private["_measured"] = False
+        return line
+
     # -- derived from the order records (bot/orders.py), the one source of quantities ---------------
 
     @property
     def _q(self) -> Quantities:
-        return quantities(self.orders)
+        private = self.__pydantic_private__
+        assert private is not None
+        q = private["_quantities"]
+        if q is None:
+            q = private["_quantities"] = quantities(self.orders)
+        return q
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -216,7 +270,12 @@ class Position(BaseModel):
 
     @property
     def live_tp(self) -> OrderRecord | None:
-        return next((r for r in reversed(self.orders) if r.role == Role.TP and r.state == RecordState.LIVE), None)
+        private = self.__pydantic_private__
+        assert private is not None
+        if private["_live_tp"] is False:
+            private["_live_tp"] = next((r for r in reversed(self.orders) if r.role == Role.TP
+                                        and r.state == RecordState.LIVE), None)
+        return private["_live_tp"]
 
     @property
     def pending(self) -> OrderRecord | None:
@@ -275,6 +334,11 @@ class Position(BaseModel):
     @property
     def is_active(self) -> bool:
         return self.status != PositionState.CLOSED
+
+    @property
+    def trading(self) -> bool:
+        """Not closed, and not waiting for the venue to settle its last fills (``settling``: nothing left to sell)."""
+        return self.status not in (PositionState.CLOSED, PositionState.SETTLING)
 
     def age_hours(self, now: datetime) -> float:
         """Real elapsed hours since opening (total seconds, not timedelta.hours, which ignores days)."""
@@ -419,6 +483,7 @@ class BotState(BaseModel):
     pause_reason: str | None = None
     counters: dict = Field(default_factory=dict)  # free-form running counters (API calls per hour, ...)
     _history: History | None = PrivateAttr(default=None)
+    _counters_json: str | None = PrivateAttr(default=None)
 
     @property
     def history(self) -> History | None:
@@ -493,26 +558,33 @@ class BotState(BaseModel):
     def holds_market(self, condition_id: str) -> bool:
         return any(p.condition_id == condition_id for p in self.active_positions())
 
-    def to_dict(self) -> dict[str, Any]:
+    def _head(self) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
-            "positions": [p.to_dict() for p in self.positions],
             "blacklist": {cid: until.isoformat() for cid, until in self.blacklist.items()},
             "paused": self.paused,
             "pause_reason": self.pause_reason,
-            # A copy, not the live dict: PositionStore.save compares this snapshot with the last one written,
-            # and a shared reference would compare the counters with themselves (never written on their own).
-            "counters": json.loads(json.dumps(self.counters)),
+            "counters": self.counters,
         }
 
+    def to_dict(self) -> dict[str, Any]:
+        head = self._head()
+        return {**head, "positions": [p.to_dict() for p in self.positions],
+                "counters": json.loads(json.dumps(self.counters))}   # (a copy, not the live dict)
 
-def _render(data: dict) -> str:
-    """The state file's text: one position per line. Readable, diffable, and written by the C JSON encoder
-    (``indent=`` would switch to the pure-Python one, the bot's main CPU cost with hundreds of positions)."""
-    head = {k: v for k, v in data.items() if k != "positions"}
-    lines = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in head.items())
-    positions = ",\n".join(f"    {json.dumps(p)}" for p in data["positions"])
-    return "{\n" + lines + ',\n  "positions": [\n' + positions + ("\n" if positions else "") + "  ]\n}\n"
+    def render(self, fresh: bool = True) -> str:
+        """The state file's text: one position per line. Readable, diffable, and written by the C JSON encoder
+        (``indent=`` would switch to the pure-Python one); each position's line is serialised once per change of
+        it, so a save costs the changed positions, not all of them. Without ``fresh``, measurements (the counters
+        and positions' metrics, which the loop updates every time) are those of the last fresh render: a save
+        that changed nothing else writes nothing."""
+        head = self._head()
+        if fresh or self._counters_json is None:
+            self._counters_json = json.dumps(self.counters)
+        lines = ",\n".join(f"  {json.dumps(k)}: {self._counters_json if k == 'counters' else json.dumps(v)}"
+                            for k, v in head.items())
+        positions = ",\n".join(f"    {p.json_line(fresh)}" for p in self.positions)
+        return "{\n" + lines + ',\n  "positions": [\n' + positions + ("\n" if positions else "") + "  ]\n}\n"
 
 
 class LockHeld(StateFileError):
@@ -531,7 +603,7 @@ class PositionStore:
         self.prev_path = self.path.with_name(self.path.name + ".prev")
         self._load_failed = False
         self._lock_fd: int | None = None
-        self._last_saved: dict | None = None
+        self._last_saved: str | None = None
         self.history = History(self.path.with_name(self.path.name + ".history.sqlite"))
         self.pre_history_path = self.path.with_name(self.path.name + ".pre-history")
 
@@ -616,8 +688,9 @@ class PositionStore:
             err = exc.errors()[0]
             raise StateFileError(f"{self.path}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
 
-    def save(self, state: BotState) -> None:
+    def save(self, state: BotState, measurements: bool = True) -> None:
         """Atomic write: temp file + fsync, previous version kept as .prev, rename, fsync the folder.
+        ``measurements`` False: counters and metrics as of the last save that wrote them (BotState.render).
         A file that cannot be written is a StateFileError naming it; the last good version stays in place
         and no half-written temp file is left behind. Complete hours of API-call counts move to the history
         first (the file keeps only the current hour: it does not grow an entry an hour forever)."""
@@ -629,11 +702,11 @@ class PositionStore:
             done = {hour: modes for hour, modes in by_hour.items() if hour != latest}
             self.history.store_api_calls(done)
             state.counters["api_calls_by_hour"] = {latest: by_hour[latest]}
-        data = state.to_dict()
-        if data == self._last_saved and self.path.exists():
+            measurements = True
+        payload = state.render(fresh=measurements)
+        if payload == self._last_saved and self.path.exists():
             return  # nothing changed since the last write: spare the disk (the loop saves every iteration)
         tmp = self.path.with_name(self.path.name + ".tmp")
-        payload = _render(data)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "w", encoding="utf-8") as fh:
@@ -656,7 +729,7 @@ class PositionStore:
         except BaseException:
             _unlink_quietly(tmp)   # interrupted (a second Ctrl-C): the state file itself was not touched
             raise
-        self._last_saved = data
+        self._last_saved = payload
 
     @property
     def lock_path(self) -> Path:

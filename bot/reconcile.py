@@ -133,7 +133,7 @@ def _reconcile_position(pos: Position, venue: Venue, open_orders: dict[str, Orde
         _adopt_pending_tp(pos, venue, now, report)
     if pos.tp_order_id:
         _check_tp(pos, venue, open_orders, now, report)
-    if not pos.is_active:
+    if not pos.trading:
         return
     if not is_dust(pos.shares):
         held = venue.token_balance(pos.token_id, refresh=True)
@@ -141,7 +141,7 @@ def _reconcile_position(pos: Position, venue: Venue, open_orders: dict[str, Orde
             # The open-orders snapshot is seconds old: a TP may have filled since. Ask about every order of
             # the position by id before any verdict.
             checked = book_own_orders(pos, venue, now)
-            if pos.is_active and not is_dust(pos.shares) and held + BALANCE_TOLERANCE < pos.shares:
+            if pos.trading and not is_dust(pos.shares) and held + BALANCE_TOLERANCE < pos.shares:
                 if unconfirmed(pos):   # a fill that may still fail: the loop's settle phase decides first
                     log.warning("Position %s: the account holds %s of its %s shares while a fill of it is not "
                                 "settled yet; waiting for the venue's trades", pos.id, fmt(held), fmt(pos.shares))
@@ -157,12 +157,12 @@ def _reconcile_position(pos: Position, venue: Venue, open_orders: dict[str, Orde
                     report.restored += 1
                 apply(pos, SharesLeft(gone, note), now)
                 report.shrunk.append(f"{pos.id}: -{fmt(gone)}")
-                if not pos.is_active:
+                if not pos.trading:
                     return
         elif held > pos.shares + SIZE_QUANTUM:
             report.unaccounted.append(
                 f"{fmt(held - pos.shares)} shares of {pos.token_id[:12]} beyond position {pos.id}")
-    if not pos.is_active:
+    if not pos.trading:
         return
     if pos.status == PositionState.NEEDS_ATTENTION:
         apply(pos, AgreesAgain(), now)
@@ -216,7 +216,7 @@ def _check_tp(pos: Position, venue: Venue, open_orders: dict[str, OrderState], n
                 final=not resting)
     if pos.tp_filled_shares > before:
         report.tp_filled += 1
-    if not pos.is_active:
+    if not pos.trading:
         log.info("TP of %s filled while the bot was down: closed, pnl=$%s", pos.id, fmt(pos.realized_pnl, 2))
 
 

@@ -158,6 +158,9 @@ class MarketScanner:
         return cls(gamma_host or config.api.gamma_host, config.strategy, timeout_s=config.api.request_timeout_seconds,
                    session=session, max_pages=max_pages)
 
+    def api_calls_total(self) -> int:
+        return sum(self.calls_by.values())
+
     def api_calls(self) -> dict[str, int]:
         """Requests this scanner has sent, keyed like the venue's counts."""
         return dict(self.calls_by)

@@ -352,3 +352,7 @@ class PaperVenue:
 
     def api_calls(self) -> dict[str, int]:
         return self._reader.api_calls()
+
+    def api_calls_total(self) -> int:
+        total = getattr(self._reader, "api_calls_total", None)
+        return total() if total is not None else sum(self._reader.api_calls().values())
