@@ -238,7 +238,7 @@ class ExitProtocol:
         if pos.retry_at is not None and now.timestamp() < pos.retry_at:
             return  # backing off after a sell that did not fill
         info = venue.get_market_info(pos.token_id, pos.condition_id)
-        if pos.tp_order_id and not self.retire_tp(pos, now):
+        if pos.tp_order_id and not self.retire_tp(pos, now, save=False):
             return
         if not pos.trading:
             return   # the TP won the race: it closed as a take-profit
@@ -275,14 +275,18 @@ class ExitProtocol:
         self.save()
         self.alert("exit_reanchored", note)
 
-    def retire_tp(self, pos: Position, now: datetime) -> bool:
-        """Cancel the TP and book whatever it filled. False when the answer is unclear (try next loop)."""
+    def retire_tp(self, pos: Position, now: datetime, save: bool = True) -> bool:
+        """Cancel the TP and book whatever it filled. False when the answer is unclear (try next loop).
+        ``save`` False: on the way to an exit's sell, whose intent is saved before it leaves and carries this
+        booking with it (a kill before that save finds the TP cancelled and its fills in its trades at the next
+        start: nothing is lost, and a save is spared on the way to a stop-loss)."""
         order_id = pos.tp_order_id
         assert order_id is not None
         result = self.trader.cancel_order(order_id)
         if not self._tp_retired(pos, order_id, result, lambda: self.trader.venue.get_order(order_id), now):
             return False
-        self.save()
+        if save:
+            self.save()
         crashpoint("after_cancel")
         return True
 

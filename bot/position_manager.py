@@ -713,8 +713,14 @@ class PositionStore:
                 fh.write(payload)
                 fh.flush()
                 os.fsync(fh.fileno())
-            if self.path.exists():
-                shutil.copyfile(self.path, self.prev_path)
+            if self.path.exists():   # the previous version, kept by a hard link to it (no copy of its bytes)
+                prev_tmp = self.prev_path.with_name(self.prev_path.name + ".tmp")
+                _unlink_quietly(prev_tmp)
+                try:
+                    os.link(self.path, prev_tmp)
+                    os.replace(prev_tmp, self.prev_path)
+                except OSError:   # (a file system without hard links)
+                    shutil.copyfile(self.path, self.prev_path)
             os.replace(tmp, self.path)
             dir_fd = os.open(self.path.parent, os.O_RDONLY)
             try:

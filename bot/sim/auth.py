@@ -2,11 +2,18 @@
 
 Nothing is assumed: the L1 signer is recovered, the L2 HMAC recomputed over
 ``timestamp + METHOD + path-without-query + raw body``, and every order's EIP-712 signature recovered
-with the market's exchange (the neg-risk exchange for neg-risk markets) and matched to the API key.
+with the domain of the exchange the market settles on and matched to the API key:
+- a CTF (V1) market: "Polymarket CTF Exchange" version "2" on the CTF exchange, or on the neg-risk exchange
+  for neg-risk markets;
+- a Protocol V2 market: version "3" on ExchangeV3, neg-risk or not (FACTS.md Part 0, 0.8: V2 orders settle
+  through ExchangeV3 with EIP-712 domain version "3"; the unified SDK's ``resolve_order_exchange_address``).
+The Order struct is the same for both. An order signed for the other kind's domain recovers another signer and
+is refused with the venue's "invalid signature".
 A deposit-wallet order (type 3, POLY_1271) is checked as the wallet's ERC-1271 ``isValidSignature`` would
 check its ERC-7739 nested signature, after the venue's own check that the wallet is the API key owner's
-deployed deposit wallet (see ``verify_poly_1271``).
-The order id is the EIP-712 digest of the order, as on Polymarket.
+deployed deposit wallet (see ``verify_poly_1271``); its wrapper carries the exchange domain of the market's
+kind as well.
+The order id is the EIP-712 digest of the order under that domain, as on Polymarket.
 """
 from __future__ import annotations
 
@@ -25,6 +32,9 @@ from bot.wallets import is_deposit_wallet_of
 CHAIN_ID = 137
 EXCHANGE_V2 = "0xE111180000d2663C0091e4f400237545B87B996B"
 NEG_RISK_EXCHANGE_V2 = "0xe2222d279d744050d28e00520010520000310F59"
+#: Protocol V2 markets' exchange (FACTS.md Part 0, 0.8; the unified SDK's ``environments.py`` ``exchange_v3``).
+EXCHANGE_V3 = "0xe3333700cA9d93003F00f0F71f8515005F6c00Aa"
+EXCHANGE_NAME = "Polymarket CTF Exchange"
 CLOB_AUTH_MESSAGE = "This message attests that I control the given wallet"
 ORDER_FIELDS = [
     {"name": "salt", "type": "uint256"}, {"name": "maker", "type": "address"},
@@ -137,17 +147,27 @@ class ApiKeys:
         return rec
 
 
-def order_typed_data(order: dict, neg_risk: bool, chain_id: int = CHAIN_ID) -> dict:
-    """The EIP-712 typed data of a wire V2 order, as the V2 exchange contracts hash it: domain "Polymarket CTF
-    Exchange" version 2 on the exchange the market trades on (the neg-risk one for neg-risk markets), and
-    the order's fields with side 0 = BUY, 1 = SELL."""
+def order_domain(neg_risk: bool, v2: bool = False, chain_id: int = CHAIN_ID) -> dict:
+    """The EIP-712 domain an order of a market is signed for (FACTS.md Part 0, 0.8): a Protocol V2 market's
+    (``v2``) is version "3" on ExchangeV3 whatever its neg-risk flag; a CTF (V1) market's is version "2" on the
+    CTF exchange, or on the neg-risk exchange for a neg-risk market."""
+    if v2:
+        return {"name": EXCHANGE_NAME, "version": "3", "chainId": chain_id, "verifyingContract": EXCHANGE_V3}
+    return {"name": EXCHANGE_NAME, "version": "2", "chainId": chain_id,
+            "verifyingContract": NEG_RISK_EXCHANGE_V2 if neg_risk else EXCHANGE_V2}
+
+
+def order_typed_data(order: dict, neg_risk: bool, chain_id: int = CHAIN_ID, v2: bool = False) -> dict:
+    """The EIP-712 typed data of a wire order, as the exchange contracts hash it: the domain of the exchange the
+    market settles on (``order_domain``: version "2" on the CTF or neg-risk exchange, version "3" on ExchangeV3
+    for a Protocol V2 market, FACTS.md Part 0, 0.8), and the order's fields (the same Order struct for both) with
+    side 0 = BUY, 1 = SELL."""
     side = order["side"]
     side_int = {"BUY": 0, "SELL": 1}.get(str(side).upper(), side)
     return {
         "primaryType": "Order",
         "types": {"EIP712Domain": DOMAIN_FIELDS, "Order": ORDER_FIELDS},
-        "domain": {"name": "Polymarket CTF Exchange", "version": "2", "chainId": chain_id,
-                   "verifyingContract": NEG_RISK_EXCHANGE_V2 if neg_risk else EXCHANGE_V2},
+        "domain": order_domain(neg_risk, v2, chain_id),
         "message": {
             "salt": int(order["salt"]), "maker": to_checksum_address(order["maker"]),
             "signer": to_checksum_address(order["signer"]), "tokenId": int(order["tokenId"]),
@@ -166,13 +186,16 @@ def order_hash_of(signable) -> bytes:
 
 
 def verify_order(order: dict, neg_risk: bool, api_address: str, chain_id: int = CHAIN_ID,
-                 deployed_wallets=None) -> str:
+                 deployed_wallets=None, v2: bool = False) -> str:
     """Check a wire order's signature; returns its order hash (the order id). AuthError(400) if bad.
 
+    ``v2``: the market is a Protocol V2 one, whose orders are signed for ExchangeV3's domain (version "3"); a V1
+    market's for the CTF or neg-risk exchange's (version "2"). An order signed for the other kind's domain is
+    refused with "invalid signature" (FACTS.md Part 0, 0.8; see ``order_domain``).
     ``deployed_wallets``: the set of deposit-wallet addresses (lower case) deployed on the simulated chain,
     needed for type-3 orders only."""
     try:
-        typed = order_typed_data(order, neg_risk, chain_id)
+        typed = order_typed_data(order, neg_risk, chain_id, v2)
         signable = encode_typed_data(full_message=typed)
     except (KeyError, TypeError, ValueError) as exc:
         raise AuthError(f"invalid order payload: {exc}", 400) from None
@@ -204,8 +227,9 @@ def verify_poly_1271(typed: dict, order_hash: bytes, signature: str, api_address
     that the key's EOA owns (its CREATE2 address) and that wallet is deployed; otherwise "maker address not
     allowed, please use the deposit wallet flow". Then the wallet's ERC-1271 check of the ERC-7739 nested
     signature ``sig65 ‖ appDomainSeparator ‖ contentsHash ‖ contentsType ‖ uint16 len(contentsType)``:
-    ``keccak(0x1901 ‖ appSep ‖ contentsHash)`` must be the order hash (so appSep is the exchange the market
-    uses and contentsHash this very order), and sig65 must recover, over the TypedDataSign struct bound to
+    ``keccak(0x1901 ‖ appSep ‖ contentsHash)`` must be the order hash (so appSep is the domain of the exchange the
+    market uses: version "3" on ExchangeV3 for a Protocol V2 market, FACTS.md Part 0, 0.8; and contentsHash this
+    very order), and sig65 must recover, over the TypedDataSign struct bound to
     the wallet's own domain ("DepositWallet", "1", chain id, the wallet, salt 0), to the wallet's owner;
     otherwise "invalid signature". Session signers (signatures ending with 0x6492...) are not modelled.
     """

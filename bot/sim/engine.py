@@ -20,7 +20,11 @@ accepts anything hides the bugs that lose money:
 - ``GET /data/order/{id}`` knows only live orders (FACTS.md Part 0, 0.3): ``order_view`` answers None for an
   order no longer LIVE or DELAYED while ``forget_orders`` is on (the default);
 - resolution cancels resting orders with status ``CANCELED_MARKET_RESOLVED`` (FACTS.md Part 0, 0.5);
-- optional settlement lag: shares just bought cannot be sold for ``settlement_delay_s`` seconds.
+- optional settlement lag: shares just bought cannot be sold for ``settlement_delay_s`` seconds;
+- Protocol V2 markets (``version="v2"``, FACTS.md Part 0, 0.8) trade position ids (``v2_market_ids``: bits 40..103
+  zero, the unified SDK's test of a V2 id) instead of CTF token ids; their orders are verified against ExchangeV3's
+  EIP-712 domain (bot.sim.auth) and their holdings read as ``CONDITIONAL-V2`` (bot.sim.server). Holdings are kept
+  per outcome id, so the two kinds never mix.
 
 Per-market options that reproduce the real venue's harder answers (all off by default):
 - ``seconds_delay`` (Gamma ``secondsDelay``, sports markets): a marketable order (FOK/FAK, or a GTC/GTD
@@ -109,6 +113,38 @@ def base_units(value: Decimal) -> int:
     return int((value / BASE).to_integral_value(rounding=ROUND_DOWN))
 
 
+#: Bits 40..103 of a uint256 outcome id: all zero in a Protocol V2 position id (FACTS.md Part 0, 0.8; the unified
+#: SDK's ``polymarket._internal.protocol.is_v2_position_id``, which picks ExchangeV3 and ``CONDITIONAL-V2`` by it).
+V2_RESERVED_BITS = ((1 << 64) - 1) << 40
+#: The first byte of a Protocol V2 structural market id: its module (inferred from the unified SDK: it accepts module
+#: ids 1, 2, 3 (``_SUPPORTED_V2_MODULE_IDS``), makes combo ids with 0x03, and its environment names a
+#: ``binary_module`` 0x1000…, a ``neg_risk_module`` 0x2000…, a ``combinatorial_module`` 0x3000…; not documented).
+V2_BINARY_MODULE, V2_NEG_RISK_MODULE = 0x01, 0x02
+
+
+def is_v2_position_id(token_id) -> bool:
+    """Whether an outcome id is a Protocol V2 position id (FACTS.md Part 0, 0.8): bits 40..103 of the uint256 all
+    zero, the unified SDK's rule. CTF (V1) token ids are hashes: practically never so."""
+    try:
+        value = int(str(token_id))
+    except ValueError:
+        return False
+    return 0 <= value < (1 << 256) and value & V2_RESERVED_BITS == 0
+
+
+def v2_market_ids(seed: str, neg_risk: bool = False) -> tuple[str, tuple[str, str]]:
+    """(condition id, (YES, NO) position ids) of a Protocol V2 market (FACTS.md Part 0, 0.8), in the layout the
+    unified SDK decodes (``decode_v2_outcome_position_id``, ``derive_combo_outcome_position_ids``,
+    ``to_market_condition_id``): a 31-byte structural market id (module byte: 0x01 binary, 0x02 neg-risk; 16 bytes
+    of hash of ``seed``; 14 zero bytes, a zero run that covers bits 40..103 of the position ids), then one outcome
+    byte (0 YES, 1 NO). The market's 32-byte condition id is the structural id padded with a zero byte, as
+    ``to_market_condition_id`` pads it (so the YES position id is the condition id as an integer)."""
+    module = V2_NEG_RISK_MODULE if neg_risk else V2_BINARY_MODULE
+    structural = bytes([module]) + hashlib.sha256(seed.encode()).digest()[:16] + bytes(14)
+    yes, no = (int.from_bytes(structural + bytes([outcome]), "big") for outcome in (0, 1))
+    return "0x" + (structural + b"\0").hex(), (str(yes), str(no))
+
+
 @dataclass
 class SimMarket:
     id: str
@@ -137,8 +173,15 @@ class SimMarket:
     base_tick: Decimal = Decimal("0.01")
     fee_rate_bps: str = ""
     #: Gamma's ``version`` (FACTS.md Part 0, 0.8): "v1" markets trade CTF token ids (``clobTokenIds``), "v2" ones
-    #: (Protocol V2) position ids (``positionIds``); None: Gamma sends no version (the bot must skip it).
+    #: (Protocol V2) position ids (``positionIds``, see ``v2_market_ids``), whose orders are signed for ExchangeV3
+    #: (EIP-712 domain version "3") and whose balances are ``CONDITIONAL-V2``; None: Gamma sends no version (the
+    #: bot must skip it; its ids are CTF token ids).
     version: str | None = "v1"
+
+    @property
+    def is_v2(self) -> bool:
+        """A Protocol V2 market (FACTS.md Part 0, 0.8): position ids, ExchangeV3, CONDITIONAL-V2 balances."""
+        return self.version == "v2"
 
     def mid_of(self, token_id: str) -> Decimal:
         return self.yes_mid if token_id == self.token_ids[0] else ONE - self.yes_mid
@@ -359,10 +402,16 @@ class Engine:
             self._next_market_id += 1
             rnd = random.Random(f"{mid_int}-{question}")
             now = datetime.fromtimestamp(self.clock.time(), tz=UTC)
-            tokens = (str(rnd.getrandbits(250) | (1 << 250)), str(rnd.getrandbits(250) | (1 << 251)))
+            condition_id = "0x" + hashlib.sha256(f"cond-{mid_int}-{question}".encode()).hexdigest()
+            if version is not None and str(version) == "v2":   # position ids (FACTS.md Part 0, 0.8)
+                condition_id, tokens = v2_market_ids(f"v2-{mid_int}-{question}", bool(neg_risk))
+            else:                 # CTF token ids: 251/252-bit hashes, never V2-shaped
+                tokens = ("", "")
+                while not all(tokens) or any(is_v2_position_id(t) for t in tokens):
+                    tokens = (str(rnd.getrandbits(250) | (1 << 250)), str(rnd.getrandbits(250) | (1 << 251)))
             slug = "-".join("".join(ch for ch in w.lower() if ch.isalnum()) for w in question.split())[:60].strip("-")
             market = SimMarket(
-                id=str(mid_int), condition_id="0x" + hashlib.sha256(f"cond-{mid_int}-{question}".encode()).hexdigest(),
+                id=str(mid_int), condition_id=condition_id,
                 question_id="0x" + hashlib.sha256(f"q-{mid_int}".encode()).hexdigest(), question=question,
                 slug=f"{slug or 'market'}-{mid_int}", token_ids=tokens, tick_size=tick,
                 min_order_size=Decimal(str(min_order_size)), neg_risk=bool(neg_risk),

@@ -39,6 +39,7 @@ import logging
 import queue
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
@@ -54,6 +55,9 @@ MARKET, USER = "market", "user"
 CHANNELS = (MARKET, USER)
 PATHS = {"/ws/market": MARKET, "/ws/user": USER}
 POLICY_VIOLATION = 1008
+GOING_AWAY = 1001
+CLOSE_TIMEOUT = 2.0   # seconds a peer has to answer our close frame before its socket is closed anyway
+STOP_SECONDS = 5.0    # what stop() waits at most for the connections to end
 MAX_ASSETS = 500   # per market connection (FACTS.md Part 0, 0.5)
 INVALID_OPERATION = "INVALID OPERATION"
 TICK_SECONDS = 0.1
@@ -102,6 +106,16 @@ class _Client:
             except Exception:   # closed or broken under us: the handler thread sees it and cleans up
                 return
 
+    def close(self, code: int) -> None:
+        """End the connection with a close frame (``code``), as the venue going away does; then the socket, if
+        the peer did not complete the closing handshake within CLOSE_TIMEOUT."""
+        self.out.put(None)
+        try:
+            self.ws.close(code)
+        except Exception:   # already closed or broken
+            pass
+        self.ws.close_socket()
+
     def kill(self) -> None:
         """End the connection as a network failure would: no close frame, just the TCP connection gone."""
         self.out.put(None)
@@ -139,7 +153,7 @@ class FeedServer:
         # No protocol-level pings (clients keep alive with the text PING, as on the venue) and no compression
         # (loopback: it would only add latency).
         self._server = serve(self._handle, "127.0.0.1", port, process_request=self._check_path,
-                             compression=None, ping_interval=None, logger=_ws_log)
+                             compression=None, ping_interval=None, close_timeout=CLOSE_TIMEOUT, logger=_ws_log)
         self._stopping = threading.Event()
         self._threads = [threading.Thread(target=self._server.serve_forever, name="sim-ws", daemon=True)]
         if not isinstance(self.engine.clock, SimulatedClock):
@@ -150,17 +164,39 @@ class FeedServer:
         return f"ws://127.0.0.1:{self._server.socket.getsockname()[1]}"
 
     def stop(self) -> None:
-        """Close every connection (code 1001) and the listening socket; idempotent."""
+        """Close every connection (code 1001, going away) and the listening socket; idempotent. Returns once the
+        connections' handlers have ended (within about ``STOP_SECONDS``).
+
+        The connections are closed here rather than left to ``Server.shutdown()``: websockets 15 (the version
+        polymarket-client allows, below 16) only closes the listening socket there, and open connections would
+        stay up answering PING (and keep the process alive: its handler threads are not daemons). A connection
+        whose handshake completes while this runs is closed by its handler (it sees ``_stopping``)."""
         server, self._server = self._server, None
         if server is None:
             return
         self._stopping.set()
         self.engine.feed = None
-        server.shutdown()
+        server.shutdown()   # no new connections (on websockets >= 16 it closes the open ones too)
         for thread in self._threads:
             thread.join(timeout=5)
         self._threads = []
+        with self._lock:
+            clients = list(self._clients)
+        closers = [threading.Thread(target=c.close, args=(GOING_AWAY,), name="sim-ws-close", daemon=True)
+                   for c in clients]
+        for thread in closers:   # in parallel: a peer that never answers the close costs CLOSE_TIMEOUT once
+            thread.start()
+        deadline = time.monotonic() + STOP_SECONDS
+        for thread in closers:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        while time.monotonic() < deadline:   # the handlers' own clean-up (_forget) done
+            with self._lock:
+                if not self._clients:
+                    break
+            time.sleep(0.01)
         with self.engine.lock:
+            with self._lock:
+                self._clients.clear()
             self.engine.unwatch_books(set())
             self.engine.watch_users(False)
 
@@ -194,8 +230,13 @@ class FeedServer:
         client = _Client(ws, PATHS[self._path(ws.request)])
         sender = threading.Thread(target=client.send_loop, name=f"sim-ws-{client.channel}-send", daemon=True)
         with self._lock:
-            self._clients.add(client)
-            self._opened[client.channel] += 1
+            stopping = self._stopping.is_set()   # stop() set it before listing the clients (under this lock)
+            if not stopping:
+                self._clients.add(client)
+                self._opened[client.channel] += 1
+        if stopping:   # the handshake ended while the server stops: going away at once
+            client.close(GOING_AWAY)
+            return
         sender.start()
         try:
             for message in ws:

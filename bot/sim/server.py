@@ -35,6 +35,7 @@ combination with them or alone (then the HTTP faults stay as they are), the venu
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 import random
@@ -49,8 +50,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-from bot.sim.auth import EXCHANGE_V2, NEG_RISK_EXCHANGE_V2, ApiKeys, AuthError, verify_l1, verify_order
-from bot.sim.engine import Engine, SimMarket, SimReject, dec_str
+from bot.sim.auth import EXCHANGE_V2, EXCHANGE_V3, NEG_RISK_EXCHANGE_V2, ApiKeys, AuthError, verify_l1, verify_order
+from bot.sim.engine import Engine, SimMarket, SimReject, dec_str, is_v2_position_id
 
 if TYPE_CHECKING:
     from bot.sim import SimExchange
@@ -61,6 +62,7 @@ REFUSAL_MESSAGE = "not enough balance / allowance"
 POST_ONLY_MODE_MESSAGE = "post-only mode: only post-only orders and cancels are allowed"
 MAX_ARRIVALS = 100_000   # order arrival times kept (the latest ones)
 ORDER_POSTS = {("POST", "/order"), ("POST", "/orders")}
+BALANCE_ASSET_TYPES = ("COLLATERAL", "CONDITIONAL", "CONDITIONAL-V2")   # FACTS.md Part 0, 0.8
 HTTP_FAULT_KEYS = ("rate", "statuses", "paths", "delay_s", "seed", "after")
 VENUE_FAULT_KEYS = ("ghost_fills", "ghost_fail_s", "forget_orders", "balance_lock_s", "market_resolved_messages",
                     "delayed_uncancellable")
@@ -314,6 +316,8 @@ class SimState:
 
 
 def market_info_json(m: SimMarket) -> dict:
+    """``GET /clob-markets/{condition_id}``: the market's outcome ids in ``t`` are the ids its orders carry, the
+    position ids of a Protocol V2 market (FACTS.md Part 0, 0.8)."""
     tokens = [{"t": m.token_ids[0], "o": m.outcomes[0]}, {"t": m.token_ids[1], "o": m.outcomes[1]}]
     info = {"c": m.condition_id, "t": tokens,
             "mts": float(m.tick_size), "mos": float(m.min_order_size),
@@ -325,10 +329,18 @@ def market_info_json(m: SimMarket) -> dict:
 
 
 def _decoy_ids(m: SimMarket) -> list[str]:
-    """What a Protocol V2 market's ``clobTokenIds`` hold here: ids the CLOB does not trade for it (FACTS.md Part 0,
-    0.8: "choose the ID field by version, even when both fields are present"), so a client that reads the wrong
-    field is caught at once."""
-    return [str(int(t) ^ (1 << 200)) for t in m.token_ids]
+    """What a Protocol V2 market's ``clobTokenIds`` hold here: CTF-shaped token ids the CLOB does not trade for it
+    (FACTS.md Part 0, 0.8: "choose the ID field by version, even when both fields are present"; existing CTF
+    holdings are not converted), so a client that reads the wrong field is caught at once. Hashes of the position
+    ids (251 bits, never V2-shaped, so the unified SDK takes them for V1 ids)."""
+    decoys = []
+    for token in m.token_ids:
+        seed, value = token, 0
+        while value == 0 or is_v2_position_id(value):
+            seed = hashlib.sha256(f"ctf-decoy-{seed}".encode()).hexdigest()
+            value = int(seed, 16) >> 5 | (1 << 250)
+        decoys.append(str(value))
+    return decoys
 
 
 def gamma_market_json(engine: Engine, m: SimMarket) -> dict:
@@ -349,7 +361,7 @@ def gamma_market_json(engine: Engine, m: SimMarket) -> dict:
         "liquidity": dec_str(liquidity.quantize(Decimal("0.0001"))), "volume": dec_str(m.volume),
         "outcomes": json.dumps(list(m.outcomes)),
         "outcomePrices": json.dumps([dec_str(yes_price), dec_str(Decimal(1) - yes_price)]),
-        "clobTokenIds": json.dumps([yes, no] if m.version != "v2" else _decoy_ids(m)), "active": True,
+        "clobTokenIds": json.dumps([yes, no] if not m.is_v2 else _decoy_ids(m)), "active": True,
         "closed": m.closed, "archived": False,
         "acceptingOrders": m.accepting_orders, "enableOrderBook": True, "questionID": m.question_id,
         "liquidityNum": float(liquidity), "volumeNum": float(m.volume), "volume24hr": float(m.volume),
@@ -362,7 +374,7 @@ def gamma_market_json(engine: Engine, m: SimMarket) -> dict:
         **({"secondsDelay": int(m.seconds_delay) if m.seconds_delay == int(m.seconds_delay) else m.seconds_delay}
            if m.seconds_delay > 0 else {}),
         **({"version": m.version} if m.version is not None else {}),
-        **({"positionIds": [yes, no]} if m.version == "v2" else {}),
+        **({"positionIds": [yes, no]} if m.is_v2 else {}),   # FACTS.md Part 0, 0.8: "v2" -> positionIds
     }
 
 
@@ -637,15 +649,7 @@ class _Handler(BaseHTTPRequestHandler):
             rec = self._l2(method, path, raw)
             if path.endswith("/update"):
                 return None
-            asset_type = str(self._q(query, "asset_type", "COLLATERAL")).upper()
-            asset = "COLLATERAL" if asset_type == "COLLATERAL" else self._q(query, "token_id")
-            if asset is None:
-                raise HttpError(400, "token_id is required for CONDITIONAL balances")
-            acct = self.sim.account_of(rec, self._q(query, "signature_type"))
-            bal = e.balance(acct, asset)
-            allowance = str(2**256 - 1) if e.has_allowance(acct) else "0"
-            return {"balance": str(int((bal * BASE).to_integral_value(rounding="ROUND_DOWN"))),
-                    "allowances": {EXCHANGE_V2: allowance, NEG_RISK_EXCHANGE_V2: allowance}}
+            return self._balance_allowance(rec, query)
         if route == ("GET", "/deployed"):   # Polymarket's relayer (relayer-v2), served here too
             address = self._q(query, "address")
             if not address:
@@ -655,6 +659,30 @@ class _Handler(BaseHTTPRequestHandler):
             self._l2(method, path, raw)
             return {"heartbeat_id": str(uuid.uuid4())}
         raise HttpError(404, f"no route for {method} {path}")
+
+    def _balance_allowance(self, rec: dict, query: dict) -> dict:
+        """``GET /balance-allowance``. ``asset_type`` COLLATERAL (pUSD), CONDITIONAL (a CTF token: V1 markets) or
+        CONDITIONAL-V2 (a position of the PositionManager: Protocol V2 markets; FACTS.md Part 0, 0.8: "CLOB
+        balance/allowance for V2 positions uses CONDITIONAL-V2"). The two kinds of holdings are apart, as their
+        contracts are: CONDITIONAL for a V2 position id, or CONDITIONAL-V2 for a V1 token id, answers 0 ("existing
+        CTF holdings are not converted"). Allowances name every exchange (the V2 one too), all set or none."""
+        e = self.sim.engine
+        asset_type = str(self._q(query, "asset_type", "COLLATERAL")).upper()
+        if asset_type not in BALANCE_ASSET_TYPES:
+            raise HttpError(400, f"invalid asset_type {asset_type!r}: expected one of {', '.join(BALANCE_ASSET_TYPES)}")
+        token = self._q(query, "token_id")
+        if asset_type != "COLLATERAL" and not token:
+            raise HttpError(400, f"token_id is required for {asset_type} balances")
+        acct = self.sim.account_of(rec, self._q(query, "signature_type"))
+        if asset_type == "COLLATERAL":
+            bal = e.balance(acct, "COLLATERAL")
+        else:
+            market = e.market_by_token(token)
+            v2 = market.is_v2 if market is not None else is_v2_position_id(token)
+            bal = e.balance(acct, token) if v2 == (asset_type == "CONDITIONAL-V2") else Decimal(0)
+        allowance = str(2**256 - 1) if e.has_allowance(acct) else "0"
+        return {"balance": str(int((bal * BASE).to_integral_value(rounding="ROUND_DOWN"))),
+                "allowances": {EXCHANGE_V2: allowance, NEG_RISK_EXCHANGE_V2: allowance, EXCHANGE_V3: allowance}}
 
     def _post_order(self, rec: dict, envelope) -> dict:
         e = self.sim.engine
@@ -666,7 +694,9 @@ class _Handler(BaseHTTPRequestHandler):
         market = e.market_by_token(str(order.get("tokenId")))
         if market is None:
             raise HttpError(400, "Invalid token id")
-        order_id = verify_order(order, market.neg_risk, rec["address"], deployed_wallets=self.sim.deployed_wallets())
+        # Signed for the domain of the market's kind (FACTS.md Part 0, 0.8): ExchangeV3 "3" for a V2 market.
+        order_id = verify_order(order, market.neg_risk, rec["address"], deployed_wallets=self.sim.deployed_wallets(),
+                                v2=market.is_v2)
         self.sim.record_arrival(order_id, self.arrived)
         phase, left = self.sim.engine_phase()
         if phase == "post_only" and not envelope.get("postOnly"):
