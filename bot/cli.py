@@ -34,6 +34,7 @@ from bot.logger import get_logger, register_secret
 from bot.money import fmt
 from bot.position_manager import BotState, LockHeld, Position, PositionState, PositionStore
 from bot.scanner import MarketScanner
+from bot.status import HOLDING, Marked, age_text, mark, totals, totals_line
 from bot.venue.base import Venue
 
 if TYPE_CHECKING:
@@ -211,11 +212,41 @@ def install_signal_handlers(bot: Bot) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def position_row(p: Position) -> dict:
-    """The status --json view of a position."""
+def position_row(p: Position, m: Marked | None = None) -> dict:
+    """The status --json view of a position (an open one with its bid and what an exit there would make)."""
     d = p.to_dict()
     d["status"] = p.status.value
+    if m is not None:
+        d.update(bid=fmt(m.bid) if m.bid is not None else None, bid_at=m.bid_at,
+                 unrealized_pnl=fmt(m.unrealized_pnl) if m.unrealized_pnl is not None else None,
+                 ticks_to_sl=fmt(m.ticks_to_sl) if m.ticks_to_sl is not None else None,
+                 ticks_to_tp=fmt(m.ticks_to_tp) if m.ticks_to_tp is not None else None,
+                 age_hours=round(m.age_hours, 3))
     return d
+
+
+def read_bids(config: BotConfig, state: BotState, store: PositionStore) -> tuple[dict[str, Decimal], str]:
+    """For ``status``: the bids to show and where they come from. While the bot runs (it holds the state file's
+    lock): its last loop's. Stopped: the books read now, in one batched request, when the venue answers."""
+    tokens = sorted({p.token_id for p in state.positions if p.status in HOLDING})
+    if not tokens:
+        return {}, ""
+    try:
+        store.acquire_lock()
+    except LockHeld:
+        return {}, "bids as of the running bot's last loop (written at most a minute apart)"
+    except StateFileError:
+        return {}, "bids as of the bot's last loop"
+    store.release_lock()
+    from bot.venue.live import LiveVenue
+
+    try:
+        books = LiveVenue(config.api.clob_host, chain_id=config.api.chain_id,
+                          timeout_s=config.api.request_timeout_seconds).get_books(tokens)
+    except BotError as exc:
+        return {}, f"the bot is not running and the books could not be read ({exc}): bids as of its last loop"
+    bids = {t: b.best_bid for t, b in books.items() if b.best_bid is not None}
+    return bids, f"the bot is not running: bids read now from {config.api.clob_host} (one request)"
 
 
 def shown_positions(state: BotState, closed: int = 10, every: bool = False) -> list[Position]:
@@ -227,11 +258,19 @@ def shown_positions(state: BotState, closed: int = 10, every: bool = False) -> l
     return stored + [p for p in state.positions if p.id not in ids]
 
 
-def print_status(state: BotState, as_json: bool, closed: int = 10, every: bool = False) -> None:
+def print_status(state: BotState, as_json: bool, closed: int = 10, every: bool = False,
+                 bids: dict[str, Decimal] | None = None, bids_from: str = "") -> None:
     shown = shown_positions(state, closed, every)
+    now = datetime.now(UTC)
+    marks = {p.id: mark(p, now, (bids or {}).get(p.token_id)) for p in shown if p.status in HOLDING}
+    total = totals(state, marks, now)
     if as_json:
         payload = {
-            "positions": [position_row(p) for p in shown],
+            "positions": [position_row(p, marks.get(p.id)) for p in shown],
+            "totals": {"cash": fmt(total.cash) if total.cash is not None else None, "cash_at": total.cash_at,
+                       "open_value": fmt(total.open_value), "unrealized_pnl": fmt(total.unrealized_pnl),
+                       "realized_pnl_today": fmt(total.realized_today), "realized_pnl": fmt(total.realized),
+                       "bids_from": bids_from or None},
             "blacklist": [{"condition_id": cid, "until": until.isoformat()} for cid, until in state.blacklist.items()],
             "paused": state.paused,
             "pause_reason": state.pause_reason,
@@ -241,23 +280,35 @@ def print_status(state: BotState, as_json: bool, closed: int = 10, every: bool =
         return
     from bot.report import trigger_text
 
-    print(f"{'id':12} {'mode':12} {'status':18} {'reason':15} {'trigger':11} {'shares':>9} {'entry':>7} {'tp':>6} "
-          f"{'sl':>6} {'exit':>7} {'fees':>6} {'pnl':>8}  question")
+    print(f"{'id':12} {'mode':12} {'status':18} {'reason':15} {'trigger':11} {'shares':>9} {'entry':>7} {'bid':>6} "
+          f"{'upnl':>7} {'sl':>6} {'ticks':>5} {'tp':>6} {'ticks':>5} {'age':>6} {'exit':>7} {'fees':>6} {'pnl':>8}  "
+          "question")
     for p in shown:
+        m = marks.get(p.id)
+        bid = upnl = to_sl = to_tp = age = "-"
+        if m is not None:
+            bid, age = fmt(m.bid), age_text(m.age_hours)
+            upnl = fmt(m.unrealized_pnl, 2) if m.unrealized_pnl is not None else "-"
+            to_sl, to_tp = fmt(m.ticks_to_sl, 0), fmt(m.ticks_to_tp, 0)
         print(f"{p.id:12} {p.exit_mode.value:12} {p.status.value:18} "
               f"{(p.close_reason.value if p.close_reason else '-'):15} {trigger_text(p):11} "
-              f"{fmt(p.shares if p.is_active else p.sold_shares):>9} {fmt(p.entry_price, 3):>7} {fmt(p.tp_price):>6} "
-              f"{fmt(p.sl_price):>6} {fmt(p.exit_price, 3):>7} {fmt(p.fees_paid, 3):>6} {fmt(p.realized_pnl, 2):>8}  "
-              f"{p.question[:40]}")
+              f"{fmt(p.shares if p.is_active else p.sold_shares):>9} {fmt(p.entry_price, 3):>7} {bid:>6} {upnl:>7} "
+              f"{fmt(p.sl_price):>6} {to_sl:>5} {fmt(p.tp_price):>6} {to_tp:>5} {age:>6} {fmt(p.exit_price, 3):>7} "
+              f"{fmt(p.fees_paid, 3):>6} {fmt(p.realized_pnl, 2):>8}  {p.question[:40]}")
     if not shown:
         print("(no positions)")
+    if marks:
+        where = bids_from or "bids as of the bot's last loop"
+        print(f"({where}; upnl: an exit at the bid after the taker fee, less the cost; ticks: from the bid to the "
+              "stop-loss and to the take-profit)")
+    print(totals_line(total))
     count, pnl = state.closed_totals()
     if count > len([p for p in shown if not p.is_active]):
         print(f"closed: {count} in all, pnl ${fmt(pnl, 2)} (the last {closed} shown; --closed N or --all for more)")
     for p in state.positions:
         if p.status == PositionState.HELD:
-            bid = p.metrics.get("last_bid")
-            worth = f", worth about ${fmt(p.shares * Decimal(bid), 2)} at the last bid {bid}" if bid else ""
+            last = p.metrics.get("last_bid")
+            worth = f", worth about ${fmt(p.shares * Decimal(last), 2)} at the last bid {last}" if last else ""
             print(f"held to resolution: {p.id} {fmt(p.shares)} shares{worth}: below every order minimum (5 shares "
                   "or $1); its payout is booked when the market resolves")
     now = datetime.now(UTC)
@@ -408,7 +459,11 @@ def main(argv: list[str] | None = None) -> int:
             check_state_paths(config)
         state_path = Path(args.sim_dir) / "positions.json" if args.sim else Path(config.bot.positions_file)
         if args.command == "status":
-            print_status(PositionStore(state_path).load(), args.json, args.closed, args.all)
+            store = PositionStore(state_path)
+            state = store.load()
+            bids, bids_from = ({}, "bids as of the bot's last loop (a --sim run's exchange is gone)") if args.sim \
+                else read_bids(config, state, store)
+            print_status(state, args.json, args.closed, args.all, bids, bids_from)
             return 0
         if args.command == "report":
             return run_report(PositionStore(state_path).load(), args)

@@ -202,6 +202,11 @@ class History:
         """Positions opened at or after ``when`` (the opened_at index), in the order they closed."""
         return self._positions("SELECT data FROM closed_positions WHERE opened_at >= ? ORDER BY seq", (_iso(when),))
 
+    def pnl_closed_since(self, when: datetime) -> Decimal:
+        """Realized P&L of the positions that closed at or after ``when`` (the closed_at index)."""
+        rows = self._query("SELECT realized_pnl FROM closed_positions WHERE closed_at >= ?", (_iso(when),))
+        return sum((Decimal(r[0]) for r in rows if r[0] not in (None, "")), Decimal(0))
+
     def has_order(self, order_id: str) -> bool:
         return bool(self._query("SELECT 1 FROM order_ids WHERE order_id = ?", (order_id,)))
 

@@ -55,6 +55,7 @@ from bot.position_manager import BotState, CloseReason, ExitMode, Position, Posi
 from bot.reading import Snapshot
 from bot.reconcile import ReconcileReport
 from bot.scanner import Candidate, MarketScanner
+from bot.status import record_bid
 from bot.trader import EntryPlan, EntrySkipped, Trader, exit_prices
 from bot.venue.base import Book, MarketInfo, OrderState, OrderStatus, Venue
 
@@ -167,6 +168,7 @@ class Manager:
     def prepare(self, pos: Position, book: Book | None, now: datetime) -> bool:
         """What comes before the exit modes: a resolved market, an entry or a TP whose outcome is being looked
         up, a remainder held to resolution. True when the position goes on to its exit mode's handler."""
+        record_bid(pos, book.best_bid if book else None, now)   # (for ``status``: no request of its own)
         if self.market_resolved(pos, book, now):
             return False
         if pos.status == PositionState.OPENING:
@@ -297,7 +299,9 @@ class Manager:
             if mode is None:
                 mode = self.choose_exit_mode()   # one draw per scan: a skipped market does not skew the A/B split
             if available is None:
-                available = min(cfg.capital.total - self.deployed(), self.venue.collateral_balance())
+                cash = self.venue.collateral_balance()
+                self.state.counters["cash"] = {"usdc": str(cash), "at": now.isoformat(timespec="seconds")}
+                available = min(cfg.capital.total - self.deployed(), cash)
             size = cfg.capital.max_trade_size
             if self.once and book.best_ask is not None:
                 size = smallest_trade(book.best_ask, info.min_order_size, mode == ExitMode.LIMIT_ORDERS)
@@ -323,7 +327,7 @@ class Manager:
                        tp_price=plan.tp_price, sl_price=plan.sl_price, tick_size=info.tick_size,
                        min_order_size=info.min_order_size, neg_risk=info.neg_risk, market_version=cand.version,
                        opened_at=now, updated_at=now,
-                       metrics={"ab_mode": mode.value})
+                       metrics={"ab_mode": mode.value, "fee_curve": [str(info.fee_rate), info.fee_exponent]})
         apply(pos, OrderIntent(Role.ENTRY, plan.max_price, plan.usdc), now)
         self.state.add(pos)
         self.save()  # the intent is on disk before the order is signed

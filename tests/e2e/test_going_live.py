@@ -115,3 +115,28 @@ def test_convert_command(sim, tmp_path):
     assert done.returncode == 0 and f"{pos_id}: now monitored" in done.stdout
     assert PositionStore(tmp_path / "positions.json").load().all_positions()[0].exit_mode == ExitMode.MONITOR
     assert sim.balances(address)["open_orders"] == 0
+
+
+def test_status_of_a_stopped_bot_reads_the_books_once_and_says_so(sim, tmp_path):
+    sim.create_market("Status?", yes_price=0.5, volatility=0)
+    _, env = wallet(sim)
+    cfg = live_config(tmp_path, sim, max_hold_hours=1)
+    done = main_bot("--config", str(cfg), "--loops", "3", env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    before = sim.request_counts()["by_endpoint"].get("POST /books", 0)
+    shown = main_bot("--config", str(cfg), "status", "--json", env=env)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    payload = json.loads(shown.stdout)
+    assert sim.request_counts()["by_endpoint"].get("POST /books", 0) == before + 1   # one batched read
+    assert "not running: bids read now" in payload["totals"]["bids_from"]
+    pos = only_open(payload)
+    assert pos["bid"] == "0.49" and D(pos["unrealized_pnl"]) < 0 and pos["ticks_to_sl"] == "4"
+    assert D(payload["totals"]["open_value"]) > 0 and payload["totals"]["cash"] is not None
+    text = main_bot("--config", str(cfg), "status", env=env).stdout
+    assert "upnl" in text and "total: cash $" in text
+
+
+def only_open(payload):
+    rows = [p for p in payload["positions"] if p["status"] == "open"]
+    assert len(rows) == 1, rows
+    return rows[0]
