@@ -19,6 +19,8 @@ log = logging.getLogger("bot.balance_lock")
 #: With no order going through, a new entry is tried this long after the last refusal (the venue resets its
 #: counter at some point; an entry refused again keeps the lock).
 PROBE_AFTER_S = 300.0
+#: A take-profit that waits out a lock is tried again this often (it is a probe too; meanwhile it is watched).
+TP_PROBE_S = 30.0
 #: Refusals in a row (with the balance there, no order going through between them) that make a lock: one alone
 #: may be the venue's balance cache lagging a fill.
 LOCK_STRIKES = 2
@@ -66,3 +68,7 @@ class BalanceLock:
         """True while new positions must wait (a lock seen, and its last refusal less than PROBE_AFTER_S ago)."""
         return self.since is not None and self.last_refusal is not None \
             and self.clock.time() - self.last_refusal < PROBE_AFTER_S
+
+    def may_place_tp(self) -> bool:
+        """Whether a TP that waits may be tried now: no lock, or TP_PROBE_S since the last refusal."""
+        return self.since is None or self.last_refusal is None or self.clock.time() - self.last_refusal >= TP_PROBE_S

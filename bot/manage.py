@@ -388,7 +388,7 @@ class Manager:
             self.check_tp(pos, snap.open_orders, now)
         if pos.status != PositionState.OPEN:
             return
-        if not pos.tp_order_id and pos.pending is None and not self.lock.blocks_entries():
+        if not pos.tp_order_id and pos.pending is None and self.lock.may_place_tp():
             self.arm_tp(pos, now)   # a TP whose fill failed, or that waited out a balance lock: rests again
             if pos.status != PositionState.OPEN:
                 return

@@ -1,5 +1,5 @@
 """Balance locks (FACTS.md Part 0, 0.4): warned and alerted once, entries wait, exits never do."""
-from bot.balance_lock import PROBE_AFTER_S, BalanceLock
+from bot.balance_lock import PROBE_AFTER_S, TP_PROBE_S, BalanceLock
 from bot.clock import SimulatedClock
 
 
@@ -27,3 +27,14 @@ def test_with_nothing_sent_an_entry_probes_the_lock_after_a_while():
     assert not lock.blocks_entries() and lock.active   # one entry may try; refused again, the lock holds
     lock.refused("an entry BUY")
     assert lock.blocks_entries()
+
+
+def test_a_waiting_take_profit_probes_the_lock_sooner_than_an_entry():
+    clock = SimulatedClock()
+    lock = BalanceLock(clock)
+    assert lock.may_place_tp()
+    lock.refused("the TP of p1")
+    lock.refused("the TP of p1")
+    assert not lock.may_place_tp()
+    clock.advance(TP_PROBE_S)
+    assert lock.may_place_tp() and lock.blocks_entries()
