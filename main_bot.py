@@ -16,6 +16,7 @@ from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING
 
+from bot import cli
 from bot.alerts import Alerter
 from bot.clock import Clock, SystemClock, Waker
 from bot.config import BotConfig
@@ -25,7 +26,6 @@ from bot.metrics import CallMeter, loop_health
 from bot.ownership import refuse_other_venues_positions, stamp, venue_identity
 from bot.position_manager import BotState, ExitMode, Position, PositionState, PositionStore
 from bot.reading import Reader, Snapshot
-from bot.reconcile import reconcile
 from bot.scanner import MarketScanner
 from bot.venue.base import Venue
 
@@ -188,23 +188,11 @@ class Bot:
             self._last_flush = t
 
     def _reconcile(self, now: datetime) -> None:
-        """Until it has run for every position: check the stored positions against the venue, one by one (a
-        position that cannot be checked is checked again next loop, or needs attention); new trades wait."""
-        if self._reconciled:
-            return
-        self.manage.fill_missing_exit_prices()
-        try:
-            with self.meter.attribute(None, now):
-                report = reconcile(self.state, self.venue, now, lambda p: self.manage.arm_tp(p, now),
-                                   lambda p: self.manage.finish_opening(p, now),
-                                   cancel_unknown=self.config.trading.cancel_unknown_orders, only=self._reconcile_only)
-        except VenueError as exc:   # the venue is not answering yet: positions are still managed this loop
-            log.warning("Start-up reconciliation could not run (%s); trying again next loop, no new trades until "
-                        "it has", exc)
-            return
-        self._reconcile_only = set(report.retry) or None
-        self._reconciled = not report.retry
-        self.manage.reconciled(report)
+        """Until it has run for every position, start-up reconciliation (Manager.reconcile); new trades wait."""
+        if not self._reconciled:
+            retry = self.manage.reconcile(now, self.meter, self._reconcile_only)
+            if retry is not None:
+                self._reconcile_only, self._reconciled = retry or None, not retry
 
     # -- phase 1: read ----------------------------------------------------------------------------
 
@@ -281,7 +269,9 @@ class Bot:
         return pos
 
 
-from bot.cli import main  # noqa: E402  (the command line; `main_bot.main` stays importable)
+def main(argv: list[str] | None = None) -> int:
+    """The command line (bot/cli.py), running this module's ``Bot``."""
+    return cli.main(argv, Bot)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,8 +3,8 @@ doctor, resume, convert, close, --live-once), printing positions, the venue wiri
 ``--sim`` wiring (config, state folder, the embedded exchange) and the signal handlers. The loop itself,
 ``Bot``, is in main_bot.py, which calls ``main`` here.
 
-``Bot`` is imported inside the functions that build one: main_bot.py imports this module, so a
-module-level import would be circular (``import main_bot`` and ``python main_bot.py`` both have to work).
+main_bot.py hands its ``Bot`` class to ``main`` (and ``make_bot``): this module never imports main_bot, so the two
+import in one direction only.
 """
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from bot.config import (
     BotConfig,
@@ -38,7 +39,27 @@ from bot.status import HOLDING, Marked, age_text, mark, totals, totals_line
 from bot.venue.base import Venue
 
 if TYPE_CHECKING:
-    from main_bot import Bot
+    from bot.manage import Manager
+
+
+class Bot(Protocol):
+    """What the command line needs of main_bot.py's ``Bot`` (handed in by ``main``)."""
+
+    state: BotState
+    manage: Manager
+    stop_requested: bool
+
+    def run(self, loops: int | None = None) -> int: ...
+
+    def request_stop(self) -> None: ...
+
+    def wake(self) -> None: ...
+
+    def now(self) -> datetime: ...
+
+
+#: main_bot.py's ``Bot`` class, called as Bot(config, venue, scanner, store, clock=, once=, feeds=).
+BotClass = Callable[..., Bot]
 
 log = logging.getLogger("bot")
 
@@ -70,11 +91,11 @@ def build_venue(config: BotConfig) -> Venue:
                      timeout_s=api.request_timeout_seconds, max_requests_per_second=api.max_requests_per_second)
 
 
-def make_bot(config: BotConfig, venue: Venue, store: PositionStore, once: bool = False, feeds: bool = True) -> Bot:
+def make_bot(bot_class: BotClass, config: BotConfig, venue: Venue, store: PositionStore, once: bool = False,
+             feeds: bool = True) -> Bot:
     """The bot on ``venue``, with the push feeds when ``feeds.enabled`` (bot/feeds.py; the user channel only
     with the venue's own API key)."""
     from bot.clock import SystemClock
-    from main_bot import Bot
 
     clock = SystemClock()
     bot: Bot | None = None
@@ -86,7 +107,7 @@ def make_bot(config: BotConfig, venue: Venue, store: PositionStore, once: bool =
         for secret in (creds or {}).values():
             register_secret(secret)   # (the API key too: it names the account)
         pushed = Feeds(config.feeds, clock, lambda: bot.wake() if bot is not None else None, creds)
-    bot = Bot(config, venue, MarketScanner.from_config(config), store, clock=clock, once=once, feeds=pushed)
+    bot = bot_class(config, venue, MarketScanner.from_config(config), store, clock=clock, once=once, feeds=pushed)
     return bot
 
 
@@ -151,17 +172,17 @@ def prepare_sim_dir(state_dir: Path) -> PositionStore:
     return store
 
 
-def run_sim(args, config: BotConfig) -> int:
+def run_sim(args, config: BotConfig, bot_class: BotClass) -> int:
     """Start the embedded simulated exchange, fund a throwaway wallet, and trade on it for real."""
     state_dir = Path(args.sim_dir)
     store = prepare_sim_dir(state_dir)
     try:
-        return _run_sim(args, config, state_dir, store)
+        return _run_sim(args, config, state_dir, store, bot_class)
     finally:
         store.release_lock()
 
 
-def _run_sim(args, config: BotConfig, state_dir: Path, store: PositionStore) -> int:
+def _run_sim(args, config: BotConfig, state_dir: Path, store: PositionStore, bot_class: BotClass) -> int:
     from bot.sim import SimExchange
     from bot.venue.live import LiveVenue
     from bot.venue.paper import PaperVenue
@@ -183,7 +204,7 @@ def _run_sim(args, config: BotConfig, state_dir: Path, store: PositionStore) -> 
         else:
             venue = LiveVenue(sim.clob_url, private_key=wallet["private_key"], funder=wallet["address"],
                               signature_type=wallet["signature_type"])
-        bot = make_bot(cfg, venue, store)
+        bot = make_bot(bot_class, cfg, venue, store)
         install_signal_handlers(bot)
         code = bot.run(loops=args.loops)
         print_status(bot.state, as_json=False)
@@ -449,7 +470,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None, bot_class: BotClass) -> int:
+    """``python main_bot.py ...``: the subcommands; ``bot_class`` is main_bot.py's ``Bot``."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         config = load_bot_config(args.config)
@@ -492,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
                 store.release_lock()
                 raise no_sim
         if args.sim:
-            return run_sim(args, config)
+            return run_sim(args, config, bot_class)
         if args.live_once and not confirm_live_once(args, config):
             return 1
         get_logger(config)
@@ -501,7 +523,7 @@ def main(argv: list[str] | None = None) -> int:
             store.acquire_lock()
         try:
             venue = build_venue(config)
-            bot = make_bot(config, venue, store, once=args.live_once,
+            bot = make_bot(bot_class, config, venue, store, once=args.live_once,
                            feeds=args.command not in ("convert", "close"))
             if args.command in ("convert", "close"):
                 manage = bot.manage

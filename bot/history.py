@@ -13,16 +13,35 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Generic, Protocol, TypeVar
 
 from bot.errors import StateFileError
 
-if TYPE_CHECKING:
-    from bot.position_manager import Position
+
+class Stored(Protocol):
+    """What the history stores of a closed position (bot/position_manager.py's ``Position``; handed in, so this
+    module needs no import of it)."""
+
+    id: str
+    opened_at: datetime
+    closed_at: datetime | None
+    exit_mode: Any
+    close_reason: Any
+    condition_id: str
+    token_id: str
+    realized_pnl: Decimal | None
+    venue: str | None
+    wallet: str | None
+    orders: Any
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+Position = TypeVar("Position", bound=Stored)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS closed_positions (
@@ -62,12 +81,14 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat()
 
 
-class History:
-    """Closed positions, append-only, at ``path``. Opened on first use; read-only callers (``status``,
-    ``report``) on a folder without a history see an empty one and create no file."""
+class History(Generic[Position]):
+    """Closed positions, append-only, at ``path``; ``parse(data, where)`` makes one back from its stored dict.
+    Opened on first use; read-only callers (``status``, ``report``) on a folder without a history see an empty
+    one and create no file."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, parse: Callable[[dict, str], Position]):
         self.path = Path(path)
+        self._parse = parse
         self._conn: sqlite3.Connection | None = None
         self._ids: set[str] | None = None            # ids in the history (loaded once, kept in step)
         self._totals: tuple[int, Decimal] | None = None   # (count, realized P&L) kept in step with append
@@ -169,9 +190,7 @@ class History:
             raise StateFileError(f"{self.path}: the history of closed positions cannot be read ({exc})") from None
 
     def _positions(self, sql: str, args: tuple = ()) -> list[Position]:
-        from bot.position_manager import Position
-
-        return [Position.from_dict(json.loads(row[0]), where=f"{self.path}") for row in self._query(sql, args)]
+        return [self._parse(json.loads(row[0]), f"{self.path}") for row in self._query(sql, args)]
 
     def ids(self) -> set[str]:
         """Ids of the stored positions (read once, then kept in step by ``append``)."""

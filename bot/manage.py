@@ -53,7 +53,7 @@ from bot.orders import RecordState, Role
 from bot.outcomes import look_up
 from bot.position_manager import BotState, CloseReason, ExitMode, Position, PositionState
 from bot.reading import Snapshot
-from bot.reconcile import ReconcileReport
+from bot.reconcile import ReconcileReport, reconcile
 from bot.scanner import Candidate, MarketScanner
 from bot.status import record_bid
 from bot.trader import EntryPlan, EntrySkipped, Trader, exit_prices
@@ -653,6 +653,23 @@ class Manager:
             if (pos.tp_price is None or pos.sl_price is None) and pos.entry_price > 0:
                 tp, sl = exit_prices(pos.entry_price, s.take_profit_pct, s.stop_loss_pct, pos.tick_size)
                 apply(pos, ExitPricesSet(tp, sl), pos.updated_at)
+
+    def reconcile(self, now: datetime, meter: CallMeter, only: set[str] | None) -> set[str] | None:
+        """Start-up reconciliation: the stored positions (or ``only`` these) checked against the venue, one by one
+        (bot/reconcile.py). Returns the positions to check again next loop (a temporary error; empty: done), or
+        None when the venue did not answer at all (everything is tried again next loop)."""
+        self.fill_missing_exit_prices()
+        try:
+            with meter.attribute(None, now):
+                report = reconcile(self.state, self.venue, now, lambda p: self.arm_tp(p, now),
+                                   lambda p: self.finish_opening(p, now),
+                                   cancel_unknown=self.config.trading.cancel_unknown_orders, only=only)
+        except VenueError as exc:   # the venue is not answering yet: positions are still managed this loop
+            log.warning("Start-up reconciliation could not run (%s); trying again next loop, no new trades until "
+                        "it has", exc)
+            return None
+        self.reconciled(report)
+        return set(report.retry)
 
     def reconciled(self, report: ReconcileReport) -> None:
         """After start-up reconciliation: a position that needs a person pauses new entries (and alerts); a

@@ -604,7 +604,8 @@ class PositionStore:
         self._load_failed = False
         self._lock_fd: int | None = None
         self._last_saved: str | None = None
-        self.history = History(self.path.with_name(self.path.name + ".history.sqlite"))
+        self.history: History[Position] = History(self.path.with_name(self.path.name + ".history.sqlite"),
+                                                  lambda data, where: Position.from_dict(data, where=where))
         self.pre_history_path = self.path.with_name(self.path.name + ".pre-history")
 
     def load(self) -> BotState:

@@ -32,6 +32,10 @@ def crash_at():
     crashpoints.set_hook(None)
 
 
+def parse(data, where):
+    return Position.from_dict(data, where=where)
+
+
 def active(token: str = "tA") -> Position:
     return Position(token_id=token, condition_id="c-" + token, entry_price=D("0.5"), entry_shares=D(10),
                     entry_cost=D(5), shares=D(10), tp_price=D("0.6"), sl_price=D("0.4"), opened_at=T0, updated_at=T0)
@@ -54,7 +58,7 @@ def in_file(store: PositionStore) -> list[dict]:
 # -- the history itself ---------------------------------------------------------------------------------
 
 def test_append_and_queries(tmp_path):
-    h = History(tmp_path / "h.sqlite")
+    h = History(tmp_path / "h.sqlite", parse)
     assert h.count() == 0 and h.all() == [] and not (tmp_path / "h.sqlite").exists()   # reading creates nothing
     closed = known_state().positions
     closed[0].orders[0].order_id = "order-1"
@@ -66,14 +70,14 @@ def test_append_and_queries(tmp_path):
     assert ids(h.since(T0 + timedelta(minutes=3))) == ids(closed[2:])
     assert h.has_order("order-1") and not h.has_order("order-2") and "order-1" in h.order_ids()
     assert h.recent_tokens(2) == [closed[4].token_id, closed[3].token_id]
-    again = History(tmp_path / "h.sqlite")   # a second reader (status while the bot runs): same figures
+    again = History(tmp_path / "h.sqlite", parse)   # a second reader (status while the bot runs): same figures
     assert again.totals() == h.totals() and again.ids() == {p.id for p in closed}
 
 
 def test_an_unreadable_history_is_a_state_file_error(tmp_path):
     (tmp_path / "h.sqlite").write_text("not a database" * 100)
     with pytest.raises(StateFileError, match="history of closed positions"):
-        History(tmp_path / "h.sqlite").count()
+        History(tmp_path / "h.sqlite", parse).count()
 
 
 # -- the move --------------------------------------------------------------------------------------------

@@ -336,9 +336,9 @@ def test_feeds_are_built_only_when_enabled_and_a_paper_venue_gets_no_user_channe
     from bot.feeds import Feeds
 
     bot, _ = make_bot(tmp_path)
-    on = build(bot.config, bot.venue, PositionStore(tmp_path / "a.json"))
+    on = build(Bot, bot.config, bot.venue, PositionStore(tmp_path / "a.json"))
     assert isinstance(on.feeds, Feeds) and on.reader.feeds is on.feeds
     assert on.venue.feed_credentials() is None and on.feeds.stats()["user_connected"] is False
-    off = build(with_overrides(bot.config, feeds__enabled=False), bot.venue, PositionStore(tmp_path / "b.json"))
+    off = build(Bot, with_overrides(bot.config, feeds__enabled=False), bot.venue, PositionStore(tmp_path / "b.json"))
     assert off.feeds is None and off.reader.feeds is None, "feeds.enabled false: the REST-only loop of before"
-    assert build(bot.config, bot.venue, PositionStore(tmp_path / "c.json"), feeds=False).feeds is None
+    assert build(Bot, bot.config, bot.venue, PositionStore(tmp_path / "c.json"), feeds=False).feeds is None

@@ -1,6 +1,8 @@
 """A simulated Polymarket on loopback (CLOB + Gamma over HTTP, the CLOB's WebSocket market and user channels)
-that the real py-clob-client-v2 trades against. ``SimExchange`` starts it in-process; ``python -m bot.sim``
-serves it from the command line."""
+that the real py-clob-client-v2 trades against, and the unified SDK (polymarket-client) too, through its private
+``polymarket._internal.environment.create_environment`` hook (see tests/sim/test_protocol_v2.py). Markets of both
+kinds: CTF (V1) and Protocol V2 (``create_market(..., version="v2")``, FACTS.md Part 0, 0.8). ``SimExchange``
+starts it in-process; ``python -m bot.sim`` serves it from the command line."""
 from __future__ import annotations
 
 import random

@@ -47,14 +47,15 @@ from collections import Counter, OrderedDict, deque
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 from bot.sim.auth import EXCHANGE_V2, EXCHANGE_V3, NEG_RISK_EXCHANGE_V2, ApiKeys, AuthError, verify_l1, verify_order
 from bot.sim.engine import Engine, SimMarket, SimReject, dec_str, is_v2_position_id
 
-if TYPE_CHECKING:
-    from bot.sim import SimExchange
+#: The ``SimExchange`` (bot/sim/__init__.py) whose methods the /_sim/ routes call: it builds this module's server,
+#: so this module names it without importing it (no import circle).
+SimExchange = Any
 
 BASE = Decimal(1_000_000)
 MAX_BATCH_ORDERS = 15

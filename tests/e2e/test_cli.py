@@ -125,22 +125,22 @@ def test_live_run_never_writes_a_secret(tmp_path):
             assert needle not in text
 
 
-# -- issue 10: flags never surprise, bad input is one error line (in-process: bot.cli.main) --------------
+# -- issue 10: flags never surprise, bad input is one error line (in-process: main_bot.main) --------------
 
 import os  # noqa: E402
 
 import pytest  # noqa: E402
 
-from bot.cli import main  # noqa: E402
 from bot.config import feed_urls  # noqa: E402
 from bot.position_manager import BotState, Position, PositionStore  # noqa: E402
+from main_bot import main  # noqa: E402
 
 SECRET_ENV = ("POLY_PRIVATE_KEY", "POLY_FUNDER_ADDRESS", "POLY_API_KEY", "POLY_API_SECRET", "POLY_API_PASSPHRASE")
 
 
 @pytest.fixture
 def cli(tmp_path, monkeypatch):
-    """bot.cli.main (what main_bot.py runs) in-process, from an empty folder (no .env), without credentials,
+    """main_bot.main in-process, from an empty folder (no .env), without credentials,
     signals restored."""
     monkeypatch.chdir(tmp_path)
     for name in SECRET_ENV:

@@ -52,13 +52,20 @@ def write_config(path: Path, tmp: Path, urls: dict, scan_seconds: float, loop_se
     }))
 
 
-def v2_faults(rng: random.Random, i: int) -> dict:
+#: Crash points only a new entry reaches: a balance lock in their run would keep the bot from trying one (after two
+#: refusals it waits minutes), and the run would end without reaching its point.
+ENTRY_POINTS = ("before_send", "after_buy", "after_tp")
+
+
+def v2_faults(rng: random.Random, i: int, point: str | None) -> dict:
     """What the venue does during run ``i`` (keys of POST /_sim/faults; the HTTP faults stay as they are): the
     next one or two executions are ghost fills failing after 0-2 s, and every third run starts in a balance lock of
-    1-3 s (the sim runs on the real clock here: that is 4 to 30 of the bot's loops)."""
+    1-3 s (the sim runs on the real clock here: that is 4 to 30 of the bot's loops), except a run that must reach
+    a crash point of a new entry (``point``)."""
     faults: dict = {"ghost_fills": rng.choice([1, 2]), "ghost_fail_s": rng.choice([0, 1, 2])}
-    if i % 3 == 1:
-        faults["balance_lock_s"] = rng.choice([1, 2, 3])
+    lock = rng.choice([1, 2, 3])
+    if i % 3 == 1 and point not in ENTRY_POINTS:
+        faults["balance_lock_s"] = lock
     return faults
 
 
@@ -90,7 +97,8 @@ def crash_session(tmp_path: Path, points: list[str], kills: int, wind_down: int 
             if i < len(points):
                 run_env["BOT_CRASHPOINTS"] = points[i]
             if v2:
-                requests.post(f"{urls['clob_url']}/_sim/faults", json=v2_faults(v2_rng, i)).raise_for_status()
+                requests.post(f"{urls['clob_url']}/_sim/faults",
+                              json=v2_faults(v2_rng, i, points[i] if i < len(points) else None)).raise_for_status()
             bot = subprocess.Popen([sys.executable, "main_bot.py", "--config", str(config)], cwd=ROOT, env=run_env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:   # a crash point ends the run itself (exit 137); a random kill comes after 1-4 s
