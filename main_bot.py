@@ -2,8 +2,9 @@
 """Polymarket TP/SL bot: buys, protects every position with a take-profit and a stop-loss, and exits after a
 maximum holding time (README.md). ``python main_bot.py [--sim] [--loops N]`` runs it; ``status``, ``report``,
 ``doctor``, ``convert``, ``resume``, ``close`` and ``--live-once`` are in bot/cli.py, whose ``main`` runs at the
-end of this file. This module is the loop (``Bot``), in the seed's phases and method names; with push feeds
-(bot/feeds.py) it also wakes between loops to handle a crossed stop-loss or a TP fill as it is pushed.
+end of this file. This module is the loop (``Bot``), in the seed's phases and method names; ``run`` and the
+wait between loops (where, with push feeds, a crossed stop-loss or a TP fill is handled as it is pushed) are in
+bot/runner.py.
 """
 from __future__ import annotations
 
@@ -22,10 +23,11 @@ from bot.clock import Clock, SystemClock, Waker
 from bot.config import BotConfig
 from bot.errors import MalformedResponse, StateFileError, TemporaryVenueError, VenueError
 from bot.manage import Manager
-from bot.metrics import CallMeter, loop_health
+from bot.metrics import CallMeter
 from bot.ownership import refuse_other_venues_positions, stamp, venue_identity
 from bot.position_manager import BotState, ExitMode, Position, PositionState, PositionStore
 from bot.reading import Reader, Snapshot
+from bot.runner import Runner
 from bot.scanner import MarketScanner
 from bot.venue.base import Venue
 
@@ -38,7 +40,7 @@ METRICS_FLUSH_SECONDS = 60   # metrics-only changes (API call counts) are writte
 MAX_CONSECUTIVE_FAILURES = 5   # after this many failed loops in a row the bot stops opening positions
 
 
-class Bot:
+class Bot(Runner):
     """The loop: read the venue in batches, update positions, open new ones, save. What happens to a position
     is in bot/manage.py (handlers), bot/exits.py (exit protocol) and bot/lifecycle.py (its table of states)."""
 
@@ -81,57 +83,6 @@ class Bot:
         """The next scan for a new market waits a full scan interval from now (``now_too``: scan next loop)."""
         self._last_scan = None if now_too else self.clock.time()
 
-    def request_stop(self) -> None:
-        """Finish the current step, save and stop; a loop's sleep ends at once."""
-        self.stop_requested = True
-        self.wake()
-
-    def wake(self) -> None:
-        """End the loop's sleep now (a stop request, or a feed event to handle: ``run_events``)."""
-        self._waker.wake() if self._waker is not None else None
-
-    def run(self, loops: int | None = None) -> int:
-        """Run until stopped (or ``loops`` iterations); returns the process exit code."""
-        self.manage.check_trade_size()
-        log.info("Bot started (%s venue): %d active position(s)%s", self.venue.name, len(self.state.active_positions()),
-                 "; PAUSED: " + (self.state.pause_reason or "") if self.state.paused else "")
-        self._waker = Waker()
-        getattr(self.venue, "interruptible", lambda waker: None)(self._waker)   # no read's retry holds an event
-        if self.stop_requested:
-            self._waker.wake()
-        self.feeds.start() if self.feeds is not None else None
-        try:
-            while not self.stop_requested and (loops is None or self.loops_done < loops):
-                started = self.clock.time()
-                self.meter.add_run_time(started - (self._last_loop_at or started))
-                self._last_loop_at = started
-                self.run_guarded()
-                self.loops_done += 1
-                loop_health(self.state, self.clock.time() - started, self.config.bot.loop_interval_seconds, self.now())
-                if self.once and self.opened_once and not self.state.active_positions():
-                    log.info("The one position is closed: stopping (--live-once)")
-                    break
-                if self.stop_requested or (loops is not None and self.loops_done >= loops):
-                    break
-                self._sleep_until(started + self.config.bot.loop_interval_seconds)
-        finally:
-            self.feeds.stop() if self.feeds is not None else None
-            getattr(self.venue, "interruptible", lambda waker: None)(None)
-            self._waker.close()
-            self._waker = None
-        self.save(move_closed=True, measurements=True)
-        log.info("Bot stopped after %d loop(s)", self.loops_done)
-        return 0
-
-    def _sleep_until(self, deadline: float) -> None:
-        """Sleep until the next loop; what the feeds push meanwhile is handled as it comes (``run_events``)."""
-        while not self.stop_requested and (left := deadline - self.clock.time()) > 0:
-            wait = getattr(self.clock, "wait", None)   # a stop request or a feed event ends the clock's wait
-            wait(left, self._waker) if wait is not None and self._waker else self.clock.sleep(left)
-            if self.feeds is None or self.stop_requested or self._waker is None:
-                return
-            self._waker.clear()
-            self.run_guarded(self.run_events)
 
     def run_guarded(self, step: Callable[[], None] | None = None) -> None:
         """One loop (or ``step``) with every exception classified here, so none escapes the loop."""

@@ -112,7 +112,8 @@ def test_an_hour_with_ten_percent_faults(tmp_path, caplog, feeds, v2):
             assert "the sum of matched orders exceeds the balance" in caplog.text   # an order refused by a lock
         triggers = [p.metrics.get("trigger_source") for p in closed]
         if pushed is not None:
-            assert pushed.stats()["reconnects"] >= 5, pushed.stats()   # (a drop may find nothing held)
+            # (a drop may find nothing held: with balance locks keeping entries out, more often so)
+            assert pushed.stats()["reconnects"] >= (3 if v2 else 5), pushed.stats()
             assert triggers.count("push") >= 3, triggers
         print(f"feeds={feeds} v2={v2} failed_trades={result['failed_trades']} "
               f"lock_refusals={caplog.text.count('the sum of matched orders')} "
