@@ -158,6 +158,13 @@ class SimExchange:
         with self.engine.lock:
             self.engine.market_resolved_messages = bool(on)
 
+    def sell_answer_net(self, on: bool = True) -> None:
+        """On: a taker SELL's POST answer gives ``takingAmount`` net of its fee; off (default): the notional.
+        Which the venue does is unknown (FACTS.md Part 0, 0.1): the bot must be right under both. Key
+        ``{"sell_answer_net": bool}``."""
+        with self.engine.lock:
+            self.engine.sell_answer_net = bool(on)
+
     def delayed_uncancellable(self, on: bool = True) -> None:
         """On: a cancel of a DELAYED order answers it in ``not_canceled`` with ``cannot cancel because the
         order is in pending/delayed status`` and it matches when its delay is over (FACTS.md Part 0, 0.5).

@@ -46,7 +46,9 @@ Engine-wide switches for what the venue does only sometimes:
   balance / allowance: the sum of matched orders exceeds the balance`` while balances read right;
 - ``market_resolved_messages`` (default True, FACTS.md Part 0, 0.5): False sends no ``market_resolved``;
 - ``delayed_uncancellable`` (default False, FACTS.md Part 0, 0.5): a cancel of a DELAYED order answers
-  ``cannot cancel because the order is in pending/delayed status`` and the order stays.
+  ``cannot cancel because the order is in pending/delayed status`` and the order stays;
+- ``sell_answer_net`` (default False): whether a taker SELL's ``takingAmount`` in the POST answer is the notional
+  less the fee (True) or the notional (False). FACTS.md Part 0, 0.1 says this is **unknown**: both are served.
 
 Push feeds (the WebSocket channels of ``bot.sim.feeds``): nothing of this runs until a feed client
 subscribes. While one does, every public operation that can change books records the tokens it touched
@@ -384,6 +386,7 @@ class Engine:
         self.forget_orders = True
         self.market_resolved_messages = True
         self.delayed_uncancellable = False
+        self.sell_answer_net = False
         self._ghosts = 0
         self._ghost_fail_s = 1.0
         self._balance_locked_until: float | None = None   # see balance_lock
@@ -680,6 +683,9 @@ class Engine:
             trade_ids = list(order.trade_ids)
             hashes = [self._trade_hash(t) for t in trade_ids]
             making, taking = ((paid, got) if side == "BUY" else (got, paid))
+            if side == "SELL" and self.sell_answer_net and trade_ids:   # (unknown: FACTS.md Part 0, 0.1)
+                taking -= sum((t.fee for t in self._trades[-len(trade_ids):] if t.taker_order_id == order_id),
+                              Decimal(0))
             return {"success": True, "errorMsg": "", "orderID": order_id,
                     "status": "matched" if order.status == "MATCHED" else "live",
                     "makingAmount": dec_str(making) if got > 0 else "",

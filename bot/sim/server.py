@@ -30,7 +30,9 @@ combination with them or alone (then the HTTP faults stay as they are), the venu
 - ``market_resolved_messages`` (default true): false sends no ``market_resolved`` on the market channel
   (FACTS.md Part 0, 0.5);
 - ``delayed_uncancellable`` (default false): a cancel of a DELAYED order answers it in ``not_canceled``
-  with ``cannot cancel because the order is in pending/delayed status`` (FACTS.md Part 0, 0.5).
+  with ``cannot cancel because the order is in pending/delayed status`` (FACTS.md Part 0, 0.5);
+- ``sell_answer_net`` (default false): a taker SELL's answer gives ``takingAmount`` net of the fee (whether the
+  venue does is unknown: FACTS.md Part 0, 0.1).
 """
 from __future__ import annotations
 
@@ -66,7 +68,7 @@ ORDER_POSTS = {("POST", "/order"), ("POST", "/orders")}
 BALANCE_ASSET_TYPES = ("COLLATERAL", "CONDITIONAL", "CONDITIONAL-V2")   # FACTS.md Part 0, 0.8
 HTTP_FAULT_KEYS = ("rate", "statuses", "paths", "delay_s", "seed", "after")
 VENUE_FAULT_KEYS = ("ghost_fills", "ghost_fail_s", "forget_orders", "balance_lock_s", "market_resolved_messages",
-                    "delayed_uncancellable")
+                    "delayed_uncancellable", "sell_answer_net")
 CANCELS = {("DELETE", "/order"), ("DELETE", "/orders"), ("DELETE", "/cancel-all"),
            ("DELETE", "/cancel-market-orders")}
 FAULT_BODIES = {
@@ -818,7 +820,7 @@ class _Handler(BaseHTTPRequestHandler):
                 ctl.ghost_fills(int(body["ghost_fills"]), float(body.get("ghost_fail_s", 1.0)))
             if "balance_lock_s" in body:
                 ctl.balance_lock(float(body["balance_lock_s"]))
-            for key in ("forget_orders", "market_resolved_messages", "delayed_uncancellable"):
+            for key in ("forget_orders", "market_resolved_messages", "delayed_uncancellable", "sell_answer_net"):
                 if key in body:
                     if not isinstance(body[key], bool):
                         raise HttpError(400, f"{key} must be true or false")

@@ -335,3 +335,17 @@ def test_a_stop_loss_on_a_buy_that_never_settled_waits_for_its_trades_not_a_verd
     h.loop(4, advance=5)
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.ENTRY_UNFILLED
     assert pos.realized_pnl == 0 and usdc(h) == start and not h.bot.state.paused
+
+
+@pytest.mark.parametrize("net", [False, True], ids=["answer_gross", "answer_net"])
+def test_a_sales_pnl_is_the_wallets_whether_the_answer_gives_the_proceeds_gross_or_net(csim, tmp_path, net):
+    """Whether a taker SELL's takingAmount is gross or net of the fee is unknown (FACTS.md Part 0, 0.1): the
+    sale is booked again from its trades once they settle, so the P&L is the wallet's under both answers."""
+    m, h, pos, start = open_one(csim, tmp_path, "monitor", price=0.3, fee_rate="0.25", fee_exponent=2)
+    csim.sell_answer_net(net)
+    csim.set_price(m["token_ids"][0], 0.24)
+    h.loop(3, advance=3)
+    assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
+    sale = next(r for r in pos.orders if r.role == Role.EXIT)
+    assert sale.confirmed and sale.fee > 0
+    assert abs((usdc(h) - start) - pos.realized_pnl) <= PNL_TOLERANCE
