@@ -155,6 +155,17 @@ def resolve_exit_sell(pos: Position, venue: Venue, now: datetime) -> bool:
     return True
 
 
+def shrink_to(pos: Position, held: Decimal, checked: str, now: datetime) -> str:
+    """Shares left the account outside the bot (sold by hand, moved): the position keeps what the account holds
+    (the rest booked at cost, no profit or loss) and what is left stays protected. Returns the warning logged."""
+    gone = pos.shares - max(held, Decimal(0))
+    note = (f"{fmt(gone)} of position {pos.id}'s {fmt(pos.shares)} shares left the account outside the bot "
+            f"(sold by hand?); the account holds {fmt(held)}: the position now manages those ({checked})")
+    log.warning("%s", note)
+    apply(pos, SharesLeft(gone, note), now)
+    return note
+
+
 def book_own_orders(pos: Position, venue: Venue, now: datetime) -> list[str]:
     """Before any "shares missing" verdict: ask the venue about every order of this position by id (each
     TP it ever had, a pending exit sell) and book what they filled. Returns what was checked, for the
@@ -354,13 +365,8 @@ class ExitProtocol:
         return held if pos.trading else None
 
     def shrink(self, pos: Position, held: Decimal, checked: str, now: datetime) -> None:
-        """Shares left the account outside the bot: the position keeps what the account holds (booked at cost,
-        no profit or loss), warned and alerted; what is left stays protected."""
-        gone = pos.shares - max(held, Decimal(0))
-        note = (f"{fmt(gone)} of position {pos.id}'s {fmt(pos.shares)} shares left the account outside the bot "
-                f"(sold by hand?); the account holds {fmt(held)}: the position now manages those ({checked})")
-        log.warning("%s", note)
-        apply(pos, SharesLeft(gone, note), now)
+        """``shrink_to`` what the account holds, saved and alerted."""
+        note = shrink_to(pos, held, checked, now)
         self.save()
         self.alert("shares_left", note)
 

@@ -23,13 +23,12 @@ from datetime import datetime
 from decimal import Decimal
 
 from bot.errors import MalformedResponse, OrderRejected, TemporaryVenueError
-from bot.exits import book_gone_tp, book_own_orders, book_tp, resolve_exit_sell
+from bot.exits import book_gone_tp, book_own_orders, book_tp, resolve_exit_sell, shrink_to
 from bot.lifecycle import (
     AgreesAgain,
     AttentionNeeded,
     NothingLeft,
     OrderNotPlaced,
-    SharesLeft,
     TpResting,
     apply,
     unconfirmed,
@@ -147,16 +146,12 @@ def _reconcile_position(pos: Position, venue: Venue, open_orders: dict[str, Orde
                                 "settled yet; waiting for the venue's trades", pos.id, fmt(held), fmt(pos.shares))
                     return
                 venue.get_market_info(pos.token_id, pos.condition_id)   # (a token the venue does not know: a person)
-                gone = pos.shares - held
-                note = (f"{fmt(gone)} of its {fmt(pos.shares)} shares left the account outside the bot; the account "
-                        f"holds {fmt(held)} (found at start-up; checked: "
-                        f"{'; '.join(checked) or 'no orders of its own'})")
-                log.warning("Position %s shrinks: %s", pos.id, note)
                 if pos.status == PositionState.NEEDS_ATTENTION:
                     apply(pos, AgreesAgain(), now)
                     report.restored += 1
-                apply(pos, SharesLeft(gone, note), now)
-                report.shrunk.append(f"{pos.id}: -{fmt(gone)}")
+                report.shrunk.append(f"{pos.id}: -{fmt(pos.shares - held)}")
+                shrink_to(pos, held, f"found at start-up; checked: {'; '.join(checked) or 'no orders of its own'}",
+                          now)
                 if not pos.trading:
                     return
         elif held > pos.shares + SIZE_QUANTUM:

@@ -61,9 +61,7 @@ def mark(pos: Position, now: datetime, bid: Decimal | None = None) -> Marked:
     age = pos.age_hours(now)
     if bid is None or pos.status not in HOLDING:
         return Marked(bid, bid_at, None, None, None, None, age, False)
-    curve = pos.metrics.get("fee_curve")
-    rate, exponent = (to_decimal(curve[0], "fee rate"), int(curve[1])) if isinstance(curve, list) and len(curve) == 2 \
-        else (Decimal(0), 0)
+    rate, exponent, fee_known = _fee_curve(pos)
     shares = pos.shares
     value = shares * bid - taker_fee(shares, bid, rate, exponent)
     cost = pos.entry_cost * shares / pos.entry_shares if pos.entry_shares > 0 else Decimal(0)
@@ -71,7 +69,19 @@ def mark(pos: Position, now: datetime, bid: Decimal | None = None) -> Marked:
     to_sl = ((bid - pos.sl_price) / tick).quantize(Decimal("0.1")) if pos.sl_price is not None else None
     to_tp = ((pos.tp_price - bid) / tick).quantize(Decimal("0.1")) if pos.tp_price is not None else None
     return Marked(bid, bid_at, (value - cost).quantize(Decimal("0.000001")), value.quantize(Decimal("0.000001")),
-                  to_sl, to_tp, age, isinstance(curve, list))
+                  to_sl, to_tp, age, fee_known)
+
+
+def _fee_curve(pos: Position) -> tuple[Decimal, int, bool]:
+    """(rate, exponent, known) of the fee curve recorded with the position; none (no fee) when it is missing or
+    was edited into something that is not one."""
+    curve = pos.metrics.get("fee_curve")
+    try:
+        if isinstance(curve, list) and len(curve) == 2:
+            return to_decimal(curve[0], "fee rate"), int(curve[1]), True
+    except (ValueError, TypeError):
+        pass
+    return Decimal(0), 0, False
 
 
 @dataclass(frozen=True)

@@ -63,3 +63,13 @@ def test_recording_a_bid_is_a_measurement_not_a_change():
     line = pos.json_line()
     record_bid(pos, D("0.52"), NOW)
     assert pos.json_line() == line and '"bid": "0.52"' in pos.json_line(fresh=True)
+
+
+def test_hand_edited_measurements_never_break_status():
+    pos = opened()
+    pos.metrics["fee_curve"] = ["abc", "x"]
+    pos.metrics["bid"] = "not a price"
+    m = mark(pos, NOW)
+    assert m.bid is None and m.unrealized_pnl is None
+    m = mark(pos, NOW, D("0.5"))
+    assert not m.fee_known and m.unrealized_pnl == D(10) - D("10.0125")

@@ -267,14 +267,15 @@ class Venue(Protocol):
         """USDC (pUSD) the account holds."""
 
     def order_trades(self, order_id: str, token_id: str, since: float) -> Fill:
-        """What the account's order ``order_id`` traded on ``token_id`` (trades since ``since``, unix seconds),
+        """What the account's order ``order_id`` traded on ``token_id`` (``since``: when it was sent, unix seconds on
+        the bot's clock; a hint only, the live venue reads the token's trades whole: see ``orders_trades``),
         summed into one Fill (0 shares when none; FAILED trades in ``failed_shares``, ``confirmed`` when every
         other trade is settled): the trade history does not lag a fresh fill the way the balance cache does, and
         it still knows an order that ``get_order`` forgot (filled in full, cancelled: FACTS.md Part 0, 0.3)."""
 
     def orders_trades(self, orders: dict[str, str], since: float) -> dict[str, Fill]:
-        """``order_trades`` for several orders ({order id: token id}) in as few requests as the venue allows (the
-        account's trades since ``since``, read once)."""
+        """``order_trades`` for several orders ({order id: token id}) in as few requests as the venue allows (one
+        read of the account's trades per token)."""
 
     def books_seen(self, books: dict[str, Book]) -> None:
         """Books the bot got without asking this venue (the push feed): the paper venue fills its resting

@@ -86,7 +86,8 @@ def test_an_hour_with_ten_percent_faults(tmp_path, caplog, feeds, v2):
         finally:
             pushed.stop() if pushed else None
         faults = sim.request_counts()["faults"]
-        assert faults > 50, "the test must really have been under fire"
+        # (balance locks keep entries out for minutes of the hour: fewer orders, fewer of them refused)
+        assert faults > (30 if v2 else 50), "the test must really have been under fire"
         assert "Unexpected error" not in caplog.text
         positions = bot.state.all_positions()
         closed = [p for p in positions if p.status == PositionState.CLOSED and p.entry_shares > 0]
