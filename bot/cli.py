@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import signal
 import sys
 from collections.abc import Callable
@@ -108,6 +109,10 @@ def make_bot(bot_class: BotClass, config: BotConfig, venue: Venue, store: Positi
             register_secret(secret)   # (the API key too: it names the account)
         pushed = Feeds(config.feeds, clock, lambda: bot.wake() if bot is not None else None, creds)
     bot = bot_class(config, venue, MarketScanner.from_config(config), store, clock=clock, once=once, feeds=pushed)
+    if getattr(venue, "name", "") == "live" and getattr(venue, "address", None):
+        from bot.doctor import auto_redeem_approved  # one read of the chain (Polygon RPC): None when unanswered
+
+        bot.manage.auto_redeem = auto_redeem_approved(venue)   # type: ignore[arg-type]
     return bot
 
 
@@ -187,7 +192,14 @@ def _run_sim(args, config: BotConfig, state_dir: Path, store: PositionStore, bot
     from bot.venue.live import LiveVenue
     from bot.venue.paper import PaperVenue
 
-    with SimExchange(markets=args.sim_markets, seed=args.seed, default_volatility=Decimal("0.015")) as sim:
+    # A mix of both kinds Polymarket lists (FACTS.md Part 0, 0.8): CTF markets, and every third one Protocol V2.
+    v2_markets = args.sim_markets // 3
+    with SimExchange(markets=args.sim_markets - v2_markets, seed=args.seed,
+                     default_volatility=Decimal("0.015")) as sim:
+        rng = random.Random(args.seed + 1)
+        for i in range(v2_markets):
+            sim.create_market(f"Simulated Protocol V2 market {i + 1}: will it happen?",
+                              yes_price=round(rng.uniform(0.35, 0.65), 2), version="v2")
         cfg = sim_config(config, sim.clob_url, sim.gamma_url, state_dir,
                          loop_seconds=getattr(args, "sim_loop_seconds", 1), ws_url=sim.ws_url)
         get_logger(cfg)
@@ -438,17 +450,19 @@ def positive_seconds(text: str) -> float:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="main_bot.py", description="Polymarket TP/SL bot")
     parser.add_argument("command", nargs="?", default="run",
-                        choices=["run", "status", "resume", "report", "doctor", "convert", "close"],
+                        choices=["run", "status", "resume", "report", "doctor", "convert", "close", "backtest"],
                         help="run the bot (default), status, resume after a pause, the A/B report, doctor "
                              "(read-only checks before going live), convert (limit_orders -> monitor), close --id "
-                             "(a position needing attention whose shares are gone, closed by hand)")
+                             "(a position needing attention whose shares are gone, closed by hand), backtest (replay "
+                             "TP/SL settings on Polymarket's history: README, Replay)")
     parser.add_argument("--config", default="config.json", help="path of config.json")
     parser.add_argument("--loops", type=int, default=None, help="run N iterations of the loop and exit")
     parser.add_argument("--json", action="store_true", help="status/report: print JSON")
     parser.add_argument("--closed", type=int, default=10, metavar="N",
                         help="status: how many of the last closed positions to list (default 10)")
     parser.add_argument("--all", action="store_true", help="status: list every closed position")
-    parser.add_argument("--since", default=None, help="report: only positions opened since this ISO date")
+    parser.add_argument("--since", default=None, help="report: only positions opened since this ISO date; backtest: "
+                        "the window's start")
     parser.add_argument("--plot", default=None, help="report: draw cumulative P&L and slippage into this PNG")
     parser.add_argument("--live-once", action="store_true",
                         help="open exactly one position of the smallest valid size, manage it to its end, stop")
@@ -467,6 +481,28 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--sim-wallet", default="eoa", choices=["eoa", "deposit"],
                         help="with --sim: trade from a plain wallet (signature_type 0) or from a deposit wallet "
                              "(signature_type 3, what polymarket.com accounts made since May 2026 have)")
+    replay = parser.add_argument_group("backtest (README, Replay)")
+    replay.add_argument("--until", default=None, help="the window's end (ISO date or time, UTC; default now)")
+    replay.add_argument("--days", type=float, default=None, help="the window: this many days before --until "
+                        "(default 30; with --sim 3)")
+    replay.add_argument("--markets", type=int, default=20, help="the busiest N resolved markets of the window")
+    replay.add_argument("--slug", action="append", default=None, help="replay this market (repeatable)")
+    replay.add_argument("--fidelity", type=int, default=1, help="minutes between recorded prices (default 1)")
+    replay.add_argument("--grid", nargs="+", default=None, metavar="KEY=V1,V2",
+                        help="every combination, e.g. take_profit_pct=0.05,0.10 stop_loss_pct=0.05,0.10")
+    replay.add_argument("--dask", default=None, metavar="ADDRESS",
+                        help="run the grid on a Dask cluster (tcp://scheduler:8786) instead of local processes")
+    replay.add_argument("--workers", type=int, default=None, help="grid: local processes (default: one per core)")
+    replay.add_argument("--cache", default="replay_cache", help="where downloaded histories are kept")
+    replay.add_argument("--offline", action="store_true", help="use the cache only (no request)")
+    replay.add_argument("--out", default="replay_out", help="where the result files go")
+    replay.add_argument("--spread-ticks", type=int, default=2, help="fill model: the book's spread in ticks")
+    replay.add_argument("--depth", type=float, default=500, help="fill model: shares per book level")
+    replay.add_argument("--levels", type=int, default=5, help="fill model: levels a side")
+    replay.add_argument("--tp-fill", default="through", choices=["through", "touch"],
+                        help="fill model: a resting TP fills when the price trades through it, or touches it")
+    replay.add_argument("--exit-latency", type=int, default=0,
+                        help="fill model: an exit fills this many recorded steps after its trigger")
     return parser.parse_args(argv)
 
 
@@ -489,6 +525,14 @@ def main(argv: list[str] | None, bot_class: BotClass) -> int:
             return 0
         if args.command == "report":
             return run_report(PositionStore(state_path).load(), args)
+        if args.command == "backtest":
+            from bot.replay import backtest
+
+            try:
+                return (backtest.sim_main if args.sim else backtest.main)(args, config, bot_class)
+            except (backtest.BacktestError, ValueError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
         if args.command == "doctor":
             doctor = Doctor(args.config)
             checks = doctor.run()

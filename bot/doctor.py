@@ -8,10 +8,12 @@ import importlib.metadata
 import importlib.util
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import requests
 
@@ -48,6 +50,37 @@ FIND_DEPOSIT_WALLET = ("log in on polymarket.com with the account this key belon
 DEPLOY_DEPOSIT_WALLET = ("polymarket.com deploys the deposit wallet when the account is set up on the site: log in "
                          "there with this account and make a first deposit, then run doctor again (the venue refuses "
                          "every order from an undeployed wallet with 'maker address not allowed')")
+
+
+@dataclass(frozen=True)
+class MarketKind:
+    """What one kind of market needs approved, by the names of ``LiveVenue.contracts()`` (polymarket-client's
+    config): pUSD allowances for ``spenders`` (to buy) and, on the ERC-1155 contract that holds its shares,
+    ``setApprovalForAll`` for ``operators`` (to sell). FACTS.md Part 0, 0.8."""
+
+    label: str                   # what breaks without it ("Protocol V2 markets")
+    spenders: tuple[str, ...]
+    shares: str                  # "conditional_tokens" (V1, the CTF) or "position_manager" (Protocol V2)
+    operators: tuple[str, ...]
+
+
+MARKET_KINDS = (
+    MarketKind("V1 standard markets", ("ctf_exchange",), "conditional_tokens", ("ctf_exchange",)),
+    MarketKind("V1 neg-risk markets", ("neg_risk_exchange", "neg_risk_adapter"), "conditional_tokens",
+               ("neg_risk_exchange", "neg_risk_adapter")),
+    MarketKind("Protocol V2 markets", ("exchange_v3",), "position_manager", ("exchange_v3",)),
+)
+CONTRACT_LABELS = {"ctf_exchange": "CTF exchange", "neg_risk_exchange": "neg-risk exchange",
+                   "neg_risk_adapter": "neg-risk adapter", "exchange_v3": "ExchangeV3",
+                   "auto_redeem_operator": "auto-redeem operator", "conditional_tokens": "conditional tokens",
+                   "position_manager": "PositionManager", "collateral_token": "pUSD"}
+#: ERC-1155 ``isApprovedForAll(address owner, address operator)``: keccak256 of the signature, first 4 bytes.
+IS_APPROVED_FOR_ALL = "0xe985e9c5"
+#: Seconds per JSON-RPC call to the Polygon node (rpc_url of the SDK's config).
+RPC_TIMEOUT_S = 4.0
+APPROVE_ON_SITE = ("log in on polymarket.com with this account and trade once (the site sets the approvals then; "
+                   "the bot never sends approvals)")
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
 @dataclass
@@ -102,6 +135,8 @@ class Doctor:
                     if self.cfg.api.signature_type == 3:
                         self.check_deposit_wallet()
                     self.check_account()
+                    if self.venue is not None:
+                        self.check_approvals()
                 self.check_positions()
                 self.check_trade_size()
         return self.checks
@@ -109,12 +144,25 @@ class Doctor:
     # -- checks -----------------------------------------------------------------------------------
 
     def check_sdk(self) -> None:
+        """polymarket-client (the unified SDK, which bot/venue/sdk.py trades through) at the version the bot pins."""
+        fix = "pip install -r requirements.txt (it pins polymarket-client, Polymarket's unified SDK: the bot trades " \
+              "V1 and Protocol V2 markets through it)"
         try:
-            version = importlib.metadata.version("py-clob-client-v2")
-            self.add("sdk", "ok", f"py-clob-client-v2 {version} installed")
+            importlib.metadata.version("polymarket-client")
+            from bot.venue import sdk
         except importlib.metadata.PackageNotFoundError:
-            self.add("sdk", "error", "py-clob-client-v2 is not installed",
-                     "pip install -r requirements.txt (the only SDK that trades on Polymarket since CLOB V2)")
+            self.add("sdk", "error", "polymarket-client is not installed", fix)
+        except (ImportError, AttributeError) as exc:   # installed, but not the one bot/venue/sdk.py was written for
+            self.add("sdk", "error", f"polymarket-client {importlib.metadata.version('polymarket-client')} is "
+                     f"installed but bot/venue/sdk.py cannot use it: {type(exc).__name__}: {exc}", fix)
+        else:
+            version = sdk.installed_version()
+            if version != sdk.SDK_PIN:
+                self.add("sdk", "error", f"polymarket-client {version} is installed; the bot is written and tested "
+                         f"against {sdk.SDK_PIN} (its private parts move between releases)",
+                         f"pip install polymarket-client=={sdk.SDK_PIN} (or {fix})")
+            else:
+                self.add("sdk", "ok", f"polymarket-client {version} installed (the pinned version)")
         if importlib.util.find_spec("py_clob_client") is not None:
             self.add("sdk_v1", "warning", "py-clob-client (v1) is installed; the bot does not use it, and its "
                      "orders are rejected by Polymarket since 2026-04-28", "pip uninstall py-clob-client")
@@ -266,7 +314,6 @@ class Doctor:
                  f"; {len(open_orders)} open order(s) on the account")
         try:
             balance = venue.collateral_balance()
-            allowances = venue.collateral_allowances()
         except VenueError as exc:
             self.add("balance", "error", f"cannot read the balance: {exc}")
             return
@@ -276,12 +323,128 @@ class Doctor:
                      "deposit USDC (pUSD) to the funder address")
         else:
             self.add("balance", "ok", f"${fmt(balance, 2)} available")
-        if not allowances or all(v <= 0 for v in allowances.values()):
-            self.add("allowance", "error", "the exchange contracts have no allowance on your funds: every order "
-                     "would be refused with 'not enough balance / allowance'",
-                     "approve the exchange once (log in and trade once on polymarket.com, or approve on-chain)")
+
+    def check_approvals(self) -> None:
+        """What each kind of market needs approved (MARKET_KINDS): pUSD allowances as the venue reports them, share
+        approvals and the auto-redeem operator read on-chain."""
+        venue = self.venue
+        if venue is None:
+            return
+        try:
+            contracts = venue.contracts()
+        except (VenueError, ValueError, AttributeError) as exc:
+            self.add("allowance", "error", f"cannot tell which contracts to check: {type(exc).__name__}: {exc}",
+                     "pip install -r requirements.txt (polymarket-client's config names them)")
+            return
+        unbuyable = self.check_collateral_allowances(venue, contracts)
+        self.check_share_approvals(venue, contracts, unbuyable)
+
+    def check_collateral_allowances(self, venue: LiveVenue, contracts: Mapping[str, str]) -> set[str]:
+        """pUSD allowance of each spender each kind needs (GET /balance-allowance); returns the labels of the kinds
+        the account cannot buy in."""
+        try:
+            allowances = venue.collateral_allowances()
+        except VenueError as exc:
+            self.add("allowance", "error", f"cannot read the pUSD allowances: {exc}")
+            return {k.label for k in MARKET_KINDS}
+        need = self.cfg.capital.max_trade_size
+        every = {k.label for k in MARKET_KINDS}
+        if allowances and not any(_ADDRESS.match(k) for k in allowances):   # an answer that names no spender
+            if all(v < need for v in allowances.values()):
+                self.add("allowance", "error", "no allowance on your pUSD for the exchange contracts: every order "
+                         "would be refused with 'not enough balance / allowance'", self._approve_fix(contracts, []))
+                return every
+            self.add("allowance", "ok", "pUSD allowance set (the venue names no spender: not checked per kind)")
+            return set()
+        held = {k.lower(): v for k, v in allowances.items()}
+        amount = {name: held.get(contracts[name].lower(), Decimal(0)) for k in MARKET_KINDS for name in k.spenders}
+        missing = [name for name in amount if amount[name] < need]
+        broken = [k for k in MARKET_KINDS if any(name in missing for name in k.spenders)]
+        known = {contracts[name].lower() for name in contracts if name != "rpc_url"}
+        others = [k for k, v in allowances.items() if _ADDRESS.match(k) and k.lower() not in known and v >= need]
+        if not broken:
+            self.add("allowance", "ok", "pUSD allowances set for every exchange contract: " + "; ".join(
+                f"{k.label}: {' and '.join(CONTRACT_LABELS[n] for n in k.spenders)}" for k in MARKET_KINDS))
+            return set()
+        parts = []
+        for name in missing:
+            low = f" (allowance ${fmt(amount[name], 2)}, below one trade of ${fmt(need)})" if amount[name] > 0 else ""
+            parts.append(f"{CONTRACT_LABELS[name]} {contracts[name]}{low}")
+        text = "; ".join(parts)
+        old = ""
+        retired = contracts.get("old_neg_risk_adapter", "")
+        if "neg_risk_adapter" in missing and retired and held.get(retired.lower(), Decimal(0)) >= need:
+            old = (f". The old neg-risk adapter {retired} has an allowance: it was retired on 2026-07-17 and its "
+                   f"allowance does not count; the current one is {contracts['neg_risk_adapter']}")
+        elif "neg_risk_adapter" in missing and others:
+            old = (f". {', '.join(others)} has an allowance but is not the current neg-risk adapter "
+                   f"{contracts['neg_risk_adapter']}; its allowance does not count")
+        if len(broken) == len(MARKET_KINDS):
+            self.add("allowance", "error", f"no allowance on your pUSD for any exchange contract ({text}): every "
+                     f"order would be refused with 'not enough balance / allowance'{old}",
+                     self._approve_fix(contracts, missing))
         else:
-            self.add("allowance", "ok", f"allowances set for {len(allowances)} exchange contract(s)")
+            cannot = " and ".join(k.label for k in broken)
+            self.add("allowance", "warning", f"pUSD allowance missing for {text}: the bot cannot trade {cannot} (their "
+                     f"orders are refused with 'not enough balance / allowance'); the other kinds are approved{old}",
+                     self._approve_fix(contracts, missing))
+        return {k.label for k in broken}
+
+    def _approve_fix(self, contracts: Mapping[str, str], missing: list[str]) -> str:
+        spenders = ", ".join(f"{CONTRACT_LABELS[n]} {contracts[n]}" for n in missing) or "each exchange contract"
+        return (f"{APPROVE_ON_SITE}, or approve on-chain from the funder {self.venue.funder if self.venue else ''}: "
+                f"pUSD {contracts.get('collateral_token', '')} approve(spender, max) for {spenders}")
+
+    def check_share_approvals(self, venue: LiveVenue, contracts: Mapping[str, str], unbuyable: set[str]) -> None:
+        """On-chain ``isApprovedForAll(funder, operator)`` of each kind's operators on its share contract, and of the
+        auto-redeem operator on both. A kind whose shares the exchange may not move can be bought but not sold (no
+        take-profit, no stop-loss): an error while the account can buy there."""
+        rpc = contracts.get("rpc_url", "")
+        try:
+            approved = share_approvals(contracts, venue.funder or "")
+        except RpcError as exc:
+            self.add("share_approvals", "warning", f"could not read the share approvals (nor the auto-redeem "
+                     f"operator's) from the Polygon RPC at {_safe_url(rpc)}: {exc}",
+                     "check the network; the venue still refuses orders that lack them (run doctor again later)")
+            return
+        missing = {k.label: [op for op in k.operators if not approved[(k.shares, op)]] for k in MARKET_KINDS}
+        broken = [k for k in MARKET_KINDS if missing[k.label]]
+        if not broken:
+            self.add("share_approvals", "ok", "share approvals set: " + "; ".join(
+                f"{k.label}: {' and '.join(CONTRACT_LABELS[op] for op in k.operators)} on the "
+                f"{CONTRACT_LABELS[k.shares]}" for k in MARKET_KINDS))
+        else:
+            names = list(dict.fromkeys(op for k in broken for op in missing[k.label]))
+            text = "; ".join(f"{CONTRACT_LABELS[op]} {contracts[op]} on the {CONTRACT_LABELS[k.shares]} "
+                             f"{contracts[k.shares]}" for k in broken for op in missing[k.label])
+            fix = (f"{APPROVE_ON_SITE}, or from the funder {venue.funder} call setApprovalForAll(operator, true) on "
+                   f"the share contract for {', '.join(CONTRACT_LABELS[n] for n in names)}")
+            stuck = [k.label for k in broken if k.label not in unbuyable]
+            if len(broken) == len(MARKET_KINDS):
+                self.add("share_approvals", "error", f"no exchange may move your shares ({text}): every SELL would "
+                         "be refused with 'not enough balance / allowance'", fix)
+            elif stuck:
+                self.add("share_approvals", "error", f"share approval missing for {text}: the bot could buy in "
+                         f"{' and '.join(stuck)} but not sell (no take-profit, no stop-loss)", fix)
+            else:
+                self.add("share_approvals", "warning", f"share approval missing for {text}: the bot cannot trade "
+                         f"{' and '.join(k.label for k in broken)}", fix)
+        self.add_auto_redeem(contracts, {t: approved[(t, "auto_redeem_operator")] for t in SHARE_TOKENS})
+
+    def add_auto_redeem(self, contracts: Mapping[str, str], on: Mapping[str, bool]) -> None:
+        operator = f"the auto-redeem operator {contracts['auto_redeem_operator']}"
+        if all(on.values()):
+            self.add("auto_redeem", "ok", f"{operator} is approved: winning positions redeem by themselves")
+        elif not any(on.values()):
+            self.add("auto_redeem", "ok", f"{operator} is not approved: redeeming winning positions is by hand on "
+                     "polymarket.com (approving the operator there makes them redeem by themselves)")
+        else:
+            yes = [t for t, v in on.items() if v]
+            no = [t for t, v in on.items() if not v]
+            self.add("auto_redeem", "ok", f"{operator} is approved on the {', '.join(CONTRACT_LABELS[t] for t in yes)} "
+                     f"({', '.join(SHARE_TOKENS[t] for t in yes)}: winning positions redeem by themselves) but not on "
+                     f"the {', '.join(CONTRACT_LABELS[t] for t in no)} ({', '.join(SHARE_TOKENS[t] for t in no)}: "
+                     "redeeming is by hand on polymarket.com)")
 
     def check_positions(self) -> None:
         path = self.cfg.bot.positions_file
@@ -341,6 +504,92 @@ class Doctor:
         else:
             self.add("trade_size", "ok", f"${fmt(cfg.capital.max_trade_size)} clears the minimums of the "
                      f"{len(cands)} best candidates; the smallest valid trade on the first is ${fmt(smallest)}")
+
+
+#: The share contracts, and the markets whose shares each holds.
+SHARE_TOKENS = {"conditional_tokens": "V1 markets", "position_manager": "Protocol V2 markets"}
+
+
+class RpcError(Exception):
+    """No usable answer from the Polygon node (unreachable, an error answer, or not a 32-byte word)."""
+
+
+def is_approved_for_all(rpc_url: str, token: str, owner: str, operator: str, timeout_s: float = RPC_TIMEOUT_S,
+                        session: requests.Session | None = None) -> bool:
+    """ERC-1155 ``token.isApprovedForAll(owner, operator)`` by JSON-RPC ``eth_call`` at ``rpc_url``."""
+    words = "".join(address.lower().removeprefix("0x").rjust(64, "0") for address in (owner, operator))
+    payload = {"jsonrpc": "2.0", "id": 1, "method": "eth_call",
+               "params": [{"to": token, "data": IS_APPROVED_FOR_ALL + words}, "latest"]}
+    try:
+        resp = (session or requests).post(rpc_url, json=payload, timeout=timeout_s)
+        if resp.status_code != 200:
+            raise RpcError(f"HTTP {resp.status_code}")
+        body = resp.json()
+    except requests.RequestException as exc:
+        raise RpcError(f"{type(exc).__name__}: unreachable") from None
+    except ValueError:
+        raise RpcError("the answer is not JSON") from None
+    if not isinstance(body, dict):
+        raise RpcError(f"unexpected answer {str(body)[:100]!r}")
+    if body.get("error"):
+        error = body["error"]
+        raise RpcError(f"eth_call refused: {error.get('message') if isinstance(error, dict) else error}")
+    result = body.get("result")
+    if not isinstance(result, str) or not re.fullmatch(r"0x[0-9a-fA-F]{64}", result):
+        raise RpcError(f"isApprovedForAll on {token} answered {str(result)[:80]!r}, not a 32-byte word (no such "
+                       "contract on this chain?)")
+    return int(result, 16) != 0
+
+
+def share_approvals(contracts: Mapping[str, str], owner: str) -> dict[tuple[str, str], bool]:
+    """(share contract, operator) -> approved for ``owner`` (the funder), by the names of ``LiveVenue.contracts()``:
+    each kind's operators on its share contract and the auto-redeem operator on both. Raises RpcError (at the first
+    failure: an unreachable node is not asked six times)."""
+    if not _ADDRESS.match(owner or ""):
+        raise RpcError(f"no funder address to ask about ({owner!r})")
+    pairs = list(dict.fromkeys([(k.shares, op) for k in MARKET_KINDS for op in k.operators]
+                               + [(t, "auto_redeem_operator") for t in SHARE_TOKENS]))
+    rpc = contracts.get("rpc_url", "")
+    if not rpc:
+        raise RpcError("polymarket-client's config names no rpc_url")
+    with requests.Session() as session:
+        return {(token, op): is_approved_for_all(rpc, contracts[token], owner, contracts[op], session=session)
+                for token, op in pairs}
+
+
+def auto_redeem_approvals(venue: LiveVenue) -> dict[str, bool] | None:
+    """Whether Polymarket's auto-redeem operator may redeem ``venue``'s winning positions, per share contract
+    ({"conditional_tokens": V1 markets, "position_manager": Protocol V2 markets}); None when the Polygon RPC gave no
+    answer."""
+    contracts = venue.contracts()
+    owner = venue.funder or ""
+    try:
+        with requests.Session() as session:
+            return {t: is_approved_for_all(contracts["rpc_url"], contracts[t], owner,
+                                           contracts["auto_redeem_operator"], session=session) for t in SHARE_TOKENS}
+    except RpcError:
+        return None
+
+
+def auto_redeem_approved(venue: LiveVenue) -> bool | None:
+    """True when winning positions of both kinds redeem by themselves (the auto-redeem operator is approved on the
+    conditional tokens and on the PositionManager), False when not (then redeeming is by hand on polymarket.com, at
+    least for one kind), None when unknown (the RPC gave no answer)."""
+    approvals = auto_redeem_approvals(venue)
+    return None if approvals is None else all(approvals.values())
+
+
+def _safe_url(url: str) -> str:
+    """``url`` without what may be a secret: user info, query, and path segments that look like an API key."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(an invalid URL)"
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    path = "/".join("..." if re.fullmatch(r"[A-Za-z0-9_-]{20,}", seg) else seg for seg in parts.path.split("/"))
+    return f"{parts.scheme}://{host}{path}"
 
 
 def smallest_trade(price: Decimal, min_order_size: Decimal, needs_resting_tp: bool) -> Decimal:

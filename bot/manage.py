@@ -90,6 +90,9 @@ class Manager:
         self.trader = Trader(venue)
         alert = lambda event, message: self.alerter.send(event, message)   # noqa: E731
         self.lock = BalanceLock(clock, alert)
+        #: Whether Polymarket's auto-redeem operator may redeem this account's winning shares (FACTS.md Part 0, 0.8):
+        #: read once at start for a live account (None: unknown, or paper orders).
+        self.auto_redeem: bool | None = None
         self.exits = ExitProtocol(self.trader, save, config.trading.exit_max_slippage_pct,
                                   max_hold_hours=config.strategy.max_hold_hours, alert=alert, clock=clock,
                                   lock=self.lock)
@@ -206,7 +209,8 @@ class Manager:
     def market_resolved(self, pos: Position, book: Book | None, now: datetime) -> bool:
         """An empty book may mean the market resolved (a position held to resolution is asked about even
         with a book): ask Gamma (at most once per RESOLUTION_CHECK_SECONDS) and, if so, close the position
-        at its payout. Redeeming the winning shares is done on polymarket.com."""
+        at its payout. The winning shares redeem by themselves when the auto-redeem operator is approved, else by hand
+        on polymarket.com (the log says which)."""
         held, news = pos.status == PositionState.HELD, pos.token_id in self._resolution_news
         if pos.status == PositionState.OPENING or (not held and not news and book is not None
                                                    and (book.bids or book.asks)):
@@ -221,8 +225,12 @@ class Manager:
             return False
         apply(pos, MarketResolved(payout), now)
         self.save()
-        log.info("MARKET RESOLVED %s: %s pays %s per share, pnl=$%s (redeem on polymarket.com)", pos.id,
-                 pos.outcome, fmt(payout), fmt(pos.realized_pnl, 2))
+        redeem = {True: "Polymarket's auto-redeem operator redeems the winning shares by itself",
+                  False: "redeem the winning shares on polymarket.com (the auto-redeem operator is not approved)",
+                  None: "redeem the winning shares on polymarket.com unless Polymarket's auto-redeem operator is "
+                        "approved (python main_bot.py doctor says)"}[self.auto_redeem]
+        log.info("MARKET RESOLVED %s: %s pays %s per share, pnl=$%s (%s)", pos.id, pos.outcome, fmt(payout),
+                 fmt(pos.realized_pnl, 2), redeem)
         return True
 
     # -- entries ----------------------------------------------------------------------------------
@@ -499,7 +507,8 @@ class Manager:
         self.lock.went_through()
         crashpoint("after_tp")
         # What crossed at once filled as a taker (fee); the rest rests and fills later as a maker (no fee).
-        apply(pos, TpResting(fill.order_id, fill.filled_shares, fill.usdc, fill.fee), now)
+        # (That taker part is not settled yet: booked unconfirmed, so that a FAILED trade gives the shares back.)
+        apply(pos, TpResting(fill.order_id, fill.filled_shares, fill.usdc, fill.fee, confirmed=fill.confirmed), now)
         self.save()
 
     def _holds(self, pos: Position) -> bool:

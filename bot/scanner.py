@@ -52,9 +52,21 @@ class Candidate:
 #: Where each market version keeps its outcome ids (FACTS.md Part 0, 0.8: "choose the ID field by version, even
 #: when both fields are present"; "reject missing or unsupported versions").
 ID_FIELDS = {"v1": "clobTokenIds", "v2": "positionIds"}
-#: The versions this bot's venue client can trade: Protocol V2 markets settle on ExchangeV3 (EIP-712 domain
-#: "3"), which py-clob-client-v2 cannot sign for.
-TRADABLE_VERSIONS = frozenset({"v1"})
+#: The versions this bot's venue client can trade: both, through the unified SDK (polymarket-client), which signs
+#: a V2 position id's orders for ExchangeV3 (EIP-712 domain "3") and a CTF token id's for the CTF exchanges.
+TRADABLE_VERSIONS = frozenset({"v1", "v2"})
+#: Bits 40..103 of an outcome id are zero in a Protocol V2 position id and only there (the SDK's own rule,
+#: ``is_v2_position_id``, by which it picks ExchangeV3: tests/test_venue_sdk.py checks the two agree).
+_V2_RESERVED_BITS = ((1 << 64) - 1) << 40
+
+
+def is_v2_id(token_id: str) -> bool:
+    """Whether an outcome id has the shape of a Protocol V2 position id (the SDK signs those for ExchangeV3)."""
+    try:
+        value = int(str(token_id), 0)
+    except ValueError:
+        return False
+    return value >= 0 and value & _V2_RESERVED_BITS == 0
 
 
 class UnsupportedMarket(ValueError):
@@ -124,11 +136,40 @@ def parse_market(raw: dict[str, Any], tradable: frozenset[str] = TRADABLE_VERSIO
         end_date = _parse_date(raw.get("endDate"))
     except (ValueError, TypeError, json.JSONDecodeError) as exc:
         raise ValueError(f"Gamma market {mid}: {exc}") from None
+    # The SDK routes an order by the id's shape, not by Gamma's version: an id of the other kind would be
+    # signed for the other exchange (refused at best). Never trade a market whose ids contradict its version.
+    wrong = [t for t in tokens if is_v2_id(t) != (version == "v2")]
+    if wrong:
+        raise UnsupportedMarket(f"Gamma market {mid}: version {version!r} but {ID_FIELDS[version]} holds "
+                                f"{'a CTF token id' if version == 'v2' else 'a Protocol V2 position id'} "
+                                f"({wrong[0]}): not traded")
     return [Candidate(market_id=mid, condition_id=condition_id, question=question, slug=slug, token_id=tokens[i],
                       outcome=str(outcomes[i]), price=prices[i], spread=spread_d, liquidity=liquidity, volume=volume,
                       tick_size=tick_size, min_order_size=min_order_size, neg_risk=neg_risk, end_date=end_date,
                       version=version)
             for i in (0, 1)]
+
+
+def gamma_markets(session: requests.Session, url: str, params: dict[str, Any],
+                  timeout_s: float) -> list[dict[str, Any]]:
+    """One Gamma ``GET /markets``: its list of markets, or the bot's venue errors (busy: temporary; refused; not
+    JSON or not a list: malformed)."""
+    try:
+        resp = session.get(url, params=params, timeout=timeout_s)
+    except requests.RequestException as exc:
+        raise TemporaryVenueError(f"Gamma unreachable: {type(exc).__name__}", endpoint="GET /markets") from None
+    if resp.status_code in (425, 429) or resp.status_code >= 500:
+        raise TemporaryVenueError(f"Gamma busy: {resp.text[:200]}", endpoint="GET /markets", status=resp.status_code)
+    if resp.status_code != 200:
+        raise VenueError(f"Gamma refused the query: {resp.text[:200]}", endpoint="GET /markets",
+                         status=resp.status_code)
+    try:
+        data = resp.json()
+    except ValueError:
+        raise MalformedResponse("Gamma answered with something that is not JSON", endpoint="GET /markets") from None
+    if not isinstance(data, list):
+        raise MalformedResponse(f"expected a list of markets, got {type(data).__name__}", endpoint="GET /markets")
+    return [m for m in data if isinstance(m, dict)]
 
 
 class MarketScanner:
@@ -184,26 +225,9 @@ class MarketScanner:
         out: list[dict[str, Any]] = []
         for page in range(self.max_pages):
             self.calls_by["GAMMA GET /markets"] += 1
-            try:
-                resp = self.session.get(f"{self.host}/markets", params=self._params(now, page * PAGE_SIZE),
-                                        timeout=self.timeout_s)
-            except requests.RequestException as exc:
-                raise TemporaryVenueError(f"Gamma unreachable: {type(exc).__name__}", endpoint="GET /markets") from None
-            if resp.status_code in (425, 429) or resp.status_code >= 500:
-                raise TemporaryVenueError(f"Gamma busy: {resp.text[:200]}", endpoint="GET /markets",
-                                          status=resp.status_code)
-            if resp.status_code != 200:
-                raise VenueError(f"Gamma refused the query: {resp.text[:200]}", endpoint="GET /markets",
-                                 status=resp.status_code)
-            try:
-                data = resp.json()
-            except ValueError:
-                raise MalformedResponse("Gamma answered with something that is not JSON",
-                                        endpoint="GET /markets") from None
-            if not isinstance(data, list):
-                raise MalformedResponse(f"expected a list of markets, got {type(data).__name__}",
-                                        endpoint="GET /markets")
-            out.extend(m for m in data if isinstance(m, dict))
+            data = gamma_markets(self.session, f"{self.host}/markets", self._params(now, page * PAGE_SIZE),
+                                 self.timeout_s)
+            out.extend(data)
             if len(data) < PAGE_SIZE:
                 break
         return out
@@ -226,6 +250,10 @@ class MarketScanner:
         except (ValueError, IndexError) as exc:
             raise MalformedResponse(f"market {market_id}: {exc}", endpoint="GET /markets/{id}") from None
 
+    def parse(self, raw: dict[str, Any]) -> list[Candidate]:
+        """``parse_market`` with this scanner's tradable versions (a replay memoizes it: bot/replay/market.py)."""
+        return parse_market(raw, self.tradable)
+
     def candidates(self, now: datetime, skip: Callable[[str], bool] = lambda cid: False) -> list[Candidate]:
         """Every acceptable (market, token), best first."""
         s = self.strategy
@@ -234,7 +262,7 @@ class MarketScanner:
             if not raw.get("acceptingOrders", False) or raw.get("closed") or not raw.get("enableOrderBook", True):
                 continue
             try:
-                pair = parse_market(raw, self.tradable)
+                pair = self.parse(raw)
             except UnsupportedMarket as exc:
                 self._skip_once(str(raw.get("id", "?")), f"Skipping {exc}")
                 continue

@@ -1,5 +1,5 @@
-"""Smoke runs of the feed benchmarks (benchmarks/sl_latency.py, benchmarks/api_calls.py): a few positions each,
-checking what they measure is there, never how fast it was."""
+"""Smoke runs of the benchmarks (benchmarks/sl_latency.py, api_calls.py, replay.py, signing.py): a few positions
+each, checking what they measure is there, never how fast it was."""
 from __future__ import annotations
 
 import logging
@@ -25,3 +25,27 @@ def test_api_calls_push_idle_and_lifecycles():
     assert life["close_reasons"] == {"stop_loss": 1, "take_profit": 1}
     assert life["sl_exits_by_trigger_source"] == {"push": 1}
     assert 0 < life["calls_per_lifecycle_without_discovery"] < life["calls_per_lifecycle"]
+
+
+def test_replay_prints_what_it_measured():
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "benchmarks/replay.py", "--markets", "2", "--days", "0.3", "--json"],
+                          cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    assert {"markets", "days", "points", "positions", "seconds", "sim_minutes_per_second"} <= set(out)
+    assert out["markets"] == 2 and out["points"] == 2 * int(0.3 * 1440) and out["positions"] > 0
+
+
+def test_signing_measures_every_kind_of_order():
+    from benchmarks import signing
+
+    rows = signing.measure(25)
+    assert set(rows) == {f"{w}/{k}/{o}" for w in ("eoa", "deposit_wallet") for k in ("v1", "v2")
+                         for o in ("limit", "fak")}
+    assert all(r["mean_ms"] > 0 for r in rows.values())

@@ -12,6 +12,16 @@ from bot.scanner import MarketScanner, UnsupportedMarket, parse_market
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
+def tid(mid, k: int) -> str:
+    """A CTF (V1) token id: a 256-bit number whose bits 40..103 are not all zero, as every real one's are."""
+    return str((0xC7F1 << 200) + (0x5A5A5A5A5A5A << 40) + mid * 10 + k)
+
+
+def pid(mid, k: int) -> str:
+    """A Protocol V2 position id: bits 40..103 zero (the SDK's rule)."""
+    return str((0x01AB << 104) + mid * 10 + k)
+
+
 def gamma_market(mid, yes="0.5", liquidity=5000.0, spread=0.01, days=10, accepting=True, cid=None, **extra):
     yes_d = D(yes)
     m = {
@@ -19,7 +29,7 @@ def gamma_market(mid, yes="0.5", liquidity=5000.0, spread=0.01, days=10, accepti
         "slug": f"q-{mid}", "endDate": (NOW + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "liquidity": str(liquidity), "liquidityNum": liquidity, "volume": "100", "volumeNum": 100.0,
         "outcomes": json.dumps(["Yes", "No"]), "outcomePrices": json.dumps([str(yes_d), str(1 - yes_d)]),
-        "clobTokenIds": json.dumps([f"{mid}1", f"{mid}2"]), "active": True, "closed": False,
+        "clobTokenIds": json.dumps([tid(mid, 1), tid(mid, 2)]), "active": True, "closed": False,
         "acceptingOrders": accepting, "enableOrderBook": True, "bestBid": float(yes_d) - spread / 2,
         "bestAsk": float(yes_d) + spread / 2, "spread": spread, "orderPriceMinTickSize": 0.01, "orderMinSize": 5,
         "negRisk": False, "version": "v1",
@@ -48,8 +58,8 @@ def strategy(**kw):
 
 def test_parse_market_decodes_json_string_fields():
     yes, no = parse_market(gamma_market(7, yes="0.3"))
-    assert (yes.outcome, yes.token_id, yes.price) == ("Yes", "71", D("0.3"))
-    assert (no.outcome, no.token_id, no.price) == ("No", "72", D("0.7"))
+    assert (yes.outcome, yes.token_id, yes.price) == ("Yes", tid(7, 1), D("0.3"))
+    assert (no.outcome, no.token_id, no.price) == ("No", tid(7, 2), D("0.7"))
     assert yes.tick_size == D("0.01") and yes.min_order_size == D(5) and yes.liquidity == D("5000.0")
 
 
@@ -81,7 +91,7 @@ def test_no_token_is_chosen_when_yes_is_out_of_range():
     session = FakeSession([[gamma_market(1, yes="0.7")]])
     scanner = MarketScanner("http://gamma", strategy(max_price=D("0.6")), session=session)
     best = scanner.best_candidate(NOW)
-    assert (best.outcome, best.token_id, best.price) == ("No", "12", D("0.3"))
+    assert (best.outcome, best.token_id, best.price) == ("No", tid(1, 2), D("0.3"))
 
 
 def test_blacklisted_and_held_markets_are_skipped():
@@ -129,13 +139,31 @@ def test_malformed_market_is_skipped_not_fatal():
 # -- market versions (FACTS.md Part 0, 0.8): the id field by version, missing or unknown versions skipped ------
 
 def test_a_protocol_v2_market_takes_its_ids_from_position_ids_even_with_both_fields():
-    raw = gamma_market(5, version="v2", positionIds=["501", "502"])   # clobTokenIds "51", "52" present too
+    raw = gamma_market(5, version="v2", positionIds=[pid(5, 1), pid(5, 2)])   # clobTokenIds present too
+    yes, no = parse_market(raw)
+    assert (yes.token_id, no.token_id, yes.version) == (pid(5, 1), pid(5, 2), "v2")
     with pytest.raises(UnsupportedMarket, match="Gamma market 5: a Protocol V2 market"):
-        parse_market(raw)   # py-clob-client-v2 cannot sign for ExchangeV3: never traded through the V1 path
-    yes, no = parse_market(raw, tradable=frozenset({"v1", "v2"}))
-    assert (yes.token_id, no.token_id, yes.version) == ("501", "502", "v2")
+        parse_market(raw, tradable=frozenset({"v1"}))   # a venue client without ExchangeV3 never trades it
     yes, _ = parse_market(gamma_market(5))
-    assert (yes.token_id, yes.version) == ("51", "v1")
+    assert (yes.token_id, yes.version) == (tid(5, 1), "v1")
+
+
+@pytest.mark.parametrize("version, field, ids, said", [
+    ("v2", "positionIds", [tid(5, 1), tid(5, 2)], "version 'v2' but positionIds holds a CTF token id"),
+    ("v1", "clobTokenIds", json.dumps([pid(5, 1), pid(5, 2)]),
+     "version 'v1' but clobTokenIds holds a Protocol V2 position id"),
+    ("v2", "positionIds", [pid(5, 1), tid(5, 2)], "positionIds holds a CTF token id"),
+])
+def test_ids_of_the_other_kind_than_the_version_says_are_never_traded(version, field, ids, said, caplog):
+    """The SDK signs an order for the exchange the id's shape names, whatever Gamma's version says: a market whose
+    ids contradict its version would be traded through the wrong exchange. Skipped, with the reason, once."""
+    raw = gamma_market(5, version=version, **{field: ids})
+    with pytest.raises(UnsupportedMarket, match=said):
+        parse_market(raw)
+    scanner = MarketScanner("http://gamma", strategy(), session=FakeSession([[raw, gamma_market(7)]]))
+    with caplog.at_level("INFO", logger="bot.scanner"):
+        found = scanner.candidates(NOW)
+    assert [c.market_id for c in found] == ["7"] and said in caplog.text
 
 
 @pytest.mark.parametrize("version,why", [(None, "no version"), ("", "no version"), ("v3", "unknown market version")])

@@ -8,7 +8,6 @@ from decimal import Decimal as D
 import httpx
 import pytest
 from eth_account import Account
-from py_clob_client_v2.http_helpers import helpers as sdk_http
 
 from bot.clock import SimulatedClock
 from bot.errors import MalformedResponse, OrderRejected, TemporaryVenueError, UnknownOutcome
@@ -59,9 +58,7 @@ def venue_with(monkeypatch):
         acct = Account.create()
         venue = LiveVenue("http://venue.test", private_key="0x" + acct.key.hex().removeprefix("0x") if key else None,
                           api_creds=("k", "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=", "p") if key else None,
-                          clock=clock, seed=1)
-        monkeypatch.setattr(sdk_http, "_http_client", httpx.Client(transport=httpx.MockTransport(script),
-                                                                   event_hooks={"request": [live._count_request]}))
+                          clock=clock, seed=1, http_transport=httpx.MockTransport(script))
         return venue, script, clock
     return make
 
@@ -200,12 +197,10 @@ def test_overall_cap_max_requests_per_second(venue_with):
 def _deriving_venue(monkeypatch, answers):
     """A LiveVenue built without API credentials (it derives them at start) against scripted answers."""
     script = Script(answers)
-    monkeypatch.setattr(live, "install_http_client", lambda timeout_s: setattr(
-        sdk_http, "_http_client", httpx.Client(transport=httpx.MockTransport(script),
-                                               event_hooks={"request": [live._count_request]})))
     clock = SimulatedClock()
     key = "0x" + Account.create().key.hex().removeprefix("0x")
-    return lambda: LiveVenue("http://venue.test", private_key=key, clock=clock, seed=1), script, clock
+    return (lambda: LiveVenue("http://venue.test", private_key=key, clock=clock, seed=1,
+                              http_transport=httpx.MockTransport(script)), script, clock)
 
 
 CREDS = {"apiKey": "k", "secret": "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=", "passphrase": "p"}
@@ -213,27 +208,40 @@ CREDS = {"apiKey": "k", "secret": "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI="
 
 @pytest.mark.parametrize("status, text", [(503, "trading is currently cancel-only"), (429, "Too Many Requests"),
                                           (425, "Too Early")])
-def test_deriving_the_api_key_is_retried_when_the_venue_is_busy(monkeypatch, status, text):
-    busy = {"n": 0}
+@pytest.mark.parametrize("busy_on", ["create", "derive"])
+def test_deriving_the_api_key_is_retried_when_the_venue_is_busy(monkeypatch, status, text, busy_on):
+    """As the SDK does: POST /auth/api-key, and on a 400 (the key exists) GET /auth/derive-api-key. A busy answer to
+    either is waited out (simulated time) and the whole exchange tried again."""
+    calls = {"n": 0}
 
-    def derive(_request):
-        busy["n"] += 1
-        return (status, {"error": text}) if busy["n"] <= 5 else CREDS
+    def busy_then(answer):
+        def route(_request):
+            calls["n"] += 1
+            return (status, {"error": text}) if calls["n"] <= 5 else answer
+        return route
 
-    make, script, clock = _deriving_venue(monkeypatch, {"POST /auth/api-key": (status, {"error": text}),
-                                                        "GET /auth/derive-api-key": derive})
+    exists = (400, {"error": "Could not create api key"})
+    routes = ({"POST /auth/api-key": busy_then(exists), "GET /auth/derive-api-key": CREDS} if busy_on == "create"
+              else {"POST /auth/api-key": exists, "GET /auth/derive-api-key": busy_then(CREDS)})
+    make, script, clock = _deriving_venue(monkeypatch, routes)
     started = clock.time()
     venue = make()
-    assert venue._client.creds.api_key == "k"
-    assert busy["n"] == 6 and clock.time() > started   # waited (simulated time) between attempts
+    assert venue.feed_credentials()["apiKey"] == "k"
+    assert calls["n"] == 6 and clock.time() > started
+    assert script.calls[-2:] == ["POST /auth/api-key", "GET /auth/derive-api-key"]
 
 
 def test_a_definite_refusal_of_the_key_stops_at_once(monkeypatch):
     make, script, clock = _deriving_venue(monkeypatch, {"POST /auth/api-key": (401, {"error": "Unauthorized"}),
                                                         "GET /auth/derive-api-key": (401, {"error": "Unauthorized"})})
-    with pytest.raises(OrderRejected, match="refused to create or derive API credentials"):
+    with pytest.raises(OrderRejected, match="refused to create or derive API credentials.*Unauthorized"):
         make()
-    assert script.calls.count("GET /auth/derive-api-key") == 1
+    assert script.calls == ["POST /auth/api-key"]   # not a 400: nothing to derive (the SDK's rule)
+    make, script, clock = _deriving_venue(monkeypatch, {"POST /auth/api-key": (400, {"error": "exists"}),
+                                                        "GET /auth/derive-api-key": (401, {"error": "Unauthorized"})})
+    with pytest.raises(OrderRejected, match="refused to create or derive API credentials.*Unauthorized"):
+        make()
+    assert script.calls == ["POST /auth/api-key", "GET /auth/derive-api-key"]
 
 
 def test_a_venue_busy_for_long_at_start_up_is_reported_not_waited_on_forever(monkeypatch):

@@ -105,6 +105,14 @@ class SimExchange:
     def resolve(self, condition_id, winner) -> None:
         self.engine.resolve(condition_id, winner)
 
+    def record_history(self, token_id, points) -> dict:
+        """Load a hand-made price path into the history ``GET /prices-history`` serves for ``token_id``'s market:
+        ``points`` are (unix seconds, price of ``token_id``), prices in [0, 1] with at most 6 decimals; the other
+        token's is 1 - it. It replaces the market's history from its first minute to its last (one entry a minute:
+        the latest point of each); the current mid and book stay as they are. ``POST /_sim/history`` ``{"token_id",
+        "points": [[t, p], ...]}``. Returns {"ok": true, "points": entries kept}."""
+        return {"ok": True, "points": self.engine.record_history(token_id, points)}
+
     def set_faults(self, rate=0.0, statuses=(429, 425, 500, 503), paths=None, delay_s=0, seed=None,
                    after=False) -> None:
         """Answer ``rate`` of the requests (on ``paths``) with one of ``statuses``; ``after``: carry the request
@@ -241,6 +249,24 @@ class SimExchange:
 
     def clear_order_arrivals(self) -> None:
         self.state.clear_order_arrivals()
+
+    # -- approvals (per account and contract; bot.sim.engine's Approvals) -------------------------------------
+
+    def set_approval(self, address, spender, approved=True, token=None) -> dict:
+        """Approve (or revoke, ``approved`` False) a contract for ``address`` (the funder): ``spender`` is an address
+        or a name of polymarket-client's config (``ctf_exchange``, ``neg_risk_exchange``, ``neg_risk_adapter``,
+        ``exchange_v3``, ``auto_redeem_operator``); ``token``: "collateral" (its pUSD allowance), "conditional_tokens"
+        or "position_manager" (its share approval), None: all the contract is approved on by polymarket.com's setup.
+        Orders of a kind are refused while the contract of that kind lacks it (engine.order_contracts). New wallets
+        approve every exchange and the neg-risk adapter, not the auto-redeem operator (FACTS.md Part 0, 0.8).
+        Returns ``approvals(address)``. ``POST /_sim/approvals`` with the same keys."""
+        self.engine.approvals.set(address, spender, bool(approved), token)
+        return self.approvals(address)
+
+    def approvals(self, address) -> dict:
+        """{"collateral": {spender: bool}, "conditional_tokens": {operator: bool}, "position_manager": {operator:
+        bool}} for ``address`` (``GET /_sim/approvals?address=``)."""
+        return self.engine.approvals.table(address)
 
     def new_wallet(self, usdc=0, signature_type=0, deployed=True) -> dict:
         """A fresh throwaway key and the wallet it trades from, funded with ``usdc``: {"private_key", "address"

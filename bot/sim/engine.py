@@ -50,6 +50,11 @@ Engine-wide switches for what the venue does only sometimes:
 - ``sell_answer_net`` (default False): whether a taker SELL's ``takingAmount`` in the POST answer is the notional
   less the fee (True) or the notional (False). FACTS.md Part 0, 0.1 says this is **unknown**: both are served.
 
+Price history (``GET /prices-history``, FACTS.md Part 0, 0.7: "``p`` follows the midpoint"): every market keeps its
+mid over time (``_MidHistory``: at most one point per minute, only changes, at most HISTORY_MAX_POINTS, so memory stays
+flat in a sim that runs for days), recorded wherever the mid moves; ``prices_history`` answers buckets of ``fidelity``
+minutes, each forward-filled from the last mid at or before it; ``record_history`` loads a hand-made path (tests).
+
 Push feeds (the WebSocket channels of ``bot.sim.feeds``): nothing of this runs until a feed client
 subscribes. While one does, every public operation that can change books records the tokens it touched
 (``_touch``) and the user events it caused, in the order they happened; at the end of the outermost
@@ -72,13 +77,17 @@ import math
 import random
 import threading
 import uuid
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal
+from decimal import ROUND_DOWN, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Protocol
 
+from eth_utils import to_checksum_address
+
 from bot.clock import Clock, SystemClock
+from bot.sim.auth import EXCHANGE_V2, EXCHANGE_V3, NEG_RISK_EXCHANGE_V2
 
 MM_ACCOUNT = "0x000000000000000000000000000000000000beef"
 MM_OWNER = "sim-market-maker"
@@ -168,6 +177,7 @@ class SimMarket:
     closed: bool = False
     accepting_orders: bool = True
     winner: str | None = None
+    closed_at: float | None = None   # when ``resolve`` closed it (the clock's unix seconds): Gamma's ``closedTime``
     volume: Decimal = Decimal(0)
     liquidity_depth: int = 5
     seconds_delay: float = 0
@@ -338,6 +348,207 @@ class _Book:
         return self.bids if side == "BUY" else self.asks
 
 
+# -- price history (GET /prices-history; FACTS.md Part 0, 0.7) -------------------------------------------------------
+#: ``fidelity`` counts minutes (FACTS.md Part 0, 0.7; docs.polymarket.com api-reference/markets/get-prices-history:
+#: "Accuracy of the data expressed in minutes"), so no answer needs more than the last mid of each minute.
+HISTORY_STEP_S = 60
+#: Points kept per market (34.7 days with a change every minute); beyond it the oldest go (8 bytes a point).
+HISTORY_MAX_POINTS = 50_000
+#: Prices are kept in millionths (the sim's ticks are 0.01 and 0.001; a hand-made path may have 6 decimals).
+HISTORY_UNITS = 1_000_000
+_HISTORY_UNITS_DEC = Decimal(HISTORY_UNITS)
+
+
+class _MidHistory:
+    """One market's YES mid over time (its NO token's is 1 - it: the sim quotes NO around 1 - YES).
+
+    Entries are (minute, price in millionths), minutes ascending. The minute of a change at ``t`` is ``ceil(t / 60)``:
+    the first whole minute at which it is the latest mid; changes within one minute keep the last. So the mid at or
+    before a whole minute ``m`` is the entry with the greatest minute <= m, which is all a bucket of ``fidelity``
+    minutes needs (buckets fall on whole minutes). Only changes are recorded. Memory is bounded: past
+    HISTORY_MAX_POINTS (plus a tenth, so trimming is rare) the oldest entries are dropped."""
+
+    __slots__ = ("minutes", "prices")
+
+    def __init__(self) -> None:
+        self.minutes = array("q")
+        self.prices = array("q")
+
+    def note(self, t: float, units: int) -> None:
+        """The mid is ``units`` millionths from ``t`` on."""
+        minute = math.ceil(t / HISTORY_STEP_S)
+        if self.minutes and self.minutes[-1] >= minute:
+            if self.minutes[-1] == minute:
+                self.prices[-1] = units
+            else:   # before the last entry (a loaded path that reaches past now): it replaces that minute only
+                self.load([(minute, units)])
+            return
+        if self.prices and self.prices[-1] == units:
+            return
+        self.minutes.append(minute)
+        self.prices.append(units)
+        self._trim()
+
+    def load(self, entries: list[tuple[int, int]]) -> None:
+        """Replace every entry from the first minute of ``entries`` to its last (sorted, one per minute) by them."""
+        if not entries:
+            return
+        i = bisect.bisect_left(self.minutes, entries[0][0])
+        j = bisect.bisect_right(self.minutes, entries[-1][0])
+        self.minutes[i:j] = array("q", (m for m, _ in entries))
+        self.prices[i:j] = array("q", (u for _, u in entries))
+        self._trim()
+
+    def _trim(self) -> None:
+        extra = len(self.minutes) - HISTORY_MAX_POINTS
+        if extra > HISTORY_MAX_POINTS // 10:
+            del self.minutes[:extra]
+            del self.prices[:extra]
+
+    def series(self, first: int, last: int, step: int) -> list[tuple[int, int]]:
+        """(minute, units) at minutes first, first + step, ... <= last, each the entry at or before it (forward-
+        filled); minutes before the first entry have none (the market had no mid yet)."""
+        minutes, prices = self.minutes, self.prices
+        n, out = len(minutes), []
+        i = bisect.bisect_right(minutes, first) - 1
+        for m in range(first, last + 1, step):
+            while i + 1 < n and minutes[i + 1] <= m:
+                i += 1
+            if i >= 0:
+                out.append((m, prices[i]))
+        return out
+
+
+# -- approvals (what an account let Polymarket's contracts move) -------------------------------------------------
+#: The contracts, as polymarket-client 0.14.0 configures them for Polygon (polymarket/environments.py, ``PRODUCTION``:
+#: ``neg_risk_adapter``, ``auto_redeem_operator``, ``conditional_tokens``, ``position_manager``,
+#: ``collateral_token``; the exchanges are bot.sim.auth's, from the same config).
+#: The current neg-risk adapter is the config's ``neg_risk_collateral_adapter`` (the SDK's list of trading approvals
+#: names it); ``neg_risk_adapter`` there is the CLOB V1 one, retired on 2026-07-17 (approved by nobody new).
+NEG_RISK_ADAPTER = "0xadA2005600Dec949baf300f4C6120000bDB6eAab"
+OLD_NEG_RISK_ADAPTER = "0xd91E80cF2E7be2e162c6513ceD06f1dD0dA35296"
+AUTO_REDEEM_OPERATOR = "0xa1200000d0002264C9a1698e001292D00E1b00af"
+CONDITIONAL_TOKENS = "0x4D97DCd97eC945f40cF65F87097ACe5EA0476045"   # the CTF: V1 shares (ERC-1155)
+POSITION_MANAGER = "0x006F54F7f9A22e0000CC2AB60031000000ae9fEF"     # V2 shares (ERC-1155; FACTS.md Part 0, 0.8)
+COLLATERAL_TOKEN = "0xC011a7E12a19f7B1f670d46F03B03f3342E82DFB"     # pUSD (ERC-20)
+#: Contract names (those of LiveVenue.contracts(), i.e. the SDK config's) the sim's control accepts for an address.
+CONTRACTS = {"ctf_exchange": EXCHANGE_V2, "neg_risk_exchange": NEG_RISK_EXCHANGE_V2,
+             "neg_risk_adapter": NEG_RISK_ADAPTER, "old_neg_risk_adapter": OLD_NEG_RISK_ADAPTER,
+             "exchange_v3": EXCHANGE_V3,
+             "auto_redeem_operator": AUTO_REDEEM_OPERATOR,
+             "conditional_tokens": CONDITIONAL_TOKENS, "position_manager": POSITION_MANAGER,
+             "collateral_token": COLLATERAL_TOKEN}
+#: What is approved on each token: "collateral" (pUSD allowances, ERC-20 ``approve``), "conditional_tokens" and
+#: "position_manager" (ERC-1155 ``setApprovalForAll``).
+APPROVAL_TOKENS = {"collateral": COLLATERAL_TOKEN, "conditional_tokens": CONDITIONAL_TOKENS,
+                   "position_manager": POSITION_MANAGER}
+#: The pUSD spenders ``GET /balance-allowance`` names: the CTF exchange, the neg-risk exchange and the neg-risk
+#: adapter (FACTS.md Part 2, the get_balance_allowance row: ``"allowances": {"<exchange>", "<negrisk exchange>",
+#: "<negrisk adapter>"}``), and ExchangeV3 (FACTS.md Part 0, 0.8: V2 orders settle through ExchangeV3 "with new
+#: approval targets").
+COLLATERAL_SPENDERS = (EXCHANGE_V2, NEG_RISK_EXCHANGE_V2, NEG_RISK_ADAPTER, EXCHANGE_V3)
+#: The share operators of each kind: the V1 exchanges and the adapter on the conditional tokens, ExchangeV3 on the
+#: PositionManager (FACTS.md Part 0, 0.8: "V2 balances live in the PositionManager"; the SDK's required trading
+#: approvals, polymarket/_internal/actions/relayer/approvals.py, pair ExchangeV3 with the PositionManager).
+SHARE_OPERATORS = {CONDITIONAL_TOKENS: (EXCHANGE_V2, NEG_RISK_EXCHANGE_V2, NEG_RISK_ADAPTER),
+                   POSITION_MANAGER: (EXCHANGE_V3,)}
+#: What a new wallet has approved: every spender and operator above (as before this table: a funded wallet could
+#: trade everything), but NOT the auto-redeem operator, which an account grants apart (FACTS.md Part 0, 0.8: "for
+#: accounts that approved its auto-redeem operator"); ``set_approval(address, "auto_redeem_operator", True)``.
+DEFAULT_APPROVALS = frozenset(
+    [(COLLATERAL_TOKEN.lower(), s.lower()) for s in COLLATERAL_SPENDERS]
+    + [(token.lower(), op.lower()) for token, ops in SHARE_OPERATORS.items() for op in ops])
+MAX_UINT256 = 2**256 - 1
+
+
+def order_contracts(market: SimMarket) -> tuple[str, ...]:
+    """The contracts whose approval an order on ``market`` needs: ExchangeV3 for a Protocol V2 market, the neg-risk
+    exchange for a V1 neg-risk one, else the CTF exchange (the unified SDK's ``resolve_order_exchange_address``,
+    FACTS.md Part 0, 0.8). A V1 neg-risk order also needs the neg-risk adapter: whether the venue refuses an order
+    when only the adapter lacks its approval is unknown; the sim refuses it (conservative: a bot right under the
+    sim's refusal is right under the venue's acceptance)."""
+    if market.is_v2:
+        return (EXCHANGE_V3,)
+    return (NEG_RISK_EXCHANGE_V2, NEG_RISK_ADAPTER) if market.neg_risk else (EXCHANGE_V2,)
+
+
+def contract_address(name_or_address: str) -> str:
+    """A contract's checksummed address, from its name in CONTRACTS or an address."""
+    text = str(name_or_address)
+    if text in CONTRACTS:
+        return CONTRACTS[text]
+    try:
+        return to_checksum_address(text)
+    except ValueError:
+        raise SimReject(f"unknown contract {text!r}: an address or one of {', '.join(CONTRACTS)}") from None
+
+
+class Approvals:
+    """Per account, which (token, spender/operator) pairs are approved: DEFAULT_APPROVALS unless set otherwise."""
+
+    def __init__(self, lock: threading.RLock):
+        self.lock = lock
+        self._set: dict[str, dict[tuple[str, str], bool]] = {}   # account -> (token, spender) -> approved
+
+    def set(self, address: str, spender: str, approved: bool, token: str | None = None) -> list[tuple[str, str]]:
+        """Approve (or revoke) ``spender`` (a CONTRACTS name or an address) for ``address`` on ``token`` ("collateral",
+        "conditional_tokens", "position_manager" or a token address; None: every token polymarket.com's setup
+        approves it on: pUSD and the shares of its kind, both share contracts for the auto-redeem operator, pUSD and
+        the conditional tokens for a contract the sim does not know). Returns the (token, spender) pairs set."""
+        who = contract_address(spender)
+        if token is None:
+            tokens = [t for t, s in DEFAULT_APPROVALS if s == who.lower()]
+            if who == AUTO_REDEEM_OPERATOR:
+                tokens = [CONDITIONAL_TOKENS.lower(), POSITION_MANAGER.lower()]
+            elif not tokens:
+                tokens = [COLLATERAL_TOKEN.lower(), CONDITIONAL_TOKENS.lower()]
+        else:
+            tokens = [contract_address(APPROVAL_TOKENS.get(token, token)).lower()]
+        pairs = [(t, who.lower()) for t in tokens]
+        with self.lock:
+            mine = self._set.setdefault(address.lower(), {})
+            for pair in pairs:
+                mine[pair] = bool(approved)
+        return pairs
+
+    def set_all(self, address: str, approved: bool) -> None:
+        """Every default pair at once (``fund(..., allowance=...)``); the auto-redeem operator is left as it is."""
+        with self.lock:
+            mine = self._set.setdefault(address.lower(), {})
+            for pair in DEFAULT_APPROVALS:
+                mine[pair] = bool(approved)
+
+    def approved(self, address: str, token: str, spender: str) -> bool:
+        pair = (token.lower(), spender.lower())
+        with self.lock:
+            return self._set.get(address.lower(), {}).get(pair, pair in DEFAULT_APPROVALS)
+
+    def collateral_allowances(self, address: str) -> dict[str, bool]:
+        """pUSD spender -> approved, as ``GET /balance-allowance`` names them: COLLATERAL_SPENDERS, then any other
+        spender the account approved (whether the venue lists such a one is unknown; the sim does, so that an
+        approval of another contract, e.g. an older neg-risk adapter, can be told from the one the venue checks)."""
+        out = {s: self.approved(address, COLLATERAL_TOKEN, s) for s in COLLATERAL_SPENDERS}
+        with self.lock:
+            extra = [s for (t, s), ok in self._set.get(address.lower(), {}).items()
+                     if ok and t == COLLATERAL_TOKEN.lower() and s not in {x.lower() for x in COLLATERAL_SPENDERS}]
+        out.update({to_checksum_address(s): True for s in extra})
+        return out
+
+    def missing_for_order(self, address: str, market: SimMarket, side: str) -> list[str]:
+        """The contracts of ``order_contracts(market)`` an order of ``side`` lacks: pUSD allowances for a BUY, the
+        share approval (conditional tokens for V1, PositionManager for V2) for a SELL."""
+        token = COLLATERAL_TOKEN if side == "BUY" else (POSITION_MANAGER if market.is_v2 else CONDITIONAL_TOKENS)
+        return [c for c in order_contracts(market) if not self.approved(address, token, c)]
+
+    def table(self, address: str) -> dict[str, dict[str, bool]]:
+        """Everything an account approved, by token name: {"collateral": {spender: bool}, "conditional_tokens":
+        {operator: bool}, "position_manager": {operator: bool}} (the auto-redeem operator on both share tokens)."""
+        shares = {token: (*ops, AUTO_REDEEM_OPERATOR) for token, ops in SHARE_OPERATORS.items()}
+        return {"collateral": self.collateral_allowances(address),
+                **{name: {op: self.approved(address, token, op) for op in shares[token]}
+                   for name, token in APPROVAL_TOKENS.items() if token in shares}}
+
+
 class Engine:
     """Matching engine, balances and the living market of the simulated exchange (thread-safe)."""
 
@@ -354,6 +565,7 @@ class Engine:
         self._by_condition: dict[str, SimMarket] = {}
         self._by_slug: dict[str, SimMarket] = {}
         self._books: dict[str, _Book] = {}
+        self._history: dict[str, _MidHistory] = {}   # market id -> its mid over time (GET /prices-history)
         self._orders: dict[str, Order] = {}
         self._open_by_account: dict[str, set[str]] = {}
         self._trades: list[Trade] = []
@@ -361,7 +573,7 @@ class Engine:
         self._usdc: dict[str, Decimal] = {}
         self._tokens: dict[str, dict[str, Decimal]] = {}
         self._unsettled: dict[tuple[str, str], list[tuple[float, Decimal]]] = {}
-        self._no_allowance: set[str] = set()
+        self.approvals = Approvals(self.lock)
         self._seq = 0
         self._last_advance = self.clock.time()
         self._next_market_id = 100001
@@ -434,6 +646,8 @@ class Engine:
                 self._by_token[t] = market
                 self._books[t] = _Book()
                 self._books[t].last_trade_price = market.mid_of(t)
+            self._history[market.id] = _MidHistory()
+            self._note_mid(market)
             self._requote(market)
             return market
 
@@ -450,6 +664,7 @@ class Engine:
                 tick, mid = self._tick_and_mid(market.yes_mid, market.base_tick, market.dynamic_tick)
                 if (tick, mid) != (market.tick_size, market.yes_mid):
                     market.tick_size, market.yes_mid = tick, mid
+                    self._note_mid(market)
                     self._requote(market)
 
     def _tick_and_mid(self, yes_price: Decimal, base_tick: Decimal, dynamic: bool) -> tuple[Decimal, Decimal]:
@@ -489,21 +704,23 @@ class Engine:
 
     def fund(self, address, usdc=None, token_id=None, shares=None, allowance=None) -> None:
         """Set an account's balances (USDC and/or shares of one token) and, optionally, whether it has
-        approved the exchange (``allowance`` False: every order is refused, as on-chain)."""
+        approved the exchanges (``allowance`` False: every spender and share operator of every kind revoked, so
+        every order is refused, as on-chain; True: all approved again; ``set_approval`` sets one)."""
         acct = address.lower()
         with self.lock:
             if allowance is not None:
-                if allowance:
-                    self._no_allowance.discard(acct)
-                else:
-                    self._no_allowance.add(acct)
+                self.approvals.set_all(acct, bool(allowance))
             if usdc is not None:
                 self._usdc[acct] = Decimal(str(usdc))
             if token_id is not None and shares is not None:
                 self._tokens.setdefault(acct, {})[str(token_id)] = Decimal(str(shares))
 
-    def has_allowance(self, address) -> bool:
-        return address.lower() not in self._no_allowance
+    def has_allowance(self, address, market: SimMarket | None = None, side: str = "BUY") -> bool:
+        """Whether ``address`` may place a ``side`` order on ``market`` as far as approvals go (``order_contracts``);
+        without a market: whether every pUSD spender is approved."""
+        if market is None:
+            return all(self.approvals.collateral_allowances(address)[s] for s in COLLATERAL_SPENDERS)
+        return not self.approvals.missing_for_order(address, market, side.upper())
 
     def balance(self, address, asset: str) -> Decimal:
         acct = address.lower()
@@ -635,9 +852,10 @@ class Engine:
                 # a marketable limit may fill, but its remainder could not rest: refuse as the venue does
                 raise SimReject(f"order {order_id} is invalid. Size ({dec_str(shares)}) lower than the minimum: "
                                 f"{dec_str(market.min_order_size)}")
-            if acct in self._no_allowance:
-                raise SimReject("not enough balance / allowance: the exchange has no allowance for this "
-                                "account's funds")
+            missing = self.approvals.missing_for_order(acct, market, side) if acct != MM_ACCOUNT else []
+            if missing:   # the exchange of the order's kind only (order_contracts): other kinds are not asked
+                what = "an allowance on this account's pUSD" if side == "BUY" else "approval for this account's shares"
+                raise SimReject(f"not enough balance / allowance: {', '.join(missing)} has no {what}")
             lock_until = self._balance_locked_until
             if lock_until is not None and acct != MM_ACCOUNT and self.clock.time() < lock_until:
                 raise SimReject(BALANCE_LOCK_MESSAGE)   # FACTS.md Part 0, 0.4 (see balance_lock)
@@ -1260,6 +1478,7 @@ class Engine:
             yes = p if str(token_id) == market.token_ids[0] else ONE - p
             market.tick_size, market.yes_mid = self._tick_and_mid(yes, market.base_tick, market.dynamic_tick) \
                 if market.dynamic_tick else (market.tick_size, self._snap(yes, market.tick_size, 2))
+            self._note_mid(market)
             for token in market.token_ids:
                 self._sweep_users(market, token, market.mid_of(token))
             self._requote(market)
@@ -1297,6 +1516,7 @@ class Engine:
             for token in market.token_ids:
                 self._clear_mm(token)
             market.closed, market.accepting_orders, market.winner = True, False, winner
+            market.closed_at = self.clock.time()   # its history ends here (see prices_history)
             win_token = market.token_ids[0] if winner.lower() == market.outcomes[0].lower() else market.token_ids[1]
             if self.market_resolved_messages and any(t in self._watched for t in market.token_ids):
                 self._market_tail.append((market.token_ids, True, {
@@ -1308,6 +1528,76 @@ class Engine:
                     qty = toks.pop(token, Decimal(0))
                     if token == win_token and qty > 0:
                         self._usdc[acct] = self._usdc.get(acct, Decimal(0)) + qty
+
+    # -- price history (GET /prices-history) ----------------------------------------------------------
+
+    def _note_mid(self, market: SimMarket) -> None:
+        """Record the market's mid now (under the lock; a closed market's history has ended)."""
+        if not market.closed:
+            self._history[market.id].note(self.clock.time(), int(market.yes_mid * HISTORY_UNITS))
+
+    def record_history(self, token_id, points) -> int:
+        """Load a price path into the history of ``token_id``'s market (what ``GET /prices-history`` serves), for
+        tests that need a hand-made path: ``points`` are (unix seconds, price of ``token_id``), in any order, prices
+        in [0, 1] with at most 6 decimals; the other token's price is 1 - it. The path replaces what the history
+        held from its first minute to its last (the sim's own mid, recorded as it moves, stays outside that span);
+        the market's current mid and book do not change. Returns the number of entries the path became (one per
+        minute: within a minute the latest point counts, as for the sim's own moves)."""
+        token_id = str(token_id)
+        with self.lock:
+            market = self._by_token.get(token_id)
+        if market is None:
+            raise SimReject(f"market not found for token {token_id}", 404)
+        parsed: list[tuple[float, int]] = []
+        for i, point in enumerate(points):
+            try:
+                t, p = point
+                when, price = float(t), Decimal(str(p))
+                units = price * HISTORY_UNITS
+                if not (math.isfinite(when) and 0 <= price <= 1):
+                    raise ValueError
+            except (TypeError, ValueError, InvalidOperation):
+                raise SimReject(f"history point {i}: expected (unix seconds, price in [0, 1]), got {point!r}") \
+                    from None
+            if units != units.to_integral_value():
+                raise SimReject(f"history point {i}: price {p} has more than 6 decimals")
+            yes = int(units) if token_id == market.token_ids[0] else HISTORY_UNITS - int(units)
+            parsed.append((when, yes))
+        parsed.sort(key=lambda tp: tp[0])
+        by_minute = {math.ceil(t / HISTORY_STEP_S): units for t, units in parsed}
+        with self.lock:
+            self._history[market.id].load(sorted(by_minute.items()))
+        return len(by_minute)
+
+    def prices_history(self, token_id, start_ts: float, end_ts: float,
+                       fidelity_min: int) -> list[tuple[int, Decimal]] | None:
+        """``token_id``'s mid at each bucket of ``fidelity_min`` minutes in [start_ts, end_ts] (FACTS.md Part 0,
+        0.7: "``p`` follows the midpoint, forward-filled"): [(unix seconds, price)], oldest first; None for a token
+        the sim does not know. Buckets fall on whole multiples of ``fidelity_min`` minutes since the epoch (an
+        assumption: how the venue places them is not recorded); each carries the last mid at or before it. No
+        bucket before the market's first mid, after the clock's now, or after the market was resolved (also an
+        assumption: the venue's answer after a resolution is not recorded)."""
+        step = max(1, int(fidelity_min))
+        with self.lock:
+            market = self._by_token.get(str(token_id))
+            if market is None:
+                return None
+            last_s = min(float(end_ts), self.clock.time(),
+                         market.closed_at if market.closed_at is not None else math.inf)
+            first = math.ceil(float(start_ts) / (HISTORY_STEP_S * step)) * step
+            last = math.floor(last_s / HISTORY_STEP_S)
+            rows = self._history[market.id].series(first, last, step) if last >= first else []
+        no = str(token_id) != market.token_ids[0]
+        prices: dict[int, Decimal] = {}
+        out = []
+        for minute, units in rows:
+            if no:
+                units = HISTORY_UNITS - units
+            price = prices.get(units)
+            if price is None:
+                price = prices[units] = Decimal(units) / _HISTORY_UNITS_DEC
+            out.append((minute * HISTORY_STEP_S, price))
+        return out
 
     def ghost_fills(self, n: int, fail_after_s: float = 1.0) -> None:
         """The next ``n`` executions with a user account on either side are ghost fills (FACTS.md Part 0, 0.2:

@@ -33,6 +33,23 @@ combination with them or alone (then the HTTP faults stay as they are), the venu
   with ``cannot cancel because the order is in pending/delayed status`` (FACTS.md Part 0, 0.5);
 - ``sell_answer_net`` (default false): a taker SELL's answer gives ``takingAmount`` net of the fee (whether the
   venue does is unknown: FACTS.md Part 0, 0.1).
+
+Price history (FACTS.md Part 0, 0.7): ``GET /prices-history?market=<token>&startTs=&endTs=&fidelity=<minutes>`` (or
+``&interval=``) answers ``{"history": [{"t", "p"}]}`` from the engine's record of each market's mid (engine.py,
+``prices_history``), with the venue's limits: a startTs..endTs window over 15 days is refused (HTTP 400 ``'startTs' and
+'endTs' interval is too long``), ``interval`` counts back from now and gives a resolved market nothing below 12-hour
+fidelity. ``POST /_sim/history`` ``{"token_id", "points": [[t, p], ...]}`` loads a hand-made path. Gamma's
+``/markets?closed=true`` lists the resolved markets (``outcomePrices`` the resolution, ``closedTime``).
+
+Approvals (bot.sim.engine's ``Approvals``: per account, per contract; the contracts of polymarket-client's config,
+polymarket/environments.py): ``GET /balance-allowance`` names a pUSD allowance per spender (the CTF exchange, the
+neg-risk exchange, the neg-risk adapter, ExchangeV3); a new wallet has approved them all and every share operator,
+but not the auto-redeem operator. ``POST /_sim/approvals`` ``{"address", "spender", "approved", "token"}`` sets one
+(``spender``: an address or a contract name such as ``exchange_v3``, ``auto_redeem_operator``), ``GET
+/_sim/approvals?address=`` reads them. ``POST /`` is the chain's JSON-RPC (the SDK config the bot builds for a
+venue other than production sets ``rpc_url`` to the CLOB's URL: bot/venue/sdk.py ``_config``): ``eth_call`` of
+``isApprovedForAll(owner, operator)`` on the conditional tokens and the PositionManager, ``allowance(owner,
+spender)`` on pUSD, and ``eth_chainId``; single calls or batches.
 """
 from __future__ import annotations
 
@@ -52,8 +69,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-from bot.sim.auth import EXCHANGE_V2, EXCHANGE_V3, NEG_RISK_EXCHANGE_V2, ApiKeys, AuthError, verify_l1, verify_order
-from bot.sim.engine import Engine, SimMarket, SimReject, dec_str, is_v2_position_id
+from eth_utils import keccak, to_checksum_address
+
+from bot.sim.auth import ApiKeys, AuthError, verify_l1, verify_order
+from bot.sim.engine import (
+    COLLATERAL_TOKEN,
+    CONDITIONAL_TOKENS,
+    MAX_UINT256,
+    POSITION_MANAGER,
+    Engine,
+    SimMarket,
+    SimReject,
+    dec_str,
+    is_v2_position_id,
+)
 
 #: The ``SimExchange`` (bot/sim/__init__.py) whose methods the /_sim/ routes call: it builds this module's server,
 #: so this module names it without importing it (no import circle).
@@ -78,6 +107,26 @@ FAULT_BODIES = {
     502: "Bad Gateway",
     503: "Trading is currently cancel-only. New orders are not accepted, but cancels are allowed.",
 }
+#: GET /prices-history (FACTS.md Part 0, 0.7, measured by others): a startTs..endTs window of at most 15 days, else
+#: HTTP 400 with this text.
+MAX_HISTORY_WINDOW_S = 15 * 86400
+HISTORY_WINDOW_MESSAGE = "'startTs' and 'endTs' interval is too long"
+#: ``interval`` values (FACTS.md Part 0, 0.7: max|all|1m|1w|1d|6h|1h) -> seconds back from now (None: everything).
+#: "1m" is a month (FACTS.md: "``interval=1m`` (a month)"); taken as 30 days (an assumption: its exact span is not
+#: recorded).
+HISTORY_INTERVALS: dict[str, int | None] = {"max": None, "all": None, "1m": 30 * 86400, "1w": 7 * 86400,
+                                            "1d": 86400, "6h": 6 * 3600, "1h": 3600}
+#: FACTS.md Part 0, 0.7: "``interval=1m`` (a month) needs fidelity >= 10" (reported; the venue's refusal text is not
+#: recorded: the one below is an assumption).
+MIN_FIDELITY_1M = 10
+#: py-clob-client issue 216 (FACTS.md Part 0, 0.7: resolved markets give empty history through ``interval``): a
+#: resolved market's ``interval=max`` answered points at 12-hour fidelity and nothing finer.
+RESOLVED_INTERVAL_MIN_FIDELITY = 12 * 60
+#: JSON-RPC ``eth_call`` selectors the simulated chain answers (ERC-1155 ``isApprovedForAll``: 0xe985e9c5; ERC-20
+#: ``allowance``: 0xdd62ed3e), as the unified SDK reads approvals (polymarket/_internal/actions/relayer/calls.py).
+IS_APPROVED_FOR_ALL = keccak(text="isApprovedForAll(address,address)")[:4].hex()
+ALLOWANCE = keccak(text="allowance(address,address)")[:4].hex()
+CHAIN_ID = 137   # Polygon (polymarket/environments.py PRODUCTION chain_id)
 _COLLAPSE = [
     (re.compile(r"^/data/order/[^/]+$"), "/data/order/{id}"),
     (re.compile(r"^/markets-by-token/[^/]+$"), "/markets-by-token/{token_id}"),
@@ -378,6 +427,11 @@ def gamma_market_json(engine: Engine, m: SimMarket) -> dict:
            if m.seconds_delay > 0 else {}),
         **({"version": m.version} if m.version is not None else {}),
         **({"positionIds": [yes, no]} if m.is_v2 else {}),   # FACTS.md Part 0, 0.8: "v2" -> positionIds
+        # A resolved market: when it closed and that it resolved, in the shapes of the recorded closed markets
+        # (recorded/http/gamma_market_closed_binary_accepting_false.json: "closedTime": "2026-03-19 23:20:15+00",
+        # "umaResolutionStatus": "resolved"); its outcomePrices above are the resolution (["1", "0"] or ["0", "1"]).
+        **({"closedTime": datetime.fromtimestamp(m.closed_at, tz=UTC).strftime("%Y-%m-%d %H:%M:%S+00"),
+            "umaResolutionStatus": "resolved"} if m.closed and m.closed_at is not None else {}),
     }
 
 
@@ -584,6 +638,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._market_of_token(token)
             bid, ask = e.best_bid(token), e.best_ask(token)
             return {"spread": dec_str(ask - bid) if bid is not None and ask is not None else None}
+        if route == ("GET", "/prices-history"):
+            return self._prices_history(query)
         if route == ("GET", "/last-trade-price"):
             token = self._q(query, "token_id")
             self._market_of_token(token)
@@ -661,14 +717,110 @@ class _Handler(BaseHTTPRequestHandler):
         if route == ("POST", "/v1/heartbeats"):
             self._l2(method, path, raw)
             return {"heartbeat_id": str(uuid.uuid4())}
+        if route == ("POST", "/"):   # the chain's JSON-RPC (see the module doc)
+            return self._json_rpc(raw)
         raise HttpError(404, f"no route for {method} {path}")
+
+    # -- price history ------------------------------------------------------------------------------
+
+    def _int_param(self, query: dict, name: str) -> int | None:
+        raw = self._q(query, name)
+        if raw is None or raw == "":
+            return None
+        try:
+            return int(raw)
+        except ValueError:
+            # (The venue's wording for a malformed number is not recorded: an assumption.)
+            raise HttpError(400, f"invalid {name}: {raw!r}, expected an integer") from None
+
+    def _prices_history(self, query: dict) -> dict:
+        """``GET /prices-history`` (FACTS.md Part 0, 0.7): ``market`` (a token id), then either ``startTs`` and
+        ``endTs`` (unix seconds; a window over 15 days is refused with HTTP 400 ``'startTs' and 'endTs' interval is
+        too long``) or ``interval`` (counted back from now); ``fidelity`` in minutes, 1 by default (docs.polymarket.com
+        api-reference/markets/get-prices-history: "Default is 1 minute"). Answers ``{"history": [{"t": unix seconds,
+        "p": price}]}``, ``p`` the token's mid forward-filled (engine ``prices_history``)."""
+        e = self.sim.engine
+        token = self._q(query, "market")
+        if not token:   # (the venue's answer without a market is not recorded: an assumption)
+            raise HttpError(400, "market is required")
+        fidelity = self._int_param(query, "fidelity")
+        fidelity = 1 if fidelity is None else fidelity
+        if fidelity < 1:   # (assumption: the venue's answer to fidelity 0 or below is not recorded)
+            raise HttpError(400, f"invalid fidelity: {fidelity}, expected a whole number of minutes >= 1")
+        start, end = self._int_param(query, "startTs"), self._int_param(query, "endTs")
+        interval = self._q(query, "interval")
+        now = int(e.clock.time())
+        # (Assumption: a window given by startTs/endTs takes precedence over an interval; not recorded.)
+        if start is not None or end is not None:
+            if start is None:   # (assumption: not recorded)
+                raise HttpError(400, "startTs is required with endTs")
+            end = now if end is None else end
+            if end - start > MAX_HISTORY_WINDOW_S:   # FACTS.md Part 0, 0.7
+                raise HttpError(400, HISTORY_WINDOW_MESSAGE)
+            if end < start:   # (assumption: not recorded)
+                raise HttpError(400, "'startTs' must not be after 'endTs'")
+        elif interval:
+            if interval not in HISTORY_INTERVALS:   # (the refusal's wording is an assumption)
+                raise HttpError(400, f"invalid interval {interval!r}: expected one of {', '.join(HISTORY_INTERVALS)}")
+            if interval == "1m" and fidelity < MIN_FIDELITY_1M:   # FACTS.md Part 0, 0.7 (wording: assumption)
+                raise HttpError(400, f"invalid fidelity {fidelity} for interval 1m: at least {MIN_FIDELITY_1M}")
+            span = HISTORY_INTERVALS[interval]
+            start, end = (0 if span is None else now - span), now   # counts back from now (FACTS.md Part 0, 0.7)
+            market = e.market_by_token(token)
+            if market is not None and market.closed and fidelity < RESOLVED_INTERVAL_MIN_FIDELITY:
+                return {"history": []}   # py-clob-client issues 189, 216 (FACTS.md Part 0, 0.7)
+        else:   # (assumption: the venue's answer without either is not recorded)
+            raise HttpError(400, "startTs and endTs, or interval, are required")
+        points = e.prices_history(token, start, end, fidelity)
+        # A token the venue does not know: {"history": []}, an assumption (no recorded answer for an unknown token;
+        # the venue answers an empty history, HTTP 200, for tokens it has nothing for: py-clob-client issue 189).
+        return {"history": [{"t": t, "p": float(p)} for t, p in points or ()]}
+
+    # -- the chain's JSON-RPC (approvals only) ------------------------------------------------------
+
+    def _json_rpc(self, raw: bytes):
+        """A JSON-RPC 2.0 request or batch (the SDK's approval reads send ``eth_call`` batches); errors are JSON-RPC
+        errors in an HTTP 200, as a node answers them."""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            return _rpc_error(None, -32700, "parse error")
+        if isinstance(body, list):
+            return [self._rpc_call(call) for call in body] if body else _rpc_error(None, -32600, "empty batch")
+        return self._rpc_call(body)
+
+    def _rpc_call(self, call) -> dict:
+        if not isinstance(call, dict) or not isinstance(call.get("method"), str):
+            return _rpc_error(call.get("id") if isinstance(call, dict) else None, -32600, "invalid request")
+        rid, method, params = call.get("id"), call["method"], call.get("params") or []
+        if method == "eth_chainId":
+            return {"jsonrpc": "2.0", "id": rid, "result": hex(CHAIN_ID)}
+        if method != "eth_call":
+            return _rpc_error(rid, -32601, f"the method {method} does not exist/is not available")
+        try:
+            tx = params[0]
+            to = to_checksum_address(str(tx["to"]))
+            data = str(tx.get("data") or tx.get("input") or "").removeprefix("0x").lower()
+            words = [data[8 + i:8 + i + 64] for i in range(0, len(data) - 8, 64)]
+            args = [to_checksum_address("0x" + w[24:]) for w in words[:2]] if len(words) >= 2 else []
+        except (IndexError, KeyError, TypeError, ValueError, AttributeError):
+            return _rpc_error(rid, -32602, "invalid params: expected [{\"to\", \"data\"}, block]")
+        approvals = self.sim.engine.approvals
+        if data[:8] == IS_APPROVED_FOR_ALL and to in (CONDITIONAL_TOKENS, POSITION_MANAGER) and args:
+            value = int(approvals.approved(args[0], to, args[1]))
+        elif data[:8] == ALLOWANCE and to == COLLATERAL_TOKEN and args:
+            value = MAX_UINT256 if approvals.approved(args[0], to, args[1]) else 0
+        else:
+            return _rpc_error(rid, 3, "execution reverted (the simulated chain answers isApprovedForAll on the "
+                                      "conditional tokens and the PositionManager, and allowance on pUSD)")
+        return {"jsonrpc": "2.0", "id": rid, "result": "0x" + format(value, "064x")}
 
     def _balance_allowance(self, rec: dict, query: dict) -> dict:
         """``GET /balance-allowance``. ``asset_type`` COLLATERAL (pUSD), CONDITIONAL (a CTF token: V1 markets) or
         CONDITIONAL-V2 (a position of the PositionManager: Protocol V2 markets; FACTS.md Part 0, 0.8: "CLOB
         balance/allowance for V2 positions uses CONDITIONAL-V2"). The two kinds of holdings are apart, as their
         contracts are: CONDITIONAL for a V2 position id, or CONDITIONAL-V2 for a V1 token id, answers 0 ("existing
-        CTF holdings are not converted"). Allowances name every exchange (the V2 one too), all set or none."""
+        CTF holdings are not converted"). Allowances name each spender, set or not per account (engine.Approvals)."""
         e = self.sim.engine
         asset_type = str(self._q(query, "asset_type", "COLLATERAL")).upper()
         if asset_type not in BALANCE_ASSET_TYPES:
@@ -683,9 +835,12 @@ class _Handler(BaseHTTPRequestHandler):
             market = e.market_by_token(token)
             v2 = market.is_v2 if market is not None else is_v2_position_id(token)
             bal = e.balance(acct, token) if v2 == (asset_type == "CONDITIONAL-V2") else Decimal(0)
-        allowance = str(2**256 - 1) if e.has_allowance(acct) else "0"
-        return {"balance": str(int((bal * BASE).to_integral_value(rounding="ROUND_DOWN"))),
-                "allowances": {EXCHANGE_V2: allowance, NEG_RISK_EXCHANGE_V2: allowance, EXCHANGE_V3: allowance}}
+        # One pUSD allowance per spender (FACTS.md Part 2, get_balance_allowance: "allowances": {"<exchange>",
+        # "<negrisk exchange>", "<negrisk adapter>"}; ExchangeV3 too, FACTS.md Part 0, 0.8), whatever the asset type,
+        # as before (what the venue lists for CONDITIONAL/CONDITIONAL-V2 is not recorded).
+        allowances = {spender: str(MAX_UINT256) if ok else "0"
+                      for spender, ok in e.approvals.collateral_allowances(acct).items()}
+        return {"balance": str(int((bal * BASE).to_integral_value(rounding="ROUND_DOWN"))), "allowances": allowances}
 
     def _post_order(self, rec: dict, envelope) -> dict:
         e = self.sim.engine
@@ -848,6 +1003,10 @@ class _Handler(BaseHTTPRequestHandler):
         if route == ("POST", "/_sim/price"):
             ctl.set_price(body["token_id"], body["price"])
             return {"ok": True}
+        if route == ("POST", "/_sim/history"):
+            if "token_id" not in body or not isinstance(body.get("points"), list):
+                raise HttpError(400, "token_id and points (a list of [unix seconds, price]) are required")
+            return ctl.record_history(body["token_id"], body["points"])
         if route == ("POST", "/_sim/resolve"):
             ctl.resolve(body["condition_id"], body["winner"])
             return {"ok": True}
@@ -902,12 +1061,27 @@ class _Handler(BaseHTTPRequestHandler):
         if route == ("DELETE", "/_sim/order-arrivals"):
             ctl.clear_order_arrivals()
             return {"ok": True}
+        if route == ("POST", "/_sim/approvals"):
+            if "address" not in body or "spender" not in body:
+                raise HttpError(400, "address and spender are required")
+            if not isinstance(body.get("approved", True), bool):
+                raise HttpError(400, "approved must be true or false")
+            return ctl.set_approval(body["address"], body["spender"], body.get("approved", True), body.get("token"))
+        if route == ("GET", "/_sim/approvals"):
+            address = self._q(query, "address")
+            if not address:
+                raise HttpError(400, "address is required")
+            return ctl.approvals(address)
         if route == ("GET", "/_sim/requests"):
             return ctl.request_counts()
         if route == ("DELETE", "/_sim/requests"):
             ctl.reset_request_counts()
             return {"ok": True}
         raise HttpError(404, f"no control route {method} {path}")
+
+
+def _rpc_error(rid, code: int, message: str) -> dict:
+    return {"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": message}}
 
 
 class SimHTTPServer(ThreadingHTTPServer):

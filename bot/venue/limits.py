@@ -24,6 +24,7 @@ VENUE_LIMITS: dict[str, tuple[int, float]] = {
     "GET /data/orders": (500, 10.0),
     "GET /data/trades": (500, 10.0),
     "GET /tick-size": (200, 10.0),
+    "GET /prices-history": (1000, 10.0),   # FACTS.md §5 (replay downloads)
 }
 GENERAL_LIMIT: tuple[int, float] = (9000, 10.0)
 INF = float("inf")

@@ -1,9 +1,11 @@
-"""The live venue: the only module that imports ``py_clob_client_v2``.
+"""The live venue: Polymarket's CLOB through the official unified SDK (``polymarket-client``, by way of
+bot/venue/sdk.py, the only module that imports it).
 
-It turns the SDK's calls into the bot's data types and its exceptions into the bot's own:
-``TemporaryVenueError`` (retry later), ``OrderRejected`` (refused, nothing happened),
-``UnknownOutcome`` (an order may or may not have been taken) and ``MalformedResponse``.
-It also counts every HTTP request it causes, implicit SDK calls included, by endpoint.
+It turns the venue's answers into the bot's data types and its failures into the bot's own exceptions:
+``TemporaryVenueError`` (retry later), ``OrderRejected`` (refused, nothing happened), ``UnknownOutcome`` (an order
+may or may not have been taken) and ``MalformedResponse``. It also counts every HTTP request it sends, by endpoint.
+V1 markets (CTF token ids) and Protocol V2 markets (position ids) go through the same calls: the SDK signs each
+order for its market's exchange, and balances are read as the id's kind.
 """
 from __future__ import annotations
 
@@ -12,37 +14,21 @@ import random
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TypeVar
 from urllib.parse import urlparse
 
 import httpx
-from py_clob_client_v2 import (
-    ApiCreds,
-    AssetType,
-    BalanceAllowanceParams,
-    ClobClient,
-    MarketOrderArgs,
-    OrderArgs,
-    OrderPayload,
-    OrderType,
-    PartialCreateOrderOptions,
-)
-from py_clob_client_v2.clob_types import PostOrdersV2Args
-from py_clob_client_v2.config import get_contract_config
-from py_clob_client_v2.exceptions import PolyApiException, PolyException
-from py_clob_client_v2.http_helpers import helpers as _sdk_http
-from py_clob_client_v2.order_utils.exchange_order_builder_v2 import ExchangeOrderBuilderV2
 
+import bot.venue.sdk as sdk
 from bot.clock import Clock, SystemClock, Waker
 from bot.crashpoints import crashpoint
 from bot.errors import MalformedResponse, OrderRejected, TemporaryVenueError, UnknownOutcome, VenueError
 from bot.fees import taker_fee
-from bot.money import USDC_QUANTUM, to_decimal, to_sdk_float
+from bot.money import USDC_QUANTUM, to_decimal
 from bot.venue.base import Book, CancelResult, Fill, MarketInfo, OrderState, SellOrder
 from bot.venue.limits import RateLimiter
 
@@ -72,7 +58,9 @@ STARTUP_RETRY_S = 180.0
 T = TypeVar("T")
 
 _ID_SEGMENT = re.compile(r"^(0x[0-9a-fA-F]+|\d{6,}|[0-9a-f-]{20,})$")
-_current = threading.local()
+#: The cursor of the last page of a paged answer (/data/orders, /data/trades); pages read at most per call.
+END_CURSOR = "LTE="
+MAX_PAGES = 100
 
 
 def _endpoint_key(method: str, url: str) -> str:
@@ -80,20 +68,6 @@ def _endpoint_key(method: str, url: str) -> str:
     parts = urlparse(url).path.rstrip("/").split("/")
     parts = ["{id}" if _ID_SEGMENT.match(p or "") else p for p in parts]
     return f"{method.upper()} {'/'.join(parts) or '/'}"
-
-
-def _count_request(request: httpx.Request) -> None:
-    counter = getattr(_current, "counter", None)
-    if counter is not None:
-        with counter[1]:
-            counter[0][_endpoint_key(request.method, str(request.url))] += 1
-
-
-def install_http_client(timeout_s: float) -> None:
-    """Replace the SDK's process-wide httpx client: our timeout, and a hook that counts requests."""
-    _sdk_http._http_client = httpx.Client(
-        http2=True, timeout=httpx.Timeout(timeout_s), event_hooks={"request": [_count_request]}
-    )
 
 
 @dataclass
@@ -107,14 +81,6 @@ class _TradeSum:
     settled: bool = True
 
 
-class _Client(ClobClient):
-    """The SDK client without its post-order settlement polling (up to 30 s of blocking per order).
-    The bot confirms fills itself from the order and the trades."""
-
-    def _resolve_transactions_hashes(self, response):  # noqa: D401 - SDK hook
-        return response
-
-
 def _book_key(entry: object) -> tuple | None:
     """What makes a /books element the same book as another: its token, levels, tick and minimum size."""
     if not isinstance(entry, dict) or not entry.get("asset_id"):
@@ -122,15 +88,8 @@ def _book_key(entry: object) -> tuple | None:
     return (entry.get("bids"), entry.get("asks"), entry.get("tick_size"), entry.get("min_order_size"))
 
 
-def _error_text(exc: PolyApiException) -> str:
-    msg = exc.error_msg
-    if isinstance(msg, dict):
-        return str(msg.get("error") or msg.get("errorMsg") or msg)
-    return str(msg or "no message")
-
-
 class LiveVenue:
-    """Polymarket's CLOB through py-clob-client-v2 (works the same against bot/sim)."""
+    """Polymarket's CLOB through the unified SDK (works the same against bot/sim)."""
 
     name = "live"
     log_prefix = ""
@@ -148,8 +107,9 @@ class LiveVenue:
         max_requests_per_second: float | None = None,
         seed: int | None = None,
         rate_limits: dict[str, tuple[int, float]] | None = None,
+        http_transport: httpx.BaseTransport | None = None,
     ):
-        install_http_client(timeout_s)
+        """``http_transport``: what carries the requests (tests script the venue's answers with one)."""
         self.host = host.rstrip("/")
         self.clock = clock or SystemClock()
         self._rng = random.Random(seed)
@@ -157,22 +117,25 @@ class LiveVenue:
         self.retries = 0
         self._waker: Waker | None = None
         self._counts: Counter[str] = Counter()
-        self._counter = (self._counts, threading.Lock())
+        self._lock = threading.Lock()
         self._info: dict[str, MarketInfo] = {}
         self._books: dict[str, tuple[tuple, Book]] = {}   # token -> (its levels as the venue wrote them, parsed)
-        self._chain_id = chain_id
-        self._client = _Client(
-            self.host, chain_id=chain_id, key=private_key, signature_type=signature_type, funder=funder
-        )
-        self.address = self._client.get_address() if private_key else None
-        self.funder = funder or self.address
-        self.signature_type = int(signature_type or 0)
+        try:
+            self._sdk = sdk.Session(self.host, chain_id=chain_id, timeout_s=timeout_s, on_request=self._count,
+                                    private_key=private_key, funder=funder, signature_type=signature_type,
+                                    transport=http_transport)
+        except ValueError as exc:   # the wallet setup contradicts itself: nothing was sent
+            raise OrderRejected(str(exc), endpoint="wallet") from None
+        self.address = self._sdk.address
+        self.funder = self._sdk.funder
+        self.signature_type = self._sdk.signature_type
         if private_key:
-            if api_creds:
-                creds = ApiCreds(api_key=api_creds[0], api_secret=api_creds[1], api_passphrase=api_creds[2])
-            else:
-                creds = self._call_at_startup("POST /auth/api-key", self._client.create_or_derive_api_key)
-            self._client.set_api_creds(creds)
+            creds = api_creds or self._call_at_startup("POST /auth/api-key", self._sdk.derive_credentials)
+            self._sdk.use_credentials(*creds)
+
+    def _count(self, request: httpx.Request) -> None:
+        with self._lock:
+            self._counts[_endpoint_key(request.method, str(request.url))] += 1
 
     def _call_at_startup(self, endpoint: str, fn: Callable[[], T]) -> T:
         """A start-up call (deriving the API key): temporary refusals (429, 425 engine restart, 503
@@ -196,15 +159,6 @@ class LiveVenue:
                                     "api.signature_type)", endpoint=exc.endpoint, status=exc.status) from None
 
     # -- plumbing ---------------------------------------------------------------------------------
-
-    @contextmanager
-    def _tracking(self) -> Iterator[None]:
-        previous = getattr(_current, "counter", None)
-        _current.counter = self._counter
-        try:
-            yield
-        finally:
-            _current.counter = previous
 
     def _throttle(self, endpoint: str) -> list[float] | None:
         """Self-imposed rate limit: the venue's published per-endpoint limits with a margin (bot/venue/limits.py),
@@ -254,34 +208,33 @@ class LiveVenue:
 
     def _call_once(self, endpoint: str, fn: Callable[..., T], *args, posts_order: bool = False, **kwargs) -> T:
         cell = self._throttle(endpoint)
-        with self._tracking():
-            try:
-                return fn(*args, **kwargs)
-            except PolyApiException as exc:
-                status = exc.status_code
-                text = _error_text(exc)
-                # 425 (engine restarting), 429 and 503 (cancel-only) refuse before anything happens;
-                # another 5xx or a transport error after an order was sent leaves its fate unknown.
-                if status is None or (posts_order and status >= 500 and status not in WINDOW_STATUSES):
-                    cls = UnknownOutcome if posts_order else TemporaryVenueError
-                    cause = type(exc.__context__).__name__ if exc.__context__ else "transport error"
-                    raise cls(f"{text} ({cause})" if status is None else text,
-                              endpoint=endpoint, status=status) from None
-                if status in TEMPORARY_STATUSES:
-                    raise TemporaryVenueError(text, endpoint=endpoint, status=status) from None
-                raise OrderRejected(self._explain(text), endpoint=endpoint, status=status) from None
-            except PolyException as exc:
-                raise OrderRejected(str(getattr(exc, "msg", exc)), endpoint=endpoint) from None
-            except VenueError:
-                raise
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise MalformedResponse(f"unexpected response shape: {type(exc).__name__}: {exc}",
-                                        endpoint=endpoint) from None
-            except Exception as exc:  # e.g. the SDK's plain Exception('no match')
-                raise OrderRejected(f"{type(exc).__name__}: {exc}", endpoint=endpoint) from None
-            finally:
-                if cell is not None:
-                    self.limiter.done(cell)
+        try:
+            return fn(*args, **kwargs)
+        except sdk.HttpError as exc:
+            status = exc.status
+            # 425 (engine restarting), 429 and 503 (cancel-only) refuse before anything happens;
+            # another 5xx or a transport error after an order was sent leaves its fate unknown.
+            if status is None or (posts_order and status >= 500 and status not in WINDOW_STATUSES):
+                cls = UnknownOutcome if posts_order else TemporaryVenueError
+                raise cls(f"{exc.text} ({exc.cause or 'transport error'})" if status is None else exc.text,
+                          endpoint=endpoint, status=status) from None
+            if status in TEMPORARY_STATUSES:
+                raise TemporaryVenueError(exc.text, endpoint=endpoint, status=status) from None
+            raise OrderRejected(self._explain(exc.text), endpoint=endpoint, status=status) from None
+        except sdk.SigningError as exc:
+            raise OrderRejected(f"the order could not be signed: {exc}", endpoint=endpoint) from None
+        except sdk.BadAnswer as exc:
+            if posts_order:   # the order may be on the book: look it up by its id
+                raise UnknownOutcome(str(exc), endpoint=endpoint) from None
+            raise MalformedResponse(str(exc), endpoint=endpoint) from None
+        except VenueError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise MalformedResponse(f"unexpected response shape: {type(exc).__name__}: {exc}",
+                                    endpoint=endpoint) from None
+        finally:
+            if cell is not None:
+                self.limiter.done(cell)
 
     def _explain(self, text: str) -> str:
         """The venue's words, plus what they mean for this wallet setup when they are about the wallet."""
@@ -301,12 +254,12 @@ class LiveVenue:
         return text
 
     def api_calls(self) -> dict[str, int]:
-        with self._counter[1]:
+        with self._lock:
             return dict(self._counts)
 
     def api_calls_total(self) -> int:
         """The number of requests sent so far (cheaper than ``api_calls``: the meter asks around every position)."""
-        with self._counter[1]:
+        with self._lock:
             return sum(self._counts.values())
 
     # -- market data ------------------------------------------------------------------------------
@@ -319,8 +272,8 @@ class LiveVenue:
             try:
                 # (The SDK's own get_order_books builds this body through dataclasses.asdict per token: the
                 # public endpoint is posted through its HTTP helper directly, with the same body.)
-                raw = self._call("POST /books", _sdk_http.post, f"{self.host}/books",
-                                 data=[{"token_id": t} for t in chunk], read=True)
+                raw = self._call("POST /books", self._sdk.request, "POST", "/books",
+                                 body=[{"token_id": t} for t in chunk], read=True)
             except OrderRejected as exc:
                 if len(chunk) == 1:
                     log.warning("No book for token %s: %s", chunk[0], exc)
@@ -356,13 +309,12 @@ class LiveVenue:
         if cached:
             return cached
         if not condition_id:
-            raw = self._call("GET /markets-by-token", _sdk_http.get,
-                             f"{self.host}/markets-by-token/{token_id}", read=True)
+            raw = self._call("GET /markets-by-token", self._sdk.get, f"/markets-by-token/{token_id}", read=True)
             condition_id = str((raw or {}).get("condition_id") or "")
             if not condition_id:
                 raise MalformedResponse(f"no condition_id for token {token_id}", endpoint="GET /markets-by-token")
         # One call fills the SDK's tick/neg-risk caches for both tokens of the market.
-        raw = self._call("GET /clob-markets", self._client.get_clob_market_info, condition_id, read=True)
+        raw = self._call("GET /clob-markets", self._sdk.get, f"/clob-markets/{condition_id}", read=True)
         try:
             tick = to_decimal(raw["mts"], "clob-markets mts")
             mos = to_decimal(raw.get("mos", 5), "clob-markets mos")
@@ -380,10 +332,6 @@ class LiveVenue:
         return self._info[token_id]
 
     # -- orders -----------------------------------------------------------------------------------
-
-    @staticmethod
-    def _options(info: MarketInfo) -> PartialCreateOrderOptions:
-        return PartialCreateOrderOptions(tick_size=format(info.tick_size.normalize(), "f"), neg_risk=info.neg_risk)
 
     @staticmethod
     def _fill(raw: object, side: str, endpoint: str, order_id: str, info: MarketInfo) -> Fill:
@@ -419,34 +367,35 @@ class LiveVenue:
         # "matched" is not a settlement (FACTS.md Part 0, 0.2): the fill is confirmed from its trades later.
         return Fill(order_id=venue_id, status=status, filled_shares=shares, usdc=usdc, fee=fee, confirmed=shares <= 0)
 
-    def _sign_and_post(self, create: Callable[[], object], order_type, info: MarketInfo, side: str,
+    def _sign_and_post(self, sign: Callable[[], sdk.Signed], info: MarketInfo, side: str,
                        before_post: Callable[[str], None] | None) -> Fill:
         """Sign first, so the order's id (the EIP-712 order hash, which the venue returns as orderID) is
         known and handed to ``before_post`` to be saved before the order leaves; then post it once."""
-        try:
-            signed = self._call("sign order", create)
-        except MalformedResponse as exc:   # the SDK refused to build the order: nothing was sent
-            raise OrderRejected(f"the order could not be signed: {exc.message}", endpoint="sign order") from None
-        order_id = self._order_hash(signed, info.neg_risk)
+        self._tell_sdk(info)
+        signed = self._call("sign order", sign)
         if before_post is not None:
-            before_post(order_id)
+            before_post(signed.order_id)
         crashpoint("before_send")
         try:
-            raw = self._call("POST /order", self._client.post_order, signed, order_type, posts_order=True)
+            raw = self._call("POST /order", self._sdk.post_order, signed, posts_order=True)
         except OrderRejected as exc:
             if "tick size" in exc.message.lower():   # the market's tick changed (near 0.04/0.96): read it again
                 self._info.pop(info.token_id, None)
             raise
-        return self._fill(raw, side, "POST /order", order_id, info)
+        return self._fill(raw, side, "POST /order", signed.order_id, info)
+
+    def _tell_sdk(self, info: MarketInfo) -> None:
+        """The SDK signs with the market as the bot knows it (the tick its prices are on, neg-risk, fee curve): it
+        then sends no request of its own."""
+        self._sdk.know_market([info.token_id], info.condition_id or f"token:{info.token_id}", info.tick_size,
+                              info.neg_risk, info.fee_rate, info.fee_exponent)
 
     def _fill_and_kill(self, token_id: str, side: str, amount: Decimal, worst_price: Decimal, info: MarketInfo,
                        before_post: Callable[[str], None] | None = None) -> Fill:
         """A marketable FAK order. ``amount`` is USDC for a BUY and shares for a SELL (the SDK's market-order
-        semantics); ``worst_price`` is the cap or the floor. The posted type is the keyword, not the args'."""
-        args = MarketOrderArgs(token_id=token_id, amount=to_sdk_float(amount), side=side,
-                               price=to_sdk_float(worst_price), order_type=OrderType.FAK)
-        return self._sign_and_post(lambda: self._client.create_market_order(args, self._options(info)),
-                                   OrderType.FAK, info, side, before_post)
+        semantics); ``worst_price`` is the cap or the floor."""
+        return self._sign_and_post(lambda: self._sdk.sign_market(token_id, side, amount, worst_price, info.neg_risk),
+                                   info, side, before_post)
 
     def market_buy(self, token_id: str, usdc: Decimal, max_price: Decimal, info: MarketInfo,
                    before_post: Callable[[str], None] | None = None) -> Fill:
@@ -456,22 +405,15 @@ class LiveVenue:
                    before_post: Callable[[str], None] | None = None) -> Fill:
         """A resting GTC SELL. The order is signed first so that its id (the EIP-712 order hash, which the
         venue returns as orderID) is known, and handed to ``before_post`` to be saved, before it is sent."""
-        args = OrderArgs(token_id=token_id, price=to_sdk_float(price), size=to_sdk_float(shares), side="SELL")
-        return self._sign_and_post(lambda: self._client.create_order(args, options=self._options(info)),
-                                   OrderType.GTC, info, "SELL", before_post)
-
-    def _order_hash(self, signed, neg_risk: bool) -> str:
-        config = get_contract_config(self._chain_id)
-        contract = config.neg_risk_exchange_v2 if neg_risk else config.exchange_v2
-        builder = ExchangeOrderBuilderV2(contract, self._chain_id, self._client.signer)
-        return builder.build_order_hash(builder.build_order_typed_data(signed))
+        return self._sign_and_post(lambda: self._sdk.sign_limit(token_id, price, shares, "SELL", info.neg_risk),
+                                   info, "SELL", before_post)
 
     def market_sell(self, token_id: str, shares: Decimal, min_price: Decimal, info: MarketInfo,
                     before_post: Callable[[str], None] | None = None) -> Fill:
         return self._fill_and_kill(token_id, "SELL", shares, min_price, info, before_post)
 
     def cancel(self, order_id: str) -> CancelResult:
-        raw = self._call("DELETE /order", self._client.cancel_order, OrderPayload(orderID=order_id))
+        raw = self._call("DELETE /order", self._sdk.cancel, [order_id])
         return self._cancel_answer(raw, "DELETE /order")
 
     @staticmethod
@@ -490,7 +432,7 @@ class LiveVenue:
         not_canceled: dict[str, str] = {}
         for start in range(0, len(ids), CANCELS_BATCH):
             chunk = ids[start:start + CANCELS_BATCH]
-            one = self._cancel_answer(self._call("DELETE /orders", self._client.cancel_orders, chunk),
+            one = self._cancel_answer(self._call("DELETE /orders", self._sdk.cancel, chunk, many=True),
                                       "DELETE /orders")
             canceled |= one.canceled
             not_canceled.update(one.not_canceled)
@@ -504,21 +446,21 @@ class LiveVenue:
         ORDERS_BATCH, the batches concurrently. Each element of an answer is read as a single order's answer
         (``_fill``); a batch whose request failed gives its orders that request's error (a transport error or
         5xx: UnknownOutcome, looked up by id)."""
-        signed: list[object | None] = []
+        signed: list[sdk.Signed | None] = []
         ids: list[str | None] = []
         errors: dict[int, VenueError] = {}
         for i, o in enumerate(orders):
-            args = MarketOrderArgs(token_id=o.token_id, amount=to_sdk_float(o.shares), side="SELL",
-                                   price=to_sdk_float(o.min_price), order_type=OrderType.FAK)
+            self._tell_sdk(o.info)
             try:
-                one = self._call("sign order", self._client.create_market_order, args, self._options(o.info))
+                one = self._call("sign order", self._sdk.sign_market, o.token_id, "SELL", o.shares, o.min_price,
+                                 o.info.neg_risk)
             except VenueError as exc:
-                errors[i] = OrderRejected(f"the order could not be signed: {exc.message}", endpoint="sign order")
+                errors[i] = exc
                 signed.append(None)
                 ids.append(None)
                 continue
             signed.append(one)
-            ids.append(self._order_hash(one, o.info.neg_risk))
+            ids.append(one.order_id)
         before_post(list(ids))
         crashpoint("before_send")
         todo = [i for i in range(len(orders)) if signed[i] is not None]
@@ -526,8 +468,7 @@ class LiveVenue:
 
         def post(batch: list[int]) -> list[Fill | VenueError]:
             try:
-                raw = self._call("POST /orders", self._client.post_orders,
-                                 [PostOrdersV2Args(order=signed[i], orderType=OrderType.FAK) for i in batch],
+                raw = self._call("POST /orders", self._sdk.post_orders, [signed[i] for i in batch],
                                  posts_order=True)
             except VenueError as exc:
                 return [exc for _ in batch]
@@ -552,7 +493,7 @@ class LiveVenue:
 
     def get_order(self, order_id: str) -> OrderState | None:
         try:
-            raw = self._call("GET /data/order", self._client.get_order, order_id, read=True)
+            raw = self._call("GET /data/order", self._sdk.get_order, order_id, read=True)
         except OrderRejected as exc:
             if exc.status == 404:   # "once cancelled, it 404s" (FACTS.md Part 0, 0.3): not live, not an error
                 return None
@@ -565,36 +506,76 @@ class LiveVenue:
             raise MalformedResponse(str(exc), endpoint="GET /data/order") from None
 
     def open_orders(self) -> list[OrderState]:
-        raw = self._call("GET /data/orders", self._client.get_open_orders, read=True)
         out = []
-        for entry in raw or []:
+        for entry in self._pages("GET /data/orders", self._sdk.open_orders_page):
             try:
                 out.append(OrderState.from_venue(entry))
             except ValueError as exc:
                 log.warning("Skipping malformed order from GET /data/orders: %s", exc)
         return out
 
+    def _pages(self, endpoint: str, page: Callable[[str | None], object]) -> list:
+        """Every element of a paged answer ({"data": [...], "next_cursor"}), page after page (each a read, retried),
+        until the last page's cursor; a bare list is one page."""
+        out: list = []
+        cursor: str | None = None
+        for _ in range(MAX_PAGES):
+            raw = self._call(endpoint, page, cursor, read=True)
+            if isinstance(raw, list):
+                return out + raw
+            if not isinstance(raw, dict) or not isinstance(raw.get("data", []), list):
+                raise MalformedResponse(f"expected a page of results, got {str(raw)[:200]!r}", endpoint=endpoint)
+            out += raw.get("data") or []
+            cursor = raw.get("next_cursor")
+            if not cursor or cursor == END_CURSOR:
+                return out
+        log.warning("%s: more than %d pages; reading the first %d only", endpoint, MAX_PAGES, MAX_PAGES)
+        return out
+
+    def prices_history(self, token_id: str, start_ts: int, end_ts: int, fidelity_min: int) -> list[tuple[int, Decimal]]:
+        """A token's recorded prices, GET /prices-history (FACTS.md Part 0, 0.7): [(unix seconds, price)], oldest first.
+        The venue takes a window of at most 15 days (longer: a refusal, HTTP 400 "interval is too long"); its prices
+        follow the midpoint, forward-filled. Malformed points are skipped with a warning."""
+        raw = self._call("GET /prices-history", self._sdk.get, "/prices-history",
+                         {"market": token_id, "startTs": int(start_ts), "endTs": int(end_ts),
+                          "fidelity": int(fidelity_min)}, read=True)
+        if not isinstance(raw, dict) or not isinstance(raw.get("history", []), list):
+            raise MalformedResponse(f"expected {{'history': [...]}}, got {str(raw)[:200]!r}",
+                                    endpoint="GET /prices-history")
+        out: list[tuple[int, Decimal]] = []
+        for point in raw.get("history") or []:
+            try:
+                out.append((int(point["t"]), to_decimal(point["p"], "prices-history p")))
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("Skipping malformed point of token %s from GET /prices-history: %s", token_id, exc)
+        out.sort(key=lambda tp: tp[0])
+        return out
+
+    def contracts(self) -> dict[str, str]:
+        """The contracts this account trades through (exchanges, adapters, operator), by name."""
+        return self._sdk.contracts()
+
     # -- balances ---------------------------------------------------------------------------------
 
-    def _balance(self, params: BalanceAllowanceParams, refresh: bool) -> Decimal:
+    def _balance(self, token_id: str | None, refresh: bool) -> Decimal:
         if refresh:
-            self._call("GET /balance-allowance/update", self._client.update_balance_allowance, params, read=True)
-        raw = self._call("GET /balance-allowance", self._client.get_balance_allowance, params, read=True)
+            self._call("GET /balance-allowance/update", self._sdk.balance, token_id, update=True, read=True)
+        raw = self._call("GET /balance-allowance", self._sdk.balance, token_id, read=True)
         try:
             return to_decimal(raw["balance"], "balance") / BASE_UNITS
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedResponse(f"balance: {exc}", endpoint="GET /balance-allowance") from None
 
     def token_balance(self, token_id: str, refresh: bool = False) -> Decimal:
-        return self._balance(BalanceAllowanceParams(asset_type=AssetType.CONDITIONAL, token_id=token_id), refresh)
+        """Shares of ``token_id`` held (CONDITIONAL for a CTF token, CONDITIONAL-V2 for a V2 position id)."""
+        return self._balance(token_id, refresh)
 
     def collateral_balance(self) -> Decimal:
-        return self._balance(BalanceAllowanceParams(asset_type=AssetType.COLLATERAL), False)
+        return self._balance(None, False)
 
     def collateral_allowances(self) -> dict[str, Decimal]:
         """Allowance per spender contract of the account's collateral (0 = the exchange cannot trade it)."""
-        raw = self._call("GET /balance-allowance", self._client.get_balance_allowance,
-                         BalanceAllowanceParams(asset_type=AssetType.COLLATERAL), read=True)
+        raw = self._call("GET /balance-allowance", self._sdk.balance, None, read=True)
         try:
             allowances = raw.get("allowances")
             if allowances is None and "allowance" in raw:   # older single-value shape
@@ -605,7 +586,7 @@ class LiveVenue:
 
     def ping(self) -> None:
         """GET /ok: the CLOB answers."""
-        self._call("GET /ok", self._client.get_ok, read=False)
+        self._call("GET /ok", self._sdk.get, "/ok", read=False)
 
     def order_trades(self, order_id: str, token_id: str, since: float) -> Fill:
         """What order ``order_id`` traded, from the trade history (which, unlike the balance cache, does not
@@ -618,12 +599,10 @@ class LiveVenue:
         """``order_trades`` of several orders: the account's trades on each of their tokens, one read per token
         (concurrently). The read is by token, not by time: ``since`` is the bot's clock, and a window drawn on
         one clock to filter the venue's ``match_time`` would lose trades to any skew between them."""
-        from py_clob_client_v2 import TradeParams
-
         tokens = sorted(set(orders.values()))
 
         def read(token: str) -> object:
-            return self._call("GET /data/trades", self._client.get_trades, TradeParams(asset_id=token), read=True)
+            return self._pages("GET /data/trades", lambda cursor: self._sdk.trades_page(token, cursor))
 
         if len(tokens) <= 1:
             raws = [read(t) for t in tokens]
@@ -680,12 +659,12 @@ class LiveVenue:
 
     def feed_credentials(self) -> dict[str, str] | None:
         """The API credentials (None without a key); handed only to the user channel's subscribe message."""
-        creds = getattr(self._client, "creds", None)
-        if creds is None:
+        if self._sdk.creds is None:
             return None
-        return {"apiKey": creds.api_key, "secret": creds.api_secret, "passphrase": creds.api_passphrase}
+        key, secret, passphrase = self._sdk.creds
+        return {"apiKey": key, "secret": secret, "passphrase": passphrase}
 
     def server_time(self) -> int:
         """The venue's clock (unix seconds)."""
-        raw = self._call("GET /time", self._client.get_server_time, read=True)
+        raw = self._call("GET /time", self._sdk.get, "/time", read=True)
         return int(raw)

@@ -22,7 +22,7 @@ from pathlib import Path
 from bot.clock import Waker
 from bot.errors import OrderRejected, StateFileError, VenueError
 from bot.fees import taker_fee
-from bot.money import MIN_MARKETABLE_NOTIONAL, SHARE_EPSILON, USDC_QUANTUM, fmt, round_shares
+from bot.money import MIN_MARKETABLE_NOTIONAL, SHARE_EPSILON, USDC_QUANTUM, fmt, round_fill_shares
 from bot.venue.base import Book, CancelResult, Fill, MarketInfo, OrderState, OrderStatus, SellOrder, Venue
 
 log = logging.getLogger("bot.venue.paper")
@@ -151,8 +151,7 @@ class PaperVenue:
             book = books.get(order.token_id)
             if not order.is_open or order.side != "SELL" or book is None or book.best_bid is None:
                 continue
-            depth = sum((size for price, size in book.bids if price >= order.price), Decimal(0))
-            qty = min(order.remaining, depth)
+            qty = self._resting_fill(order, book)
             if qty > 0:
                 order.filled += qty
                 order.usdc += (qty * order.price).quantize(USDC_QUANTUM)
@@ -160,6 +159,12 @@ class PaperVenue:
                 self._usdc += (qty * order.price).quantize(USDC_QUANTUM)
                 log.info("DRY RUN limit SELL %s filled %s @ %s (bid %s)", order.order_id, fmt(qty),
                          fmt(order.price), fmt(book.best_bid))
+
+    def _resting_fill(self, order: _PaperOrder, book: Book) -> Decimal:
+        """How much of a resting SELL other traders take at its price: the bids at or above it (a replay states its
+        own rule: bot/replay/market.py)."""
+        depth = sum((size for price, size in book.bids if price >= order.price), Decimal(0))
+        return min(order.remaining, depth)
 
     @staticmethod
     def _walk(levels: Iterable[tuple[Decimal, Decimal]], acceptable: Callable[[Decimal], bool], info: MarketInfo,
@@ -172,7 +177,8 @@ class PaperVenue:
             if not acceptable(price):
                 break
             if budget_usdc is not None:
-                take = min(size, round_shares((budget_usdc - paid) / price))
+                # A market BUY fills its dollars to the venue's base units (6 decimals of a share), as the venue does.
+                take = min(size, round_fill_shares((budget_usdc - paid) / price))
             else:
                 take = min(size, shares - got)
             if take <= 0:

@@ -3,6 +3,7 @@ the venue's refusals of a bad setup as the bot reports them, and the order id th
 an order for every signature type."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from decimal import Decimal as D
 
@@ -111,15 +112,15 @@ def refused_buy(h, caplog) -> str:
 
 def tamper_signatures(venue) -> None:
     """Flip one byte of the owner's signature inside each signed order on its way to the venue."""
-    post = venue._client.post_order
+    post = venue._sdk.post_order
 
-    def tampered(order, *args, **kwargs):
-        raw = bytearray(bytes.fromhex(order.signature.removeprefix("0x")))
+    def tampered(signed, *args, **kwargs):
+        raw = bytearray(bytes.fromhex(signed.order.signature.removeprefix("0x")))
         raw[5] ^= 0xFF
-        order.signature = "0x" + raw.hex()
-        return post(order, *args, **kwargs)
+        order = dataclasses.replace(signed.order, signature="0x" + raw.hex())
+        return post(dataclasses.replace(signed, order=order), *args, **kwargs)
 
-    venue._client.post_order = tampered
+    venue._sdk.post_order = tampered
 
 
 def test_tampered_signature_is_refused(sim, tmp_path, caplog):
@@ -161,9 +162,13 @@ def wallet_for(sim, signature_type: int) -> dict:
     if signature_type in (0, 3):
         return sim.new_wallet(usdc=100, signature_type=signature_type)
     # Types 1 (Magic proxy) and 2 (Safe): the sim checks the EOA signature and that the signer is the API
-    # key's address; it does not model which proxy/Safe an EOA owns, so any funded address serves.
+    # key's address; it does not model which proxy/Safe an EOA owns. The SDK derives the signature type from the
+    # wallet's address, so the wallet is the key's real proxy / Safe address (by the SDK's own derivation).
+    from polymarket._internal.environment import PRODUCTION_CONFIG
+    from polymarket._internal.wallet import derive_proxy_wallet_address, derive_safe_wallet_address
     acct = Account.create()
-    proxy = Account.create().address
+    derive = derive_proxy_wallet_address if signature_type == 1 else derive_safe_wallet_address
+    proxy = derive(acct.address, PRODUCTION_CONFIG.wallet_derivation)
     sim.fund(proxy, usdc=100)
     return {"private_key": "0x" + acct.key.hex().removeprefix("0x"), "address": proxy, "owner": acct.address,
             "signature_type": signature_type}

@@ -1,6 +1,8 @@
 """doctor against bot/sim: every check passes on a good setup, and each failure is provoked once."""
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import json
 import socket
 import subprocess
@@ -12,6 +14,7 @@ from eth_account import Account
 
 from bot.clock import SimulatedClock
 from bot.doctor import Doctor, smallest_trade
+from bot.venue.sdk import SDK_PIN
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,10 +50,49 @@ def test_all_checks_pass_on_a_good_setup(setup):
     checks = run(setup["write"](), setup["env"])
     assert checks["_ok"] is True
     for name in ("sdk", "config", "credentials", "clob", "gamma", "clock", "api_credentials", "balance", "allowance",
-                 "positions", "trade_size"):
+                 "share_approvals", "auto_redeem", "positions", "trade_size"):
         assert checks[name].status == "ok", (name, checks[name].message)
     assert "derived from the key" in checks["api_credentials"].message
     assert "$100" in checks["balance"].message
+    assert checks["sdk"].message == f"polymarket-client {SDK_PIN} installed (the pinned version)"
+
+
+def test_sdk_not_the_pinned_version(monkeypatch):
+    from bot.venue import sdk
+
+    monkeypatch.setattr(sdk, "installed_version", lambda: "0.15.0")
+    doctor = Doctor("unused.json", env={}, dotenv_path=None)
+    doctor.check_sdk()
+    c = doctor.checks[0]
+    assert c.status == "error" and "polymarket-client 0.15.0" in c.message and SDK_PIN in c.message
+    assert f"polymarket-client=={SDK_PIN}" in c.fix
+
+
+def test_sdk_missing(monkeypatch):
+    real = importlib.metadata.version
+
+    def version(name):
+        if name == "polymarket-client":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    doctor = Doctor("unused.json", env={}, dotenv_path=None)
+    doctor.check_sdk()
+    c = doctor.checks[0]
+    assert c.status == "error" and "polymarket-client is not installed" in c.message
+    assert "requirements.txt" in c.fix and "py-clob-client-v2" not in c.message + c.fix
+
+
+def test_rejected_v1_sdk_is_a_warning(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "py_clob_client" else
+                        real(name, *a))
+    doctor = Doctor("unused.json", env={}, dotenv_path=None)
+    doctor.check_sdk()
+    v1 = {c.name: c for c in doctor.checks}["sdk_v1"]
+    assert v1.status == "warning" and "rejected by Polymarket" in v1.message
+    assert v1.fix == "pip uninstall py-clob-client"
 
 
 def test_bad_key(setup):

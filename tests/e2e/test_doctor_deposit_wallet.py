@@ -43,7 +43,8 @@ def test_a_deployed_deposit_wallet_passes(setup):
     w, env = setup["wallet"]()
     checks = run(setup["write"](), env)
     assert checks["_ok"] is True, {k: v.message for k, v in checks.items() if k != "_ok"}
-    for name in ("credentials", "deposit_wallet", "api_credentials", "balance", "allowance"):
+    for name in ("credentials", "deposit_wallet", "api_credentials", "balance", "allowance", "share_approvals",
+                 "auto_redeem"):
         assert checks[name].status == "ok", (name, checks[name].message)
     assert "deposit wallet" in checks["credentials"].message and w["address"] in checks["credentials"].message
     assert w["owner"] in checks["deposit_wallet"].message

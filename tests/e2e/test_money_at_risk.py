@@ -371,3 +371,26 @@ def test_a_position_needing_attention_that_agrees_again_goes_back_under_manageme
     bot.run_once()
     pos = only(bot.state.all_positions())
     assert pos.status == PositionState.OPEN and pos.attention_reason is None and not bot.state.paused
+
+
+@pytest.mark.parametrize("approved", [False, True], ids=["by_hand", "auto_redeem"])
+def test_the_resolution_line_says_who_redeems_the_winning_shares(sim, tmp_path, caplog, approved):
+    """"Redeem on polymarket.com" is true only when Polymarket's auto-redeem operator is not approved (FACTS.md
+    Part 0, 0.8): the bot reads that once at start (from the chain: the sim answers eth_call) and says which."""
+    from bot.doctor import auto_redeem_approved
+
+    m = sim.create_market("Will it resolve?", yes_price=0.5, volatility=0)
+    h = Harness(sim, tmp_path, trading__use_concurrent_orders=False)
+    sim.set_approval(h.wallet["address"], "auto_redeem_operator", approved)
+    h.bot.manage.auto_redeem = auto_redeem_approved(h.venue)
+    assert h.bot.manage.auto_redeem is approved
+    h.loop()
+    pos = only(h.positions)
+    h.no_new_trades()
+    sim.resolve(m["condition_id"], "Yes")
+    with caplog.at_level(logging.INFO, logger="bot"):
+        h.loop(3, advance=120)
+    assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.MARKET_RESOLVED
+    line = next(r.getMessage() for r in caplog.records if "MARKET RESOLVED" in r.getMessage())
+    assert ("auto-redeem operator redeems the winning shares by itself" in line) == approved
+    assert ("redeem the winning shares on polymarket.com" in line) == (not approved)

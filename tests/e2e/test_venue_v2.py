@@ -122,6 +122,34 @@ def test_a_tp_fill_that_failed_puts_the_shares_back_under_protection(csim, tmp_p
     assert held(h, yes) < D("0.01") and abs((usdc(h) - start) - pos.realized_pnl) <= PNL_TOLERANCE
 
 
+def test_a_tp_that_crossed_at_once_and_failed_is_not_booked_as_settled(csim, tmp_path):
+    """A TP placed again while the bid stands at its price fills at once, as a taker; that match may fail too.
+    Before: its fill was booked as settled (the POST answer's "matched" taken for a settlement), the position
+    closed as take_profit and its shares stayed in the wallet, unprotected (found by the fault test)."""
+    m, h, pos, start = open_one(csim, tmp_path)
+    yes, tp = m["token_ids"][0], pos.tp_order_id
+    csim.ghost_fills(1, fail_after_s=60)
+    csim.set_price(yes, 0.60)   # the TP fills as a maker: a ghost fill
+    csim.ghost_fills(1, fail_after_s=60)   # ...and so will the next match (the TP placed again, crossing at once)
+    h.loop(advance=1)
+    h.clock.advance(30)
+    h.loop(advance=1)
+    assert pos.status == PositionState.SETTLING
+    h.clock.advance(31)   # the first fill FAILED: the shares are back and the TP is placed again, at 0.60's bid
+    h.loop(2, advance=1)
+    crossed = [r for r in pos.orders if r.role == Role.TP and r.order_id != tp and r.filled > 0]
+    assert crossed and not crossed[-1].confirmed   # a taker fill: booked unsettled
+    assert pos.status != PositionState.CLOSED and held(h, yes) > 0
+    h.clock.advance(61)   # ...and it FAILED too: never closed, the shares are protected again
+    csim.set_price(yes, 0.50)
+    h.loop(3, advance=1)
+    assert pos.status == PositionState.OPEN and pos.shares == held(h, yes) > 0
+    csim.set_price(yes, 0.40)
+    h.loop(3, advance=3)
+    assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
+    assert held(h, yes) < D("0.01") and abs((usdc(h) - start) - pos.realized_pnl) <= PNL_TOLERANCE
+
+
 @pytest.mark.parametrize("fail_after_s", [0, 4])
 def test_an_exit_sale_that_failed_is_sold_again(csim, tmp_path, fail_after_s):
     m, h, pos, start = open_one(csim, tmp_path, mode="monitor")
