@@ -245,6 +245,22 @@ def install_signal_handlers(bot: Bot) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def sl_text(p: Position) -> str:
+    """The stop-loss as status shows it: ``0.65T`` once trailed, ``0.52B`` at break-even."""
+    return fmt(p.sl_price) + {"trailing": "T", "break_even": "B"}.get(p.stop_why or "", "")
+
+
+def following_line(p: Position) -> str:
+    """A position's stops that follow the price, in words (empty without them)."""
+    from bot.report import exit_config
+
+    if p.trail_pct is None and p.break_even_at_pct is None:
+        return ""
+    was = p.metrics.get("sl_initial")
+    return (f"stops {p.id}: {exit_config(p)}; highest bid {fmt(p.high_bid)}, stop {fmt(p.sl_price)}"
+            + (f" (raised from {was}, {p.stop_why.replace('_', '-')})" if was and p.stop_why else " (not raised)"))
+
+
 def position_row(p: Position, m: Marked | None = None) -> dict:
     """The status --json view of a position (an open one with its bid and what an exit there would make)."""
     d = p.to_dict()
@@ -326,7 +342,7 @@ def print_status(state: BotState, as_json: bool, closed: int = 10, every: bool =
         print(f"{p.id:12} {p.exit_mode.value:12} {p.status.value:18} "
               f"{(p.close_reason.value if p.close_reason else '-'):15} {trigger_text(p):11} "
               f"{fmt(p.shares if p.is_active else p.sold_shares):>9} {fmt(p.entry_price, 3):>7} {bid:>6} {upnl:>7} "
-              f"{fmt(p.sl_price):>6} {to_sl:>5} {fmt(p.tp_price):>6} {to_tp:>5} {age:>6} {fmt(p.exit_price, 3):>7} "
+              f"{sl_text(p):>6} {to_sl:>5} {fmt(p.tp_price):>6} {to_tp:>5} {age:>6} {fmt(p.exit_price, 3):>7} "
               f"{fmt(p.fees_paid, 3):>6} {fmt(p.realized_pnl, 2):>8}  {p.question[:40]}")
     if not shown:
         print("(no positions)")
@@ -334,6 +350,10 @@ def print_status(state: BotState, as_json: bool, closed: int = 10, every: bool =
         where = bids_from or "bids as of the bot's last loop"
         print(f"({where}; upnl: an exit at the bid after the taker fee, less the cost; ticks: from the bid to the "
               "stop-loss and to the take-profit)")
+    for p in shown:
+        line = following_line(p)
+        if line and p.is_active:
+            print(line)
     print(totals_line(total))
     count, pnl = state.closed_totals()
     if count > len([p for p in shown if not p.is_active]):

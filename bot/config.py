@@ -97,6 +97,13 @@ class StrategySection(BaseModel):
     min_hours_to_end: float = Field(24, ge=0)
     max_hours_to_end: float | None = Field(None, gt=0)
     scan_interval_seconds: float = Field(60, gt=0)
+    #: Stops that follow the price (bot/stops.py; all off by default; copied onto each position as it opens):
+    #: the stop trails this far below the highest bid seen once the bid is trailing_activation_pct above the
+    #: entry; and moves to the price that returns the cost (after the exit's fee) once the bid is
+    #: break_even_at_pct above the entry. The stop only ever moves up.
+    trailing_stop_pct: Decimal | None = Field(None, gt=0, lt=1)
+    trailing_activation_pct: Decimal = Field(Decimal(0), ge=0, lt=1)
+    break_even_at_pct: Decimal | None = Field(None, gt=0, lt=1)
 
     @model_validator(mode="after")
     def _price_range(self) -> StrategySection:

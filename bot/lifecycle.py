@@ -187,6 +187,15 @@ class BidSeen:
 
 
 @dataclass(frozen=True)
+class StopRaised:
+    """A new highest bid since entry (saved: a restart resumes from it); with ``stop``, the stop-loss moves up to it
+    (bot/stops.py: trailing or break-even, ``why``). A stop never moves down."""
+    high_bid: Decimal
+    stop: Decimal | None = None
+    why: str | None = None
+
+
+@dataclass(frozen=True)
 class MarketResolved:
     payout: Decimal
 
@@ -232,7 +241,8 @@ class VenueRecorded:
 
 Event = (OrderIntent | OrderSigned | OrderNotPlaced | EntryFilled | EntryUnfilled | TpResting | TpFilled | FellBack
          | ExitStarted | ExitReanchored | ExitBackoff | BalanceShort | SellFilled | FillsChecked | SharesLeft
-         | NothingLeft | DustHeld | BidSeen | MarketResolved | AttentionNeeded | AgreesAgain | ClosedByHand | TpChecked
+         | NothingLeft | DustHeld | BidSeen | StopRaised | MarketResolved | AttentionNeeded | AgreesAgain
+         | ClosedByHand | TpChecked
          | CancelRaced | ExitPricesSet | VenueRecorded)
 
 
@@ -411,6 +421,14 @@ def _nothing_left(pos: Position, e: NothingLeft, now: datetime) -> CloseReason:
     return pos.close_reason or CloseReason.TAKE_PROFIT
 
 
+def _stop_raised(pos: Position, e: StopRaised, now: datetime) -> None:
+    pos.high_bid = max(pos.high_bid or e.high_bid, e.high_bid)
+    if e.stop is not None and (pos.sl_price is None or e.stop > pos.sl_price):
+        if "sl_initial" not in pos.metrics:
+            pos.metrics = {**pos.metrics, "sl_initial": str(pos.sl_price) if pos.sl_price is not None else None}
+        pos.sl_price, pos.stop_why = e.stop, e.why
+
+
 def _bid_seen(pos: Position, e: BidSeen, now: datetime) -> None:
     pos.metrics = {**pos.metrics, "last_bid": str(e.bid)}
 
@@ -505,6 +523,7 @@ TABLE: dict[tuple[PositionState, type], Row] = {
     **{(s, NothingLeft): Row(S.CLOSED, _nothing_left) for s in (S.OPEN, S.EXITING)},
     **{(s, DustHeld): Row(S.HELD) for s in (S.OPEN, S.EXITING)},
     (S.HELD, BidSeen): Row(None, _bid_seen),
+    (S.OPEN, StopRaised): Row(None, _stop_raised),
     **{(s, MarketResolved): Row(S.CLOSED, _resolved) for s in (S.OPEN, S.EXITING, S.HELD, S.SETTLING)},
     # a person
     **{(s, AttentionNeeded): Row(S.NEEDS_ATTENTION, _attention) for s in ACTIVE},

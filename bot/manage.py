@@ -42,6 +42,7 @@ from bot.lifecycle import (
     OrderIntent,
     OrderNotPlaced,
     OrderSigned,
+    StopRaised,
     TpChecked,
     TpResting,
     apply,
@@ -56,6 +57,7 @@ from bot.reading import Snapshot
 from bot.reconcile import ReconcileReport, reconcile
 from bot.scanner import Candidate, MarketScanner
 from bot.status import record_bid
+from bot.stops import StopRules, next_stop
 from bot.trader import EntryPlan, EntrySkipped, Trader, exit_prices
 from bot.venue.base import Book, MarketInfo, OrderState, OrderStatus, Venue
 
@@ -330,11 +332,13 @@ class Manager:
         if picked is None:
             return None
         cand, info, book, plan, mode = picked
+        s = self.config.strategy
         pos = Position(token_id=cand.token_id, condition_id=cand.condition_id, market_id=cand.market_id,
                        question=cand.question, outcome=cand.outcome, exit_mode=mode, status=PositionState.OPENING,
                        tp_price=plan.tp_price, sl_price=plan.sl_price, tick_size=info.tick_size,
                        min_order_size=info.min_order_size, neg_risk=info.neg_risk, market_version=cand.version,
-                       opened_at=now, updated_at=now,
+                       trail_pct=s.trailing_stop_pct, trail_activation_pct=s.trailing_activation_pct,
+                       break_even_at_pct=s.break_even_at_pct, opened_at=now, updated_at=now,
                        metrics={"ab_mode": mode.value, "fee_curve": [str(info.fee_rate), info.fee_exponent]})
         apply(pos, OrderIntent(Role.ENTRY, plan.max_price, plan.usdc), now)
         self.state.add(pos)
@@ -625,7 +629,10 @@ class Manager:
             self.exits.start(pos, reason, book, now, seen)
 
     def _exit_trigger(self, pos: Position, bid: Decimal | None, now: datetime, watch_tp: bool) -> CloseReason | None:
-        """Barriers in fixed priority: stop-loss, then a watched take-profit, then the holding time."""
+        """Barriers in fixed priority: stop-loss, then a watched take-profit, then the holding time. A stop that
+        follows the price (bot/stops.py) is raised first, on this bid."""
+        if bid is not None and pos.status == PositionState.OPEN and (pos.trail_pct or pos.break_even_at_pct):
+            self.follow(pos, bid, now)
         if bid is not None and pos.sl_price is not None and bid <= pos.sl_price:
             return CloseReason.STOP_LOSS
         if watch_tp and bid is not None and pos.tp_price is not None and bid >= pos.tp_price:
@@ -633,6 +640,25 @@ class Manager:
         if pos.age_hours(now) >= self.config.strategy.max_hold_hours:
             return CloseReason.TIME_EXIT
         return None
+
+    def follow(self, pos: Position, bid: Decimal, now: datetime) -> None:
+        """A new highest bid: saved (a restart resumes from it), and the stop raised when its rules say so (never
+        lowered: bot/stops.py)."""
+        if pos.high_bid is not None and bid <= pos.high_bid:
+            return
+        rules = StopRules(pos.trail_pct, pos.trail_activation_pct, pos.break_even_at_pct)
+        fee = pos.metrics.get("fee_curve") or ["0", 0]
+        try:
+            fee_rate, fee_exponent = Decimal(str(fee[0])), int(fee[1])
+        except (ArithmeticError, ValueError, TypeError, IndexError):
+            fee_rate, fee_exponent = Decimal(0), 0
+        moved = next_stop(pos.sl_price, rules, pos.entry_price, bid, pos.shares, pos.entry_cost, pos.tp_price,
+                          pos.tick_size, fee_rate, fee_exponent)
+        apply(pos, StopRaised(bid, *(moved or (None, None))), now)
+        if moved is not None:
+            log.info("STOP RAISED %s: %s -> stop %s (%s; highest bid %s)", pos.id, "trailing" if moved[1] == "trailing"
+                     else "break-even", fmt(moved[0]), moved[1], fmt(bid))
+        self.save()
 
     def _warn_if_no_bid(self, pos: Position, book: Book | None) -> None:
         """Without a bid the stop-loss cannot fire: say so once per position (and again after bids came back)."""

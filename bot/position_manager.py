@@ -118,6 +118,13 @@ class Position(BaseModel):
     retry_at: float | None = None
     balance_shortfalls: int = 0
     time_reanchored: bool = False
+    # Stops that follow the price (bot/stops.py), as configured when the position opened (None: off; files from
+    # before them load with both off), the highest bid seen since entry, and why the stop (sl_price) last rose.
+    trail_pct: Decimal | None = None
+    trail_activation_pct: Decimal = Decimal(0)
+    break_even_at_pct: Decimal | None = None
+    high_bid: Decimal | None = None
+    stop_why: str | None = None
     metrics: dict = Field(default_factory=dict)   # measurements only (the A/B report), never control data
     # Where the position lives: "paper" (dry-run orders) or "live", and for live the wallet (funder address)
     # that holds its shares. Positions from files older than this field have None: the bot treats them as
@@ -126,7 +133,8 @@ class Position(BaseModel):
     wallet: str | None = None
 
     @field_serializer("entry_price", "tp_price", "sl_price", "tick_size", "min_order_size", "exit_price",
-                      "realized_pnl", "trigger_bid")
+                      "realized_pnl", "trigger_bid", "trail_pct", "trail_activation_pct", "break_even_at_pct",
+                      "high_bid")
     def _decimal_as_string(self, value: Decimal | None) -> str | None:
         return None if value is None else format(value, "f")
 
@@ -397,6 +405,10 @@ def _implausible(pos: Position) -> tuple[str, str, str] | None:
             return name, "must be between 0 and 1 (exclusive)", format(v, "f")
     if pos.exit_price is not None and (not pos.exit_price.is_finite() or not 0 <= pos.exit_price <= 1):
         return "exit_price", "must be between 0 and 1", format(pos.exit_price, "f")
+    for name in ("trail_pct", "trail_activation_pct", "break_even_at_pct", "high_bid"):
+        v = getattr(pos, name)
+        if v is not None and (not v.is_finite() or not 0 <= v < 1 or (name != "trail_activation_pct" and v == 0)):
+            return name, "must be between 0 and 1 (exclusive)", format(v, "f")
     if pos.tp_price is not None and pos.sl_price is not None and pos.tp_price <= pos.sl_price:
         return "tp_price", f"must be above sl_price {format(pos.sl_price, 'f')}", format(pos.tp_price, "f")
     return None

@@ -101,12 +101,16 @@ class TpChecks:
 
 def triggers(positions: list[Position]) -> dict[str, tuple[Decimal | None, Decimal | None]]:
     """Per held token, the bids that must wake the loop at once: at or below the stop-loss, at or above a
-    watched take-profit (monitor mode, or no TP resting); an exiting position's every bid change."""
+    watched take-profit (monitor mode, or no TP resting), at or above the bid that would raise a stop that follows
+    the price (bot/stops.py); an exiting position's every bid change."""
     out: dict[str, tuple[Decimal | None, Decimal | None]] = {}
     for p in positions:
         if p.status == PositionState.OPEN:
             watch_tp = p.exit_mode == ExitMode.MONITOR or not p.tp_order_id
             low, high = p.sl_price, p.tp_price if watch_tp else None
+            rise = stop_rise(p)
+            if rise is not None:
+                high = rise if high is None else min(high, rise)
         elif p.status == PositionState.EXITING:
             low, high = Decimal(1), None
         else:
@@ -115,6 +119,18 @@ def triggers(positions: list[Position]) -> dict[str, tuple[Decimal | None, Decim
         out[p.token_id] = (max((x for x in (low, old_low) if x is not None), default=None),
                            min((x for x in (high, old_high) if x is not None), default=None))
     return out
+
+
+def stop_rise(p: Position) -> Decimal | None:
+    """The lowest bid that may raise the position's following stop (a new high a tick up once trailing is active,
+    or the break-even level not reached yet); None without such rules."""
+    levels: list[Decimal] = []
+    seen = p.high_bid if p.high_bid is not None else Decimal(0)
+    if p.trail_pct is not None:
+        levels.append(max(seen + p.tick_size, p.entry_price * (1 + p.trail_activation_pct)))
+    if p.break_even_at_pct is not None and p.stop_why is None:
+        levels.append(max(seen + p.tick_size, p.entry_price * (1 + p.break_even_at_pct)))
+    return min(levels) if levels else None
 
 
 class Reader:

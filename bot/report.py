@@ -110,6 +110,33 @@ def _difference(a: float | None, b: float | None, places: int) -> float | None:
     return round(a - b, places) if a is not None and b is not None else None
 
 
+def exit_config(pos: Position) -> str:
+    """The exit configuration a position ran under, in words: "fixed", "trailing 5%", "trailing 5% from +2%",
+    "break-even at +4%", or both."""
+    def pct(x: Decimal) -> str:
+        return format((x * 100).normalize(), "f")
+
+    parts = []
+    if pos.trail_pct is not None:
+        parts.append(f"trailing {pct(pos.trail_pct)}%"
+                     + (f" from +{pct(pos.trail_activation_pct)}%" if pos.trail_activation_pct else ""))
+    if pos.break_even_at_pct is not None:
+        parts.append(f"break-even at +{pct(pos.break_even_at_pct)}%")
+    return " + ".join(parts) or "fixed"
+
+
+def _by_exit_config(positions: list[Position]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for label in sorted({exit_config(p) for p in positions}):
+        closed = [p for p in positions if exit_config(p) == label and p.status == PositionState.CLOSED]
+        pnl = [float(p.realized_pnl or 0) for p in closed]
+        out[label] = {"closed": len(closed), "win_rate": round(sum(1 for x in pnl if x > 0) / len(pnl), 4)
+                      if pnl else None, "total_pnl": round(sum(pnl), 4),
+                      "avg_pnl": round(statistics.mean(pnl), 4) if pnl else None,
+                      "stops_raised": sum(1 for p in closed if p.stop_why)}
+    return out
+
+
 def build_report(state: BotState, since: datetime | None = None) -> dict[str, Any]:
     """Per-mode figures, their difference, and a plain-words verdict (JSON-ready: numbers, strings, None)."""
     hours = float(state.counters.get("run_seconds", 0)) / 3600
@@ -156,7 +183,9 @@ def build_report(state: BotState, since: datetime | None = None) -> dict[str, An
         "api_calls_per_hour": _difference(lim["api_calls_per_hour"], mon["api_calls_per_hour"], 1),
         "welch_t": round(t, 3) if t is not None else None,
     }
+    opened = [p for p in every if p.entry_shares > 0]
     return {"hours_running": round(hours, 3), "since": since.isoformat() if since else None, "modes": modes,
+            "exit_configs": _by_exit_config(opened),
             "shared_api_calls": round(sum(calls.get(SHARED, {}).values()), 1), "difference": diff,
             "verdict": verdict(mon["closed"], lim["closed"], t, diff["avg_pnl"])}
 
@@ -209,6 +238,11 @@ def format_text(report: dict[str, Any]) -> str:
                   f"API calls per hour {_num(d['api_calls_per_hour'])}"
                   f" (+ {report['shared_api_calls']} calls shared by both)",
               f"verdict: {report['verdict']}"]
+    configs = report.get("exit_configs") or {}
+    if len(configs) > 1 or any(label != "fixed" for label in configs):
+        lines += ["", "by exit configuration:"]
+        lines += [f"  {label}: {c['closed']} closed, win rate {_pct(c['win_rate'])}, total P&L {_usd(c['total_pnl'])}, "
+                  f"average {_usd(c['avg_pnl'])}, stops raised {c['stops_raised']}" for label, c in configs.items()]
     return "\n".join(lines)
 
 

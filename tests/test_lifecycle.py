@@ -46,6 +46,7 @@ EXAMPLES: dict[type, object] = {
     lc.NothingLeft: lc.NothingLeft(),
     lc.DustHeld: lc.DustHeld(),
     lc.BidSeen: lc.BidSeen(D("0.4")),
+    lc.StopRaised: lc.StopRaised(D("0.6"), D("0.52"), "trailing"),
     lc.MarketResolved: lc.MarketResolved(D(1)),
     lc.AttentionNeeded: lc.AttentionNeeded("account holds 0 shares"),
     lc.AgreesAgain: lc.AgreesAgain(),

@@ -119,14 +119,16 @@ class _Errors(logging.Handler):
 class World:
     """The sim, one funded wallet and the bot, which can be killed and started again from its files."""
 
-    def __init__(self, sim: SimExchange, tmp: Path, fee_curve: tuple[float, int] = (0.02, 2), forget: bool = True):
+    def __init__(self, sim: SimExchange, tmp: Path, fee_curve: tuple[float, int] = (0.02, 2), forget: bool = True,
+                 stops: dict | None = None):
         self.sim = sim
         self.clock = sim.clock
         self.config = e2e_config(tmp, sim, capital__max_positions=2, capital__max_trade_size="10",
                                  trading__ab_test_ratio=0.5, trading__ab_test_seed=5,
                                  trading__order_check_interval_seconds=5,
                                  strategy__take_profit_pct="0.08", strategy__stop_loss_pct="0.08",
-                                 strategy__max_hold_hours=0.05)
+                                 strategy__max_hold_hours=0.05, **(stops or {}))
+        self.stops_seen: dict[str, tuple[D | None, D | None]] = {}   # position -> (its stop, its highest bid) so far
         self.wallet = sim.new_wallet(usdc=100)
         self.start_usdc = D(str(sim.balances(self.wallet["address"])["usdc"]))
         rate, exponent = fee_curve
@@ -222,6 +224,17 @@ class World:
         assert not state.paused, state.pause_reason
         for pos in state.all_positions():
             assert pos.status != PositionState.NEEDS_ATTENTION, (pos.id, pos.attention_reason)
+            # once the entry is booked (its fill sets the exit prices), a stop never moves down, and neither does the
+            # highest bid it follows (crashes and restarts included)
+            if pos.status != PositionState.OPENING and pos.entry_shares > 0:
+                stop, high = self.stops_seen.get(pos.id, (None, None))
+                assert stop is None or (pos.sl_price is not None and pos.sl_price >= stop), (pos.id, stop,
+                                                                                           pos.sl_price)
+                assert high is None or (pos.high_bid is not None and pos.high_bid >= high), (pos.id, high,
+                                                                                            pos.high_bid)
+                self.stops_seen[pos.id] = (pos.sl_price, pos.high_bid)
+                if pos.stop_why:
+                    self.seen.add(f"a stop was raised ({pos.stop_why})")
             assert pos.sold_shares <= pos.entry_shares + SHARE_UNIT, (pos.id, pos.sold_shares, pos.entry_shares)
             assert pos.shares >= 0
             # nobody but the bot trades this account: no shares ever left it outside the bot (a ghost fill, or
@@ -356,16 +369,23 @@ SETTLING_BATCH = [Step(0.44, "lost", None, 1.0), Step(0.6, "normal", None, 3.0),
                   Step(0.56, "restart", "before_send", 3.0, BalanceLock(3))]
 
 
+#: Stops that follow the price (bot/stops.py), drawn as strategy settings.
+STOPS = [{}, {"strategy__trailing_stop_pct": "0.04"},
+         {"strategy__trailing_stop_pct": "0.03", "strategy__trailing_activation_pct": "0.04"},
+         {"strategy__break_even_at_pct": "0.04"},
+         {"strategy__trailing_stop_pct": "0.05", "strategy__break_even_at_pct": "0.02"}]
+
+
 @settings(settings.get_profile(PROFILE))
-@example(path=GHOST_TP, fee_curve=(0.25, 2), forget=False)
-@example(path=LOCKED_TP, fee_curve=(0.25, 2), forget=True)
-@example(path=SETTLING_LOOKUP, fee_curve=(0, 0), forget=False)
-@example(path=SETTLING_BATCH, fee_curve=(0.05, 1), forget=True)
-@given(path=steps, fee_curve=st.sampled_from(FEE_CURVES), forget=st.booleans())
-def test_a_positions_life_keeps_the_books_and_the_account_in_step(tmp_path_factory, path, fee_curve, forget):
+@example(path=GHOST_TP, fee_curve=(0.25, 2), forget=False, stops={})
+@example(path=LOCKED_TP, fee_curve=(0.25, 2), forget=True, stops={})
+@example(path=SETTLING_LOOKUP, fee_curve=(0, 0), forget=False, stops={})
+@example(path=SETTLING_BATCH, fee_curve=(0.05, 1), forget=True, stops={})
+@given(path=steps, fee_curve=st.sampled_from(FEE_CURVES), forget=st.booleans(), stops=st.sampled_from(STOPS))
+def test_a_positions_life_keeps_the_books_and_the_account_in_step(tmp_path_factory, path, fee_curve, forget, stops):
     tmp = tmp_path_factory.mktemp("life")
     with SimExchange(seed=3, clock=SimulatedClock(start=1_800_000_000.0)) as sim:
-        world = World(sim, tmp, fee_curve, forget)
+        world = World(sim, tmp, fee_curve, forget, stops)
         try:
             live(world, path)
         finally:

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,8 @@ def cached(tmp_path):
 
 
 def test_a_grid_is_every_combination_of_its_values():
+    assert backtest.with_settings(config(), parse_grid(["trailing_stop_pct=0.03,0.05"])[1]).strategy.trailing_stop_pct \
+        == Decimal("0.05")   # the stops that follow the price are settings a grid sweeps too
     combos = parse_grid(["take_profit_pct=0.05,0.10", "stop_loss_pct=0.05,0.1,0.2", "trading.ab_test_ratio=0.5"])
     assert len(combos) == 6 and combos[0] == {"strategy__take_profit_pct": "0.05", "strategy__stop_loss_pct": "0.05",
                                               "trading__ab_test_ratio": "0.5"}

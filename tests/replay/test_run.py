@@ -128,3 +128,16 @@ def test_bad_input_gives_a_clear_message_and_nothing_wrong_in_the_result():
     assert all(row["market_id"] == "4" for row in r.rows)
     with pytest.raises(ValueError, match="tp_fill"):
         FillModel(tp_fill="sometimes")
+
+
+def test_a_replay_runs_the_stops_that_follow_the_price_and_a_grid_can_sweep_them():
+    """Bought at 0.50 (TP 0.75 far away), the price runs to 0.70 (bid 0.69: a 5% trailing stop at 0.65) and falls back
+    to 0.60: sold at the bid 0.65 that meets the trailed stop, not at the fixed stop 0.45."""
+    path = ["0.49"] * 3 + ["0.55", "0.62", "0.70", "0.68", "0.66", "0.60", "0.55"]
+    fixed = replay(config(take_profit_pct="0.50"), [market(1, path)], T0, T0 + STEP * 9)
+    trailed = replay(config(take_profit_pct="0.50", trailing_stop_pct="0.05"), [market(1, path)], T0, T0 + STEP * 9)
+    assert fixed.rows[0]["close_reason"] == "market_resolved"   # the fixed stop 0.45 was never reached
+    row = trailed.rows[0]
+    assert (row["close_reason"], row["sl_price"]) == ("stop_loss", 0.65)
+    assert row["exit_proceeds"] == pytest.approx(float(20 * D("0.65") - fee("20", "0.65")), abs=1e-9)
+    assert trailed.report["exit_configs"]["trailing 5%"]["stops_raised"] == 1
