@@ -34,7 +34,8 @@ CRASH_POINTS = ["before_send", "after_buy", "after_tp", "after_cancel", "before_
                 "history_written"]
 
 
-def write_config(path: Path, tmp: Path, urls: dict, scan_seconds: float, loop_seconds: float = 0.25) -> None:
+def write_config(path: Path, tmp: Path, urls: dict, scan_seconds: float, loop_seconds: float = 0.25,
+                 stops: dict | None = None) -> None:
     path.write_text(json.dumps({
         "bot": {"dry_run": False, "loop_interval_seconds": loop_seconds, "positions_file": str(tmp / "positions.json"),
                 "log_file": str(tmp / "bot.log")},
@@ -44,7 +45,7 @@ def write_config(path: Path, tmp: Path, urls: dict, scan_seconds: float, loop_se
         "strategy": {"take_profit_pct": 0.06, "stop_loss_pct": 0.08, "max_spread_share_of_tp": 1,
                      "max_hold_hours": 12 * loop_seconds / 3600,
                      "blacklist_hours": 2 / 3600, "min_liquidity": 0, "min_hours_to_end": 0, "max_spread": 0.1,
-                     "scan_interval_seconds": scan_seconds},
+                     "scan_interval_seconds": scan_seconds, **(stops or {})},
         "api": {"clob_host": urls["clob_url"], "gamma_host": urls["gamma_url"], "max_requests_per_second": 200},
         # Push feeds on, as users get them: kills land in feed-driven exits and TP fills too.
         "feeds": {**feed_urls(urls["ws_url"]),
@@ -70,10 +71,10 @@ def v2_faults(rng: random.Random, i: int, point: str | None) -> dict:
 
 
 def crash_session(tmp_path: Path, points: list[str], kills: int, wind_down: int = 60,
-                  loop_seconds: float = 0.25, v2: bool = False) -> None:
+                  loop_seconds: float = 0.25, v2: bool = False, stops: dict | None = None) -> None:
     """Run the bot again and again, each run killed at its crash point (``points``, in order) or, after
     those, at a random moment (``kills`` runs); then wind down and check everything. ``v2``: ghost fills and
-    balance locks too (``v2_faults``)."""
+    balance locks too (``v2_faults``); ``stops``: strategy settings of stops that follow the price."""
     rng = random.Random(20261124)
     v2_rng = random.Random(20261204)   # its own draws: the kill moments stay those of the run without
     sim = subprocess.Popen([sys.executable, "-m", "bot.sim", "--markets", "6", "--seed", "4", "--volatility", "0.01"],
@@ -89,7 +90,7 @@ def crash_session(tmp_path: Path, points: list[str], kills: int, wind_down: int 
         requests.post(f"{urls['clob_url']}/_sim/faults", json={"rate": 0.15, "statuses": [429, 425, 503],
                                                                 "paths": ["/order"], "seed": 5})
         config = tmp_path / "config.json"
-        write_config(config, tmp_path, urls, scan_seconds=0.25, loop_seconds=loop_seconds)
+        write_config(config, tmp_path, urls, scan_seconds=0.25, loop_seconds=loop_seconds, stops=stops)
         env = {**os.environ, "POLY_PRIVATE_KEY": key, "POLY_FUNDER_ADDRESS": acct.address}
         done_kills, reached = 0, []
         for i in range(kills + len(points)):
@@ -115,7 +116,7 @@ def crash_session(tmp_path: Path, points: list[str], kills: int, wind_down: int 
         if v2:   # (the ghost fills still due FAIL as drawn)
             requests.post(f"{urls['clob_url']}/_sim/faults", json={"ghost_fills": 0, "balance_lock_s": 0}
                           ).raise_for_status()
-        write_config(config, tmp_path, urls, scan_seconds=10**9, loop_seconds=loop_seconds)
+        write_config(config, tmp_path, urls, scan_seconds=10**9, loop_seconds=loop_seconds, stops=stops)
         done = subprocess.run([sys.executable, "main_bot.py", "--config", str(config), "--loops", str(wind_down)],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-3000:]
@@ -154,9 +155,11 @@ def crash_session(tmp_path: Path, points: list[str], kills: int, wind_down: int 
         sim.wait(timeout=10)
 
 
-@pytest.mark.parametrize("v2", [False, True], ids=["venue", "v2_faults"])
-def test_each_named_crash_point_loses_nothing(tmp_path, v2):
-    crash_session(tmp_path, CRASH_POINTS, kills=0, wind_down=40, loop_seconds=0.1, v2=v2)
+@pytest.mark.parametrize("v2, stops", [(False, None), (True, None),
+                                       (False, {"trailing_stop_pct": 0.02, "break_even_at_pct": 0.02})],
+                         ids=["venue", "v2_faults", "following_stops"])
+def test_each_named_crash_point_loses_nothing(tmp_path, v2, stops):
+    crash_session(tmp_path, CRASH_POINTS, kills=0, wind_down=40, loop_seconds=0.1, v2=v2, stops=stops)
 
 
 @pytest.mark.slow
