@@ -652,12 +652,13 @@ class Manager:
             fee_rate, fee_exponent = Decimal(str(fee[0])), int(fee[1])
         except (ArithmeticError, ValueError, TypeError, IndexError):
             fee_rate, fee_exponent = Decimal(0), 0
-        moved = next_stop(pos.sl_price, rules, pos.entry_price, bid, pos.shares, pos.entry_cost, pos.tp_price,
-                          pos.tick_size, fee_rate, fee_exponent)
+        # (break-even: what the shares left must still bring back, a part of the TP having sold already)
+        moved = next_stop(pos.sl_price, rules, pos.entry_price, bid, pos.shares, pos.entry_cost - pos.exit_proceeds,
+                          pos.tp_price, pos.tick_size, fee_rate, fee_exponent)
         apply(pos, StopRaised(bid, *(moved or (None, None))), now)
         if moved is not None:
-            log.info("STOP RAISED %s: %s -> stop %s (%s; highest bid %s)", pos.id, "trailing" if moved[1] == "trailing"
-                     else "break-even", fmt(moved[0]), moved[1], fmt(bid))
+            log.info("STOP RAISED %s: stop %s (%s; highest bid %s)", pos.id, fmt(moved[0]),
+                     moved[1].replace("_", "-"), fmt(bid))
         self.save()
 
     def _warn_if_no_bid(self, pos: Position, book: Book | None) -> None:

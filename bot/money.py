@@ -1,13 +1,13 @@
 """Prices, sizes and money: Decimal arithmetic, rounding at the venue boundary, named tolerances.
 
 The venue wants prices on the market's tick inside [tick, 1 - tick] and share sizes with two decimals.
-Everything inside the bot is ``Decimal``; floats appear only at the SDK boundary (``to_sdk_float``), and
-amounts coming back from the venue are rounded to its precision once, where they become a ``Fill``
+Everything inside the bot is ``Decimal`` (the SDK takes Decimals too: tests/test_venue_sdk.py checks that what it
+encodes is exactly what the bot meant), and amounts coming back from the venue are rounded to its precision once,
+where they become a ``Fill``
 (``round_fill_shares``, ``round_fill_usdc``, ``round_price``).
 """
 from __future__ import annotations
 
-import math
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -94,49 +94,6 @@ def round_fill_shares(shares: Decimal) -> Decimal:
 def round_fill_usdc(amount: Decimal) -> Decimal:
     """USDC of a fill in the venue's base units (6 decimals)."""
     return amount.quantize(USDC_QUANTUM, rounding=ROUND_HALF_UP)
-
-
-def _decimals_of(value: Decimal) -> int:
-    exponent = value.normalize().as_tuple().exponent
-    return max(0, -exponent) if isinstance(exponent, int) else 0
-
-
-def _sdk_keeps(x: float, units: list[int], places: range) -> bool:
-    """True when the SDK's float roundings of ``x`` (floor, nearest) give back the intended value at every
-    number of decimals in ``places`` (``units[i]`` is the value in units of 10**-places[i])."""
-    for d, n in zip(places, units, strict=True):
-        scale = 10 ** d
-        if math.floor(x * scale) != n or round(x * scale) != n:
-            return False
-    return True
-
-
-def to_sdk_float(value: Decimal, decimals: int | None = None) -> float:
-    """Hand a grid-aligned Decimal to the SDK so that every rounding it applies keeps the same value.
-
-    The SDK rounds on binary floats: ``round_down`` (floor(x * 10**d) / 10**d) loses a unit for ~5% of
-    values (float(4.35) * 100 == 434.99999999999994, so 4.35 becomes 4.34) and ``round_normal`` rounds to
-    nearest.
-    The float returned is the smallest one at or above ``float(value)`` that both roundings map back to
-    exactly ``value`` at ``decimals`` (default: the value's own decimals) and every finer precision up to
-    6 decimals. It is never further from ``value`` than a few float ulps, so a price at the venue's
-    bounds (0.99 on a 0.01 tick) stays inside ``[tick, 1 - tick]`` as the SDK checks it (a blind upward
-    nudge made 0.99 into 0.990000001, which the SDK and the venue refuse).
-    """
-    if not value.is_finite() or value < 0:
-        raise ValueError(f"cannot hand {value!r} to the SDK")
-    own = _decimals_of(value)
-    if own > SDK_MAX_DECIMALS:
-        raise ValueError(f"{fmt(value)} has more than {SDK_MAX_DECIMALS} decimals: round it first")
-    first = own if decimals is None else max(decimals, own)
-    places = range(first, SDK_MAX_DECIMALS + 1)
-    units = [int(value.scaleb(d)) for d in places]
-    x = float(value)
-    for _ in range(64):
-        if _sdk_keeps(x, units, places):
-            return x
-        x = math.nextafter(x, math.inf)
-    raise ValueError(f"no float keeps {fmt(value)} through the SDK's rounding")  # pragma: no cover
 
 
 def same_price(a: Decimal, b: Decimal) -> bool:

@@ -1,4 +1,3 @@
-import math
 from decimal import Decimal as D
 
 import pytest
@@ -12,7 +11,6 @@ from bot.money import (
     round_usdc,
     snap_price,
     to_decimal,
-    to_sdk_float,
 )
 
 
@@ -40,14 +38,6 @@ def test_round_shares_truncates_to_venue_precision():
     assert round_usdc(D("10.999")) == D("10.99")
 
 
-@pytest.mark.parametrize("value", ["0.29", "0.57", "0.58", "8.2", "4.35", "1.13"])
-def test_sdk_float_survives_the_sdks_float_truncation(value):
-    # The SDK truncates with floor(x * 10**d) / 10**d on floats: 4.35 would become 4.34.
-    import math
-    x = to_sdk_float(D(value))
-    assert math.floor(x * 100) / 100 == float(value)
-
-
 def test_to_decimal_names_what_is_wrong():
     assert to_decimal("0.5") == D("0.5")
     assert to_decimal(0.1) == D("0.1")
@@ -65,81 +55,7 @@ def test_fmt_and_dust():
     assert is_dust(D("0.009")) and not is_dust(D("0.01"))
 
 
-# -- Rule 3: what the SDK encodes is exactly the value the bot meant, inside [tick, 1 - tick] ---------------
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from py_clob_client_v2.order_builder.builder import ROUNDING_CONFIG, OrderBuilder  # noqa: E402
-from py_clob_client_v2.order_builder.helpers import round_normal  # noqa: E402
-from py_clob_client_v2.utilities import price_valid  # noqa: E402
-
 from bot.money import round_price  # noqa: E402
-
-SDK = OrderBuilder(None)   # the amount encoders use no signer
-TICKS = sorted(ROUNDING_CONFIG, key=D)   # every tick size the SDK knows, 0.01 and 0.001 included
-BASE = D(10) ** 6
-
-
-def sdk_limit(side, price: D, size: D, tick: str):
-    """What create_order + build_order encode for a limit order: the price check, round_normal, amounts."""
-    rc = ROUNDING_CONFIG[tick]
-    x = to_sdk_float(price)
-    assert price_valid(x, tick), f"the SDK refuses {x!r} for {price} on tick {tick}"
-    _, maker, taker = SDK.get_order_amounts(side, to_sdk_float(size), round_normal(x, rc.price), rc)
-    return D(maker), D(taker)
-
-
-def sdk_market(side, price: D, amount: D, tick: str):
-    """What create_market_order + build_market_order encode: the price check, round_down, amounts."""
-    rc = ROUNDING_CONFIG[tick]
-    x = to_sdk_float(price)
-    assert price_valid(x, tick), f"the SDK refuses {x!r} for {price} on tick {tick}"
-    _, maker, taker = SDK.get_market_order_amounts(side, to_sdk_float(amount), x, rc)
-    return D(maker), D(taker)
-
-
-@pytest.mark.parametrize("tick", ["0.01", "0.001"])
-def test_every_grid_price_reaches_the_sdk_unchanged_and_inside_the_bounds(tick):
-    # 0.99 (1 - tick) used to be handed over as 0.990000001: "invalid price, max 0.99", TP never placed.
-    t = D(tick)
-    for i in range(1, int(1 / t)):
-        price = i * t
-        x = to_sdk_float(price)
-        assert price_valid(x, tick), (price, x)
-        rc = ROUNDING_CONFIG[tick]
-        scale = 10 ** rc.price
-        assert math.floor(x * scale) == round(x * scale) == int(price * scale), (price, x)
-
-
-@settings(max_examples=400, deadline=None)
-@given(tick=st.sampled_from(TICKS), step=st.integers(min_value=1, max_value=9999),
-       cents=st.integers(min_value=1, max_value=10**7), side=st.sampled_from(["BUY", "SELL"]))
-def test_sdk_encodes_exactly_the_intended_prices_and_sizes(tick, step, cents, side):
-    t = D(tick)
-    price = snap_price(step * t, t)            # every price on the grid, clamped to [tick, 1 - tick]
-    assert t <= price <= 1 - t
-    size = D(cents) / 100                      # sizes with 2 decimals (order sizes, USDC of a market buy)
-    # limit orders (the TP): shares and price exact
-    maker, taker = sdk_limit(side, price, size, tick)
-    shares, usdc = (taker, maker) if side == "BUY" else (maker, taker)
-    assert shares == size * BASE and usdc == size * price * BASE
-    # marketable SELL (exits): shares exact, the floor exactly the intended price
-    maker, taker = sdk_market("SELL", price, size, tick)
-    assert maker == size * BASE and taker == size * price * BASE
-    # marketable BUY (entries): the USDC exact, the cap decoded by the venue as the intended price
-    maker, taker = sdk_market("BUY", price, size, tick)
-    assert maker == size * BASE
-    if taker > 0 and size >= 1:   # (the venue refuses a marketable BUY under $1: a cent's ratio can be off by one)
-        implied = maker / taker
-        assert implied >= price and round(implied, ROUNDING_CONFIG[tick].price) == price
-
-
-@given(value=st.decimals(min_value=D("0.000001"), max_value=D("100000"), places=6))
-def test_sdk_float_never_drifts_from_a_value_with_six_decimals(value):
-    x = to_sdk_float(value)
-    assert abs(D(x) - value) < D("1e-9")
-    for d in range(-value.as_tuple().exponent, 7):
-        assert math.floor(x * 10 ** d) == int(value.scaleb(d))
 
 
 @pytest.mark.parametrize("raw,stored", [

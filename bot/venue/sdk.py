@@ -50,6 +50,7 @@ from polymarket._internal.environment import PRODUCTION_CONFIG, create_environme
 from polymarket._internal.l1_auth import sign_api_key_auth
 from polymarket._internal.protocol import is_v2_position_id
 from polymarket._internal.wallet import classify_account
+from polymarket.clients._transport import SyncTransport
 from polymarket.clients.secure import _make_l2_header_resolver_sync
 from polymarket.errors import PolymarketError
 from polymarket.models.clob.api_key import ApiKeyCreds
@@ -142,8 +143,8 @@ class Session:
         self.host = host.rstrip("/")
         self.config, self._environment = _config(self.host, chain_id)
         hooks = {"request": [on_request]} if on_request else {}
-        self.http = httpx.Client(http2=transport is None, timeout=httpx.Timeout(timeout_s), transport=transport,
-                                 event_hooks=hooks)
+        self.http = httpx.Client(base_url=self.host, http2=transport is None, timeout=httpx.Timeout(timeout_s),
+                                 transport=transport, event_hooks=hooks)
         self._signer = Account.from_key(private_key) if private_key else None
         self.address: str | None = self._signer.address if self._signer else None
         self.funder: str | None = None
@@ -196,8 +197,7 @@ class Session:
                 raise HttpError(f"{method} {path} needs the account's API credentials, and this venue has none")
             headers.update(self._l2(method, path, content))   # the HMAC covers the path without the query
         try:
-            response = self.http.request(method, self.host + path, params=params or None, content=content,
-                                         headers=headers)
+            response = self.http.request(method, path, params=params or None, content=content, headers=headers)
         except httpx.HTTPError as exc:
             raise HttpError(str(exc) or type(exc).__name__, None, type(exc).__name__) from None
         if not response.is_success:
@@ -234,7 +234,7 @@ class Session:
 
     def _l1(self, method: str, path: str, headers: dict[str, str]) -> Any:
         try:
-            response = self.http.request(method, self.host + path, headers=headers)
+            response = self.http.request(method, path, headers=headers)
         except httpx.HTTPError as exc:
             raise HttpError(str(exc) or type(exc).__name__, None, type(exc).__name__) from None
         if not response.is_success:
@@ -256,6 +256,9 @@ class Session:
             signer=self._signer, wallet=self.funder, wallet_type=self._wallet_type, signer_type=self._signer_type,
             environment=self._environment, config=self.config, credentials=creds, api_key=None, logger=None,
             on_rate_limit_update=None)
+        # What the order builder still reads by itself (the market again, before it refuses a BUY whose encoded price
+        # could exceed its cap) goes over the venue's client too: counted, with the bot's timeout.
+        object.__setattr__(self._client._ctx, "clob", SyncTransport(base_url=self.host, client=self.http))
 
     # -- orders -------------------------------------------------------------------------------------------------
 

@@ -103,7 +103,7 @@ def crash_session(tmp_path: Path, points: list[str], kills: int, wind_down: int 
             bot = subprocess.Popen([sys.executable, "main_bot.py", "--config", str(config)], cwd=ROOT, env=run_env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:   # a crash point ends the run itself (exit 137); a random kill comes after 1-4 s
-                bot.wait(timeout=20.0 if i < len(points) else rng.uniform(1.0, 4.0))
+                bot.wait(timeout=30.0 if i < len(points) else rng.uniform(1.0, 4.0))
             except subprocess.TimeoutExpired:
                 bot.send_signal(signal.SIGKILL)
                 bot.wait()
