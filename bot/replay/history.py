@@ -201,6 +201,15 @@ def closed_markets(gamma_host: str, strategy: StrategySection, since: Moment, un
 
     out: list[ClosedMarket] = []
     seen: set[str] = set()
+
+    def take(raw: dict[str, Any]) -> None:
+        market = _closed_market(raw, strategy, start, end, tradable, unversioned_as_v1)
+        if isinstance(market, str):
+            skip(market)
+        elif market.market_id not in seen:
+            seen.add(market.market_id)
+            out.append(market)
+
     if slugs:
         for slug in dict.fromkeys(slugs):
             found = gamma_markets(session, url, {"slug": slug, "closed": "true"}, timeout_s)
@@ -208,12 +217,7 @@ def closed_markets(gamma_host: str, strategy: StrategySection, since: Moment, un
                 skip(f"slug {slug!r}: Gamma has no resolved market with that slug")
                 continue
             for raw in found:
-                market = _closed_market(raw, strategy, start, end, tradable, unversioned_as_v1)
-                if isinstance(market, str):
-                    skip(market)
-                elif market.market_id not in seen:
-                    seen.add(market.market_id)
-                    out.append(market)
+                take(raw)
         return out[:limit] if limit is not None else out
     params: dict[str, Any] = {"closed": "true", "end_date_min": _iso(start), "end_date_max": _iso(end),
                               "order": "volumeNum", "ascending": "false", "limit": GAMMA_PAGE_SIZE}
@@ -222,14 +226,9 @@ def closed_markets(gamma_host: str, strategy: StrategySection, since: Moment, un
     for page in range(GAMMA_MAX_PAGES):
         found = gamma_markets(session, url, {**params, "offset": page * GAMMA_PAGE_SIZE}, timeout_s)
         for raw in found:
-            market = _closed_market(raw, strategy, start, end, tradable, unversioned_as_v1)
-            if isinstance(market, str):
-                skip(market)
-            elif market.market_id not in seen:
-                seen.add(market.market_id)
-                out.append(market)
-                if limit is not None and len(out) >= limit:
-                    return out
+            take(raw)
+            if limit is not None and len(out) >= limit:
+                return out
         if len(found) < GAMMA_PAGE_SIZE:
             return out
     log.warning("Gamma has more than %d resolved markets between %s and %s: reading the busiest %d only "

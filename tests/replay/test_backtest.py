@@ -100,7 +100,7 @@ def test_a_grid_in_processes_is_ranked_by_pnl_and_each_is_the_single_replay(cach
 def test_a_grid_on_a_dask_cluster_gives_the_same_table(cached):
     distributed = pytest.importorskip("distributed")
     grid = parse_grid(["take_profit_pct=0.05,0.15"])
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc:
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as lc:
         executor, client = backtest.dask_executor(lc.scheduler_address)
         try:
             on_dask = run_grid(jobs(cached, grid), executor)
