@@ -45,6 +45,9 @@ def test_shipped_config_is_safe():
     ({"feeds": {"max_assets_per_connection": 900}}, "feeds.max_assets_per_connection: Input should be less than or "
                                                     "equal to 500"),
     ({"feeds": {"enabled": "sometimes"}}, "feeds.enabled: Input should be a valid boolean"),
+    ({"strategy": {"trailing_stop_pct": 1.5}}, "strategy.trailing_stop_pct: Input should be less than 1"),
+    ({"strategy": {"break_even_at_pct": 0}}, "strategy.break_even_at_pct: Input should be greater than 0"),
+    ({"strategy": {"trailing_activation_pct": -0.1}}, "strategy.trailing_activation_pct"),
 ])
 def test_config_errors_name_file_field_and_reason(tmp_path, data, expected):
     path = write(tmp_path, data)

@@ -49,6 +49,23 @@ def test_bad_field_names_position_and_field():
         Position.from_dict({"id": "p1", "token_id": "1", "shares": "lots"}, where="positions[3]")
 
 
+@pytest.mark.parametrize("field, value", [("trail_pct", "2"), ("high_bid", "-0.5"), ("break_even_at_pct", "0"),
+                                          ("trail_pct", "NaN")])
+def test_a_hand_edited_following_stop_names_the_position_and_the_field(tmp_path, field, value):
+    good = pos().to_dict()
+    (tmp_path / "positions.json").write_text(json.dumps({"schema_version": 4, "positions": [{**good, field: value}]}))
+    with pytest.raises(StateFileError, match=rf"positions\[0\].*{field}"):
+        PositionStore(tmp_path / "positions.json").load()
+
+
+def test_a_file_from_before_following_stops_loads_with_them_off(tmp_path):
+    old = {k: v for k, v in pos().to_dict().items()
+           if k not in ("trail_pct", "trail_activation_pct", "break_even_at_pct", "high_bid", "stop_why")}
+    (tmp_path / "positions.json").write_text(json.dumps({"schema_version": 4, "positions": [old]}))
+    p = PositionStore(tmp_path / "positions.json").load().positions[0]
+    assert (p.trail_pct, p.break_even_at_pct, p.high_bid, p.stop_why) == (None, None, None, None)
+
+
 def test_age_uses_total_elapsed_time():
     with freeze_time(NOW + timedelta(days=2, hours=1)):
         assert pos().age_hours(datetime.now(UTC)) == pytest.approx(49.0)
