@@ -642,8 +642,8 @@ class Manager:
         return None
 
     def follow(self, pos: Position, bid: Decimal, now: datetime) -> None:
-        """A new highest bid: saved (a restart resumes from it), and the stop raised when its rules say so (never
-        lowered: bot/stops.py)."""
+        """A new highest bid, and the stop raised when its rules say so (never lowered: bot/stops.py); saved with the
+        loop's (or the event phase's) save, as every other change of the update phase."""
         if pos.high_bid is not None and bid <= pos.high_bid:
             return
         rules = StopRules(pos.trail_pct, pos.trail_activation_pct, pos.break_even_at_pct)
@@ -659,7 +659,6 @@ class Manager:
         if moved is not None:
             log.info("STOP RAISED %s: stop %s (%s; highest bid %s)", pos.id, fmt(moved[0]),
                      moved[1].replace("_", "-"), fmt(bid))
-        self.save()
 
     def _warn_if_no_bid(self, pos: Position, book: Book | None) -> None:
         """Without a bid the stop-loss cannot fire: say so once per position (and again after bids came back)."""

@@ -17,9 +17,10 @@ takes the position there). Watched on the best bid, never on the last trade.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, ROUND_UP, Decimal
+from decimal import Decimal
 
 from bot.fees import taker_fee
+from bot.money import price_ceiling, price_floor
 
 
 @dataclass(frozen=True)
@@ -35,16 +36,12 @@ class StopRules:
         return self.trailing_pct is not None or self.break_even_at_pct is not None
 
 
-def floor_tick(price: Decimal, tick: Decimal) -> Decimal:
-    return (price / tick).to_integral_value(rounding=ROUND_DOWN) * tick
-
-
 def trailing_stop(entry: Decimal, high_bid: Decimal, trailing_pct: Decimal, activation_pct: Decimal,
                   tick: Decimal) -> Decimal | None:
     """The trailing stop for the highest bid seen, or None before the activation."""
     if high_bid < entry * (1 + activation_pct):
         return None
-    return floor_tick(high_bid * (1 - trailing_pct), tick)
+    return price_floor(high_bid * (1 - trailing_pct), tick)
 
 
 def break_even_price(shares: Decimal, cost: Decimal, fee_rate: Decimal, fee_exponent: int,
@@ -53,7 +50,7 @@ def break_even_price(shares: Decimal, cost: Decimal, fee_rate: Decimal, fee_expo
     price under 1 does)."""
     if shares <= 0:
         return None
-    price = max(tick, (cost / shares / tick).to_integral_value(rounding=ROUND_UP) * tick)
+    price = price_ceiling(cost / shares, tick)
     while price < 1:
         if shares * price - taker_fee(shares, price, fee_rate, fee_exponent) >= cost:
             return price
@@ -80,6 +77,6 @@ def next_stop(current: Decimal | None, rules: StopRules, entry: Decimal, high_bi
     price, why = max(candidates, key=lambda c: c[0])
     if tp is not None:
         price = min(price, tp - tick)
-    if price < tick or (current is not None and price <= current):
+    if current is not None and price <= current:
         return None
     return price, why

@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bot.config import BotConfig
+from bot.errors import VenueError
 from bot.replay.history import CacheError, ClosedMarket, HistoryCache, closed_markets, download, load
 from bot.replay.market import FillModel, ReplayMarket
 from bot.replay.run import ReplayResult, replay
@@ -37,6 +38,8 @@ log = logging.getLogger("bot.replay")
 
 #: The file in the cache that keeps what a replay needs of each market beyond its prices (offline runs).
 MARKETS_FILE = "markets.json"
+#: Where downloaded histories go unless --cache says otherwise (the CLI's default).
+DEFAULT_CACHE = "replay_cache"
 #: Config sections a grid key may name (``strategy.take_profit_pct``); a bare key is a strategy setting.
 GRID_SECTIONS = ("strategy", "trading", "capital")
 
@@ -152,7 +155,7 @@ def fetch(config: BotConfig, cache_dir: Path, since: int, until: int, fidelity_m
         try:
             info = venue.get_market_info(m.token_ids[0], m.condition_id)
             fee_rate, fee_exponent = info.fee_rate, info.fee_exponent
-        except Exception as exc:   # a market the CLOB no longer serves: no fee curve (said)
+        except VenueError as exc:   # a market the CLOB no longer serves: no fee curve (said)
             messages.append(f"market {m.market_id}: no fee curve from the CLOB ({exc}); replayed without fees")
             fee_rate, fee_exponent = Decimal(0), 0
         metas.append(market_meta(m, fee_rate, fee_exponent))
@@ -366,6 +369,9 @@ def model_of(args: Any) -> FillModel:
 
 def main(args: Any, config: BotConfig, bot_class: Any) -> int:
     """The command: fetch (or read the cache), replay once or a grid, print, write the outputs."""
+    if (args.dask or args.workers) and not args.grid:
+        raise BacktestError("--dask and --workers run the combinations of a grid: give --grid too (e.g. --grid "
+                            "take_profit_pct=0.05,0.10)")
     cache_dir = Path(args.cache)
     since, until = window(args.days, args.since, args.until, time.time())
     model = model_of(args)
@@ -456,9 +462,6 @@ def sim_main(args: Any, config: BotConfig, bot_class: Any) -> int:
         args.since, args.until, args.days = None, datetime.fromtimestamp(end, tz=UTC).isoformat(), days
         return main(args, cfg, bot_class)
 
-
-#: Where downloaded histories go unless --cache says otherwise.
-DEFAULT_CACHE = "replay_cache"
 
 
 def cache_markets(cache_dir: Path, markets: Sequence[ReplayMarket], fidelity_min: int) -> list[dict[str, Any]]:

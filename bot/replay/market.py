@@ -19,12 +19,13 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 from typing import Any
 
 from bot.clock import Clock
 from bot.config import StrategySection
 from bot.errors import VenueError
+from bot.money import price_floor
 from bot.scanner import Candidate, MarketScanner
 from bot.venue.base import Book, Fill, MarketInfo
 from bot.venue.paper import PaperVenue
@@ -165,9 +166,7 @@ class HistoryBooks:
             return cached
         m = self.prices.market(token_id)
         tick = m.tick_size if m is not None else Decimal("0.01")
-        half = tick * self.model.spread_ticks / 2
-        best_bid = ((price - half) / tick).to_integral_value(rounding=ROUND_DOWN) * tick
-        best_bid = max(best_bid, tick)
+        best_bid = price_floor(price - tick * self.model.spread_ticks / 2, tick)
         best_ask = min(best_bid + tick * self.model.spread_ticks, 1 - tick)
         bids = tuple((best_bid - tick * i, self.model.depth) for i in range(self.model.levels)
                      if best_bid - tick * i >= tick)

@@ -100,7 +100,6 @@ class Signed:
 
     order_id: str
     order: Any
-    token_id: str
 
 
 def is_v2_id(token_id: str) -> bool:
@@ -306,7 +305,7 @@ class Session:
             order = create(self._client)
         except (PolymarketError, ArithmeticError, ValueError) as exc:
             raise SigningError(f"{type(exc).__name__}: {exc}") from None
-        return Signed(self.order_id(order, neg_risk), order, token_id)
+        return Signed(self.order_id(order, neg_risk), order)
 
     def order_id(self, order: Any, neg_risk: bool) -> str:
         """The order's id: keccak(0x1901 ‖ domain separator ‖ struct hash) under the domain the SDK signed it for

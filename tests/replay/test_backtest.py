@@ -144,6 +144,12 @@ def test_backtest_sim_replays_the_simulators_own_markets_over_http(tmp_path):
     assert (tmp_path / "out" / "pnl.png").exists()
 
 
+def test_dask_without_a_grid_is_refused_before_anything_is_sent(tmp_path):
+    done = subprocess.run([sys.executable, "main_bot.py", "backtest", "--dask", "tcp://127.0.0.1:1", "--offline",
+                           "--cache", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "give --grid too" in done.stderr
+
+
 def test_offline_without_a_cache_says_what_to_do(tmp_path):
     done = subprocess.run([sys.executable, "main_bot.py", "backtest", "--offline", "--cache", str(tmp_path / "none"),
                            "--days", "3"], cwd=ROOT, capture_output=True, text=True, timeout=120)
