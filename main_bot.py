@@ -164,8 +164,7 @@ class Bot(Runner):
             self._update_positions(snap, now, moved)
         for pos in told:
             with self.meter.attribute(pos, now):
-                self.manage.guarded(pos, now, partial(self.manage.tp_from_feed, pos, snap.feed_orders[pos.tp_order_id
-                                                                                                   or ""], now))
+                self.manage.guarded(pos, now, partial(self.manage.tps_from_feed, pos, snap.feed_orders, now))
         if moved or told:
             self.manage.settle(now, self.meter)
             self.save(move_closed=True)

@@ -21,7 +21,7 @@ until the feed has delivered what a step must bring (the snapshots, a crossed bo
 bot handles it (``run_events``, as the run loop does when woken), and sleep 1-2 ms between loops otherwise.
 
     python benchmarks/api_calls.py [--json] [--sizes 5,50,200] [--minutes 60] [--feed push|poll|both]
-                                   [--lifecycles 20] [--hold-minutes 10]
+                                   [--lifecycles 20] [--hold-minutes 10] [--ladder 0.05:0.5/0.20:0.5]
 """
 from __future__ import annotations
 
@@ -195,16 +195,16 @@ def until(cond: Callable[[], object], timeout: float = 5.0) -> bool:
     return True
 
 
-def run_lifecycles(mode: ExitMode, push: bool, count: int, hold_minutes: float) -> dict:
+def run_lifecycles(mode: ExitMode, push: bool, count: int, hold_minutes: float, ladder: str | None = None) -> dict:
     """``count`` positions opened by the bot itself from the scanner (one per loop), held ``hold_minutes``
     together, then closed one per loop, alternately by a gap through the SL and by the price rising through
-    the TP. Returns the REST calls charged to each position (its ``metrics["api_calls"]``), with and without
+    the TP (``ladder``: a take-profit ladder instead, e.g. "0.05:0.5/0.20:0.5"). Returns the REST calls charged to each position (its ``metrics["api_calls"]``), with and without
     the discovery of its market (the entry's scan: Gamma, the candidates' books, market info, the balance)."""
     clock = SimulatedClock(start=1_800_000_000)
     with SimExchange(seed=1, clock=clock) as sim, tempfile.TemporaryDirectory() as tmp:
         for i in range(count):
             sim.create_market(f"Lifecycle market {i}?", yes_price=0.5, volatility=0)
-        config = bench_config(sim, Path(tmp), count, strategy=LIFECYCLE_STRATEGY,
+        config = bench_config(sim, Path(tmp), count, strategy={**LIFECYCLE_STRATEGY, "take_profit_ladder": ladder},
                               trading={"use_concurrent_orders": mode == ExitMode.LIMIT_ORDERS})
         bot, _ = make_bot(sim, clock, config, push)
         interval = config.bot.loop_interval_seconds
@@ -318,6 +318,7 @@ def main() -> int:
     parser.add_argument("--feed", choices=("push", "poll", "both"), default="both")
     parser.add_argument("--lifecycles", type=int, default=20, help="positions per lifecycle run (default 20)")
     parser.add_argument("--hold-minutes", type=float, default=10, help="how long they are held (default 10)")
+    parser.add_argument("--ladder", default=None, help="the lifecycles with a take-profit ladder (profit:share/...)")
     args = parser.parse_args()
     logging.getLogger("bot").setLevel(logging.WARNING)
     logging.getLogger("py_clob_client_v2").setLevel(logging.CRITICAL)
@@ -325,7 +326,7 @@ def main() -> int:
     started = time.time()
     feeds = ("poll", "push") if args.feed == "both" else (args.feed,)
     modes = (ExitMode.MONITOR, ExitMode.LIMIT_ORDERS)
-    lifecycles = {(f, m): run_lifecycles(m, f == "push", args.lifecycles, args.hold_minutes)
+    lifecycles = {(f, m): run_lifecycles(m, f == "push", args.lifecycles, args.hold_minutes, args.ladder)
                   for f in feeds for m in modes}
     for feed in feeds:
         for n in (int(x) for x in args.sizes.split(",")):

@@ -250,6 +250,13 @@ def sl_text(p: Position) -> str:
     return fmt(p.sl_price) + {"trailing": "T", "break_even": "B"}.get(p.stop_why or "", "")
 
 
+def tp_text(p: Position) -> str:
+    """The take-profit as status shows it: the next rung's price of a ladder, marked ``L``."""
+    from bot.ladder import next_target
+
+    return fmt(next_target(p) if p.is_active else p.tp_price) + ("L" if p.tp_ladder else "")
+
+
 def following_line(p: Position) -> str:
     """A position's stops that follow the price, in words (empty without them)."""
     from bot.report import exit_config
@@ -259,6 +266,16 @@ def following_line(p: Position) -> str:
     was = p.metrics.get("sl_initial")
     return (f"stops {p.id}: {exit_config(p)}; highest bid {fmt(p.high_bid)}, stop {fmt(p.sl_price)}"
             + (f" (raised from {was}, {p.stop_why.replace('_', '-')})" if was and p.stop_why else " (not raised)"))
+
+
+def ladder_line(p: Position) -> str:
+    """A position's take-profit ladder, in words (empty without one): each rung and where it stands, and what was
+    merged to make it."""
+    from bot.ladder import ladder_text
+
+    if not p.tp_ladder:
+        return ""
+    return f"tp ladder {p.id}: {ladder_text(p)}" + (f" ({'; '.join(p.ladder_notes)})" if p.ladder_notes else "")
 
 
 def position_row(p: Position, m: Marked | None = None) -> dict:
@@ -342,7 +359,7 @@ def print_status(state: BotState, as_json: bool, closed: int = 10, every: bool =
         print(f"{p.id:12} {p.exit_mode.value:12} {p.status.value:18} "
               f"{(p.close_reason.value if p.close_reason else '-'):15} {trigger_text(p):11} "
               f"{fmt(p.shares if p.is_active else p.sold_shares):>9} {fmt(p.entry_price, 3):>7} {bid:>6} {upnl:>7} "
-              f"{sl_text(p):>6} {to_sl:>5} {fmt(p.tp_price):>6} {to_tp:>5} {age:>6} {fmt(p.exit_price, 3):>7} "
+              f"{sl_text(p):>6} {to_sl:>5} {tp_text(p):>6} {to_tp:>5} {age:>6} {fmt(p.exit_price, 3):>7} "
               f"{fmt(p.fees_paid, 3):>6} {fmt(p.realized_pnl, 2):>8}  {p.question[:40]}")
     if not shown:
         print("(no positions)")
@@ -351,9 +368,9 @@ def print_status(state: BotState, as_json: bool, closed: int = 10, every: bool =
         print(f"({where}; upnl: an exit at the bid after the taker fee, less the cost; ticks: from the bid to the "
               "stop-loss and to the take-profit)")
     for p in shown:
-        line = following_line(p)
-        if line and p.is_active:
-            print(line)
+        for line in (following_line(p), ladder_line(p)):
+            if line and p.is_active:
+                print(line)
     print(totals_line(total))
     count, pnl = state.closed_totals()
     if count > len([p for p in shown if not p.is_active]):

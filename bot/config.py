@@ -14,7 +14,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from bot.errors import ConfigError
@@ -23,6 +32,9 @@ log = logging.getLogger("bot.config")
 
 #: Loaded config never changes: a change is a new config (``with_overrides``), checked like a loaded one.
 _STRICT = ConfigDict(extra="forbid", frozen=True)
+
+#: The shares of a take-profit ladder add up to 1 within this (1/3 written as 0.333333).
+LADDER_SHARE_TOLERANCE = Decimal("0.00001")
 
 #: Keys older config files may still have that no longer do anything: accepted with a warning, then dropped.
 DEPRECATED_KEYS = {
@@ -104,11 +116,45 @@ class StrategySection(BaseModel):
     trailing_stop_pct: Decimal | None = Field(None, gt=0, lt=1)
     trailing_activation_pct: Decimal = Field(Decimal(0), ge=0, lt=1)
     break_even_at_pct: Decimal | None = Field(None, gt=0, lt=1)
+    #: The take-profit split into rungs (bot/ladder.py; off by default): ``[[profit_pct, share_of_position], ...]``,
+    #: profits rising, shares adding up to 1; e.g. ``[[0.05, 0.5], [0.12, 0.5]]``. Replaces take_profit_pct.
+    take_profit_ladder: tuple[tuple[Decimal, Decimal], ...] | None = None
+
+    @field_validator("take_profit_ladder", mode="before")
+    @classmethod
+    def _ladder_text(cls, value: Any) -> Any:
+        """The grid's (and a command line's) short form: "0.05:0.5/0.12:0.5"; "none" or "" for no ladder."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.lower() in ("", "none", "off"):
+                return None
+            try:
+                return [[part.split(":")[0], part.split(":")[1]] for part in text.split("/")]
+            except IndexError:
+                raise ValueError(f"expected profit:share/profit:share, e.g. 0.05:0.5/0.12:0.5 (got {value!r})") \
+                    from None
+        return value
 
     @model_validator(mode="after")
     def _price_range(self) -> StrategySection:
         if self.min_price >= self.max_price:
             raise ValueError(f"min_price: must be below strategy.max_price ({self.min_price} >= {self.max_price})")
+        ladder = self.take_profit_ladder
+        if ladder is not None:
+            if not ladder:
+                raise ValueError("take_profit_ladder: give at least one [profit_pct, share] rung, or null for none")
+            for i, (pct, share) in enumerate(ladder):
+                if not pct.is_finite() or not 0 < pct < 100:
+                    raise ValueError(f"take_profit_ladder[{i}]: profit_pct must be above 0 (got {pct})")
+                if not share.is_finite() or not 0 < share <= 1:
+                    raise ValueError(f"take_profit_ladder[{i}]: share must be above 0 and at most 1 (got {share})")
+                if i and pct <= ladder[i - 1][0]:
+                    raise ValueError(f"take_profit_ladder[{i}]: profit_pct must rise from rung to rung ({pct} after "
+                                     f"{ladder[i - 1][0]})")
+            total = sum((share for _, share in ladder), Decimal(0))
+            if abs(total - 1) > LADDER_SHARE_TOLERANCE:
+                raise ValueError(f"take_profit_ladder: the shares must add up to 1 (the whole position), they add up "
+                                 f"to {total}")
         return self
 
 

@@ -456,7 +456,7 @@ class Doctor:
         active = state.active_positions()
         problems: list[str] = []
         if self.venue is not None:
-            known = {p.tp_order_id for p in active if p.tp_order_id}
+            known = {order_id for p in active for order_id in p.tp_order_ids}
             unknown = [o.order_id for o in self.open_orders if o.order_id not in known]
             if unknown:
                 problems.append(f"{len(unknown)} open order(s) no position knows")

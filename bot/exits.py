@@ -1,11 +1,14 @@
 """The exit protocol: how a position gets out, one persisted step at a time.
 
 1. the position turns ``exiting`` (saved) so a crash resumes the exit instead of forgetting it;
-2. cancel the resting TP and read the answer: ``not_canceled`` means it may have filled;
+2. cancel the resting TP (every rung of a take-profit ladder, in one request) and read the answer:
+   ``not_canceled`` means it may have filled;
 3. book any TP fill; only the remainder is still to be sold;
 4. sell the remainder fill-and-kill, floored at a worst price, sized from what the account holds; the
    sell is signed first and its id saved before it is sent, so a lost answer is looked up by that id;
 5. confirm; a partial sale stays ``exiting`` and the next loop sells the rest.
+A monitored take-profit ladder sells only up to the rung the bid reached (``exit_rung``; bot/ladder.py): once
+that is sold the position is ``open`` again, its rest under its stop-loss and its next rungs.
 A position is never marked closed on an HTTP success alone, and never left without an exit armed: while
 an exit waits (refused sell, bid below the floor) the stop-loss and the time exit still apply, and
 crossing them re-anchors the floor at the new trigger. A remainder no order can carry is held to the
@@ -19,12 +22,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import TypeVar
 
 from bot.balance_lock import BalanceLock
 from bot.clock import Clock, SystemClock
 from bot.crashpoints import crashpoint
 from bot.errors import OrderRejected, TemporaryVenueError, UnknownOutcome, VenueError
+from bot.ladder import next_target, remaining, rung_exit_done, rung_exit_size, rungs_filled
 from bot.lifecycle import (
     AttentionNeeded,
     BalanceShort,
@@ -37,6 +42,7 @@ from bot.lifecycle import (
     OrderIntent,
     OrderNotPlaced,
     OrderSigned,
+    RungFilled,
     SellFilled,
     SharesLeft,
     TpFilled,
@@ -60,6 +66,7 @@ from bot.venue.base import Book, CancelResult, Fill, MarketInfo, OrderState, Ord
 
 log = logging.getLogger("bot.exits")
 T = TypeVar("T")
+U = TypeVar("U")
 
 #: Exit sells that did not fill are retried after 2, 4, 8 ... seconds, at most this long apart.
 RETRY_CAP_S = 60.0
@@ -104,10 +111,16 @@ def gone_tp_trades(pos: Position, venue: Venue, order_id: str) -> Fill:
     return venue.order_trades(order_id, pos.token_id, _tp_since(pos, order_id))
 
 
+def tp_limit(pos: Position, order_id: str) -> Decimal:
+    """The limit price of TP ``order_id`` (its record's; a rung of a ladder has its own)."""
+    rec = pos.record(order_id)
+    return (rec.price if rec is not None and rec.price is not None else None) or pos.tp_price or Decimal(0)
+
+
 def book_gone_tp(pos: Position, venue: Venue, order_id: str, now: datetime, source: str | None = None) -> Fill:
     """Book what a TP that is no longer live filled, from its trades (final); returns those trades."""
     trades = gone_tp_trades(pos, venue, order_id)
-    book_tp(pos, venue, order_id, trades.filled_shares + trades.failed_shares, pos.tp_price or Decimal(0), now,
+    book_tp(pos, venue, order_id, trades.filled_shares + trades.failed_shares, tp_limit(pos, order_id), now,
             final=True, known=trades, source=source)
     return trades
 
@@ -130,7 +143,29 @@ def book_tp(pos: Position, venue: Venue | None, order_id: str, filled_total: Dec
         if source is not None and event.filled > (rec.filled if rec else Decimal(0)):
             event = replace(event, source=source)
         apply(pos, event, now)
+    rec = pos.record(order_id)
+    if rec is not None and rec.rung is not None and pos.status in RUNG_STATES and is_dust(remaining(rec)) \
+            and rec.rung not in rungs_filled(pos) and rec.filled > 0:
+        apply(pos, RungFilled(rec.rung), now)
+        log.info("TP RUNG %d of %s FILLED: %s shares @ %s; %s shares left", rec.rung + 1, pos.id, fmt(rec.filled),
+                 fmt(rec.price), fmt(pos.shares))
     return pos.tp_filled_shares - before
+
+
+#: States in which a rung's fill is an event of its own (a fill that closes the position is its take-profit).
+RUNG_STATES = (PositionState.OPEN, PositionState.EXITING, PositionState.NEEDS_ATTENTION)
+
+
+def rung_sold(pos: Position, now: datetime) -> bool:
+    """A monitored ladder sale (``exit_rung``) that has sold what it set out to: the position is open again
+    (RungFilled). True when it is."""
+    if pos.status != PositionState.EXITING or pos.exit_rung is None or not rung_exit_done(pos, pos.exit_rung):
+        return False
+    rung = pos.exit_rung
+    apply(pos, RungFilled(rung), now)
+    log.info("TP RUNG %d of %s SOLD: %s shares sold in all, %s left, protected again (SL %s, next TP %s)", rung + 1,
+             pos.id, fmt(pos.sold_shares), fmt(pos.shares), fmt(pos.sl_price), fmt(next_target(pos)))
+    return True
 
 
 def resolve_exit_sell(pos: Position, venue: Venue, now: datetime) -> bool:
@@ -182,7 +217,7 @@ def book_own_orders(pos: Position, venue: Venue, now: datetime) -> list[str]:
                 return checked
             continue
         final = state.status not in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED, OrderStatus.PENDING)
-        book_tp(pos, venue, order_id, state.filled_size, state.price or pos.tp_price or Decimal(0), now,
+        book_tp(pos, venue, order_id, state.filled_size, state.price or tp_limit(pos, order_id), now,
                 final=final and rec.state == RecordState.LIVE)
         checked.append(f"TP {order_id[:12]}: {state.status.value}, {fmt(state.filled_size)} filled")
         if not pos.trading:
@@ -216,16 +251,19 @@ class ExitProtocol:
         self.collected: list[tuple[Position, Book | None]] | None = None
 
     def start(self, pos: Position, reason: CloseReason, book: Book | None, now: datetime,
-              seen: tuple[str, float] | None = None) -> None:
+              seen: tuple[str, float] | None = None, rung: int | None = None) -> None:
         """Begin an exit (SL trigger, time exit, monitored TP) and run it as far as it goes now. ``seen``: the
         book's source (``push``: the market channel; ``poll``: a REST read) and the clock time it was seen,
-        recorded with the exit (``status`` and ``report`` show the delay from it to the exit order)."""
+        recorded with the exit (``status`` and ``report`` show the delay from it to the exit order). ``rung``: a
+        take-profit ladder's sale up to that rung (the rest is kept)."""
         bid = book.best_bid if book else None
         price_trigger = seen is not None and reason in (CloseReason.STOP_LOSS, CloseReason.TAKE_PROFIT)
         source, seen_at = seen if seen is not None and price_trigger else (None, None)   # (a clock ends time exits)
-        apply(pos, ExitStarted(reason, bid, now, source, seen_at), now)
-        log.info("Exit %s for %s (%s): bid=%s tp=%s sl=%s", reason.value, pos.id,
-                 pos.question[:40] or pos.token_id[:12], fmt(bid), fmt(pos.tp_price), fmt(pos.sl_price))
+        apply(pos, ExitStarted(reason, bid, now, source, seen_at, rung), now)
+        log.info("Exit %s for %s (%s): bid=%s tp=%s sl=%s%s", reason.value, pos.id,
+                 pos.question[:40] or pos.token_id[:12], fmt(bid), fmt(next_target(pos) or pos.tp_price),
+                 fmt(pos.sl_price), "" if rung is None else f", selling up to TP rung {rung + 1} of "
+                 f"{len(pos.tp_ladder)}: {fmt(rung_exit_size(pos, rung))} of {fmt(pos.shares)} shares")
         if self.collected is not None:   # saved, with every other exit of this loop, before anything is sent
             self.collected.append((pos, book))
             return
@@ -249,12 +287,15 @@ class ExitProtocol:
         if pos.retry_at is not None and now.timestamp() < pos.retry_at:
             return  # backing off after a sell that did not fill
         info = venue.get_market_info(pos.token_id, pos.condition_id)
-        if pos.tp_order_id and not self.retire_tp(pos, now, save=False):
+        if pos.live_tps and not self.retire_tps(pos, now, save=False):
             return
         if not pos.trading:
             return   # the TP won the race: it closed as a take-profit
         if is_dust(pos.shares):
             self._close(pos, now)
+            return
+        if rung_sold(pos, now):
+            self.save()
             return
         self._sell_remainder(pos, info, book, now)
 
@@ -286,15 +327,21 @@ class ExitProtocol:
         self.save()
         self.alert("exit_reanchored", note)
 
-    def retire_tp(self, pos: Position, now: datetime, save: bool = True) -> bool:
-        """Cancel the TP and book whatever it filled. False when the answer is unclear (try next loop).
-        ``save`` False: on the way to an exit's sell, whose intent is saved before it leaves and carries this
-        booking with it (a kill before that save finds the TP cancelled and its fills in its trades at the next
-        start: nothing is lost, and a save is spared on the way to a stop-loss)."""
-        order_id = pos.tp_order_id
-        assert order_id is not None
-        result = self.trader.cancel_order(order_id)
-        if not self._tp_retired(pos, order_id, result, lambda: self.trader.venue.get_order(order_id), now):
+    def retire_tps(self, pos: Position, now: datetime, save: bool = True) -> bool:
+        """Cancel the position's TPs (every rung of a ladder in one request) and book whatever they filled. False
+        when an answer is unclear (try next loop). ``save`` False: on the way to an exit's sell, whose intent is saved
+        before it leaves and carries this booking with it (a kill before that save finds the TPs cancelled and their
+        fills in their trades at the next start: nothing is lost, and a save is spared on the way to a stop-loss)."""
+        ids = list(pos.tp_order_ids)
+        if not ids:
+            return True
+        venue = self.trader.venue
+        result = self.trader.cancel_order(ids[0]) if len(ids) == 1 else venue.cancel_many(ids)
+        retired = [self._tp_retired(pos, order_id, result, partial(venue.get_order, order_id), now)
+                   for order_id in ids if pos.trading]
+        if not all(retired) or (pos.trading and pos.live_tps):
+            if not save:
+                self.save()   # (what the others filled is booked: on disk before the next loop)
             return False
         if save:
             self.save()
@@ -321,8 +368,7 @@ class ExitProtocol:
         if state is None:   # no longer live (cancelled or filled): its trades say what it filled
             book_gone_tp(pos, venue, order_id, now)
         else:
-            book_tp(pos, venue, order_id, state.filled_size, state.price or pos.tp_price or Decimal(0), now,
-                    final=True)
+            book_tp(pos, venue, order_id, state.filled_size, state.price or tp_limit(pos, order_id), now, final=True)
         booked = pos.tp_filled_shares - before
         if booked:
             log.info("TP %s filled %s shares before the exit", order_id, fmt(booked))
@@ -380,6 +426,8 @@ class ExitProtocol:
             self._close(pos, now)
             return None
         size = round_shares(min(held, pos.shares))
+        if pos.exit_rung is not None:   # a ladder's sale up to a rung: what the rungs up to it lack, no more
+            size = min(size, rung_exit_size(pos, pos.exit_rung))
         bid = book.best_bid if book else None
         if bid is None:
             log.warning("No bid for %s: cannot sell %s shares now; retrying next loop", pos.id, fmt(size))
@@ -409,7 +457,7 @@ class ExitProtocol:
         size, floor = plan
         # The intent is saved together with the signed order's id, before the order leaves: signing is local,
         # so a crash before that save has sent nothing (one save fewer on the way to a stop-loss).
-        apply(pos, OrderIntent(Role.EXIT, floor, size), now)
+        apply(pos, OrderIntent(Role.EXIT, floor, size, rung=pos.exit_rung), now)
 
         def record(order_id: str) -> None:   # the id is on disk before the order leaves
             apply(pos, OrderSigned(order_id, self.time()), now)
@@ -453,8 +501,10 @@ class ExitProtocol:
         self.lock.went_through()
         crashpoint("after_sell")
         log.info("SOLD %s shares of %s @ %s (floor %s)%s", fmt(fill.filled_shares), pos.id, fmt(fill.avg_price, 4),
-                 fmt(floor), "" if is_dust(pos.shares) else f"; {fmt(pos.shares)} left to sell")
-        if pos.status == PositionState.EXITING:
+                 fmt(floor), "" if is_dust(pos.shares) else f"; {fmt(pos.shares)} left")
+        if rung_sold(pos, now):
+            self.save()
+        elif pos.status == PositionState.EXITING:
             self._back_off(pos, now, "partial")
         else:
             self.save()
@@ -476,19 +526,19 @@ class ExitProtocol:
             self.run_batch(items, now)
         return [pos for pos, _ in items]
 
-    def _each(self, fn: Callable[[Position], T], positions: list[Position]) -> list[T | VenueError]:
-        """``fn`` for every position, concurrently when the venue allows it (network reads only: nothing here
-        touches a position); a venue error is that position's result."""
-        def one(pos: Position) -> T | VenueError:
+    def _each(self, fn: Callable[[U], T], items: list[U]) -> list[T | VenueError]:
+        """``fn`` for every item (a position, or a position's order), concurrently when the venue allows it
+        (network reads only: nothing here touches a position); a venue error is that item's result."""
+        def one(item: U) -> T | VenueError:
             try:
-                return fn(pos)
+                return fn(item)
             except VenueError as exc:
                 return exc
-        workers = min(int(getattr(self.trader.venue, "concurrency", 1)), len(positions))
+        workers = min(int(getattr(self.trader.venue, "concurrency", 1)), len(items))
         if workers <= 1:
-            return [one(p) for p in positions]
+            return [one(p) for p in items]
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(one, positions))
+            return list(pool.map(one, items))
 
     def run_batch(self, items: list[tuple[Position, Book | None]], now: datetime) -> None:
         """Several exits at once (a gap through many stop-losses, time exits together), each under the rules
@@ -512,15 +562,15 @@ class ExitProtocol:
             infos = dict(zip([p.id for p, _ in ready], self._each(
                 lambda p: venue.get_market_info(p.token_id, p.condition_id), [p for p, _ in ready]), strict=True))
             ready = [(p, b) for p, b in ready if not self._failed(p, infos[p.id], "market info")]
-            with_tp = [p for p, _ in ready if p.tp_order_id]
+            with_tp = [p for p, _ in ready if p.live_tps]
             if with_tp:
-                self._retire_tps(with_tp, now)
+                self._retire_all(with_tp, now)
                 save()
                 crashpoint("after_cancel")
-            left = [(p, b) for p, b in ready if p.trading and not p.tp_order_id]
+            left = [(p, b) for p, b in ready if p.trading and not p.live_tps]
             for pos in [p for p, _ in left if is_dust(p.shares)]:
                 self._close(pos, now)
-            left = [(p, b) for p, b in left if p.trading]
+            left = [(p, b) for p, b in left if p.trading and not rung_sold(p, now)]
             # The venue's balance cache lags a fresh fill by seconds: refreshed only for a recent entry or a
             # shortfall seen before (a stale read elsewhere is refused by the venue and retried, never lost).
             held = self._each(lambda p: venue.token_balance(p.token_id, refresh=self.refresh_balance(p, now)),
@@ -536,7 +586,7 @@ class ExitProtocol:
             if not sells:
                 return
             for pos, size, floor, _ in sells:
-                apply(pos, OrderIntent(Role.EXIT, floor, size), now)
+                apply(pos, OrderIntent(Role.EXIT, floor, size, rung=pos.exit_rung), now)
             save()
             crashpoint("before_sell")
 
@@ -555,19 +605,19 @@ class ExitProtocol:
             self.save = save
             save()
 
-    def _retire_tps(self, positions: list[Position], now: datetime) -> None:
-        """Cancel the TPs of ``positions`` in one request, then read each order (concurrently) and book what it
-        filled. A position whose TP is not retired keeps its tp_order_id (tried again next loop)."""
+    def _retire_all(self, positions: list[Position], now: datetime) -> None:
+        """Cancel the TPs of ``positions`` (every rung) in one request, then read each order (concurrently) and
+        book what it filled. A TP not retired stays live (tried again next loop)."""
         venue = self.trader.venue
-        ids = [p.tp_order_id or "" for p in positions]
+        pairs = [(p, order_id) for p in positions for order_id in p.tp_order_ids]
         try:
-            result = venue.cancel_many(ids)
+            result = venue.cancel_many([order_id for _, order_id in pairs])
         except VenueError as exc:
-            log.warning("Cancelling %d TPs in one request failed (%s); their exits go on next loop", len(ids), exc)
+            log.warning("Cancelling %d TPs in one request failed (%s); their exits go on next loop", len(pairs), exc)
             return
-        states = self._each(lambda p: venue.get_order(p.tp_order_id or ""), positions)
-        for pos, order_id, state in zip(positions, ids, states, strict=True):
-            if self._failed(pos, state, "TP order"):
+        states = self._each(lambda pair: venue.get_order(pair[1]), pairs)
+        for (pos, order_id), state in zip(pairs, states, strict=True):
+            if self._failed(pos, state, "TP order") or not pos.trading:
                 continue
             st = state if isinstance(state, OrderState) else None
             self._tp_retired(pos, order_id, result, lambda st=st: st, now)   # type: ignore[misc]

@@ -5,6 +5,7 @@ Read top to bottom, ``TABLE`` is the life of a position:
 
     opening --EntryFilled--> open --ExitStarted--> exiting --SellFilled (nothing left)--> closed
     open --TpFilled (nothing left)--> closed (take_profit)
+    open --ExitStarted (a take-profit ladder's rung)--> exiting --RungFilled--> open (the rest stays protected)
     (a close whose fills the venue has not settled yet goes to ``settling`` instead; there FillsChecked
      closes it once every trade settled, or, when one FAILED, takes the shares back: exiting (sell again)
      or open (the TP's fill failed))
@@ -26,9 +27,10 @@ from decimal import Decimal
 from typing import Any
 
 from bot.errors import BotError
+from bot.ladder import rung_exit_done, rungs_filled
 from bot.money import SHARE_EPSILON, is_dust
 from bot.orders import OPEN_STATES, OrderRecord, RecordState, Role
-from bot.position_manager import CloseReason, ExitMode, Position, PositionState
+from bot.position_manager import CloseReason, ExitMode, Position, PositionState, Rung
 
 S = PositionState
 
@@ -45,6 +47,7 @@ class OrderIntent:
     role: Role
     price: Decimal | None = None
     size: Decimal | None = None
+    rung: int | None = None   # the take-profit ladder's rung the sell is for
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class EntryFilled:
     tp_price: Decimal
     sl_price: Decimal
     confirmed: bool = True
+    ladder: tuple[Rung, ...] = ()   # a take-profit ladder's rungs (bot/ladder.py; tp_price is the last one's)
+    ladder_notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,7 @@ class ExitStarted:
     at: datetime
     source: str | None = None
     seen_at: float | None = None
+    rung: int | None = None   # a take-profit ladder's sale up to this rung (the rest is kept); None: everything
 
 
 @dataclass(frozen=True)
@@ -196,6 +202,13 @@ class StopRaised:
 
 
 @dataclass(frozen=True)
+class RungFilled:
+    """Rung ``rung`` of the take-profit ladder has sold its shares (a resting rung filled, or a monitored sale
+    up to it went through): a sale for it returns the position to ``open``, the rest still protected."""
+    rung: int
+
+
+@dataclass(frozen=True)
 class MarketResolved:
     payout: Decimal
 
@@ -241,7 +254,7 @@ class VenueRecorded:
 
 Event = (OrderIntent | OrderSigned | OrderNotPlaced | EntryFilled | EntryUnfilled | TpResting | TpFilled | FellBack
          | ExitStarted | ExitReanchored | ExitBackoff | BalanceShort | SellFilled | FillsChecked | SharesLeft
-         | NothingLeft | DustHeld | BidSeen | StopRaised | MarketResolved | AttentionNeeded | AgreesAgain
+         | NothingLeft | DustHeld | BidSeen | StopRaised | RungFilled | MarketResolved | AttentionNeeded | AgreesAgain
          | ClosedByHand | TpChecked
          | CancelRaced | ExitPricesSet | VenueRecorded)
 
@@ -258,7 +271,7 @@ def _pending(pos: Position) -> OrderRecord:
 def _intent(pos: Position, e: OrderIntent, now: datetime) -> None:
     if pos.pending is not None:
         raise IllegalTransition(f"position {pos.id}: an order is still pending ({pos.pending.role.value})")
-    pos.orders = [*pos.orders, OrderRecord(role=e.role, price=e.price, size=e.size)]
+    pos.orders = [*pos.orders, OrderRecord(role=e.role, price=e.price, size=e.size, rung=e.rung)]
 
 
 def _signed(pos: Position, e: OrderSigned, now: datetime) -> None:
@@ -285,6 +298,8 @@ def _entry_filled(pos: Position, e: EntryFilled, now: datetime) -> None:
     pos.orders = list(pos.orders)
     pos.entry_price = e.price.quantize(Decimal("0.000001"))
     pos.tp_price, pos.sl_price = e.tp_price, e.sl_price
+    if e.ladder:
+        pos.tp_ladder, pos.ladder_notes = list(e.ladder), list(e.ladder_notes)
 
 
 def _entry_unfilled(pos: Position, e: EntryUnfilled, now: datetime) -> CloseReason:
@@ -334,7 +349,7 @@ def _fell_back(pos: Position, e: FellBack, now: datetime) -> None:
 
 
 def _exit_started(pos: Position, e: ExitStarted, now: datetime) -> None:
-    pos.close_reason = e.reason
+    pos.close_reason, pos.exit_rung = e.reason, e.rung
     pos.trigger_bid, pos.retry_at, pos.balance_shortfalls = e.bid, None, 0
     pos.metrics = {**pos.metrics, "trigger_bid": str(e.bid) if e.bid is not None else None,
                    "trigger_at": e.at.isoformat(), "trigger_reason": e.reason.value}
@@ -344,6 +359,8 @@ def _exit_started(pos: Position, e: ExitStarted, now: datetime) -> None:
 
 def _reanchored(pos: Position, e: ExitReanchored, now: datetime) -> None:
     pos.close_reason = e.reason
+    if e.reason != CloseReason.TAKE_PROFIT or e.time_over:
+        pos.exit_rung = None   # a stop-loss or the holding time sells everything
     pos.trigger_bid, pos.retry_at = e.bid, None
     pos.time_reanchored = pos.time_reanchored or e.time_over
     pos.metrics = {**pos.metrics, "exit_reanchored": int(pos.metrics.get("exit_reanchored", 0)) + 1}
@@ -427,6 +444,18 @@ def _stop_raised(pos: Position, e: StopRaised, now: datetime) -> None:
         if "sl_initial" not in pos.metrics:
             pos.metrics = {**pos.metrics, "sl_initial": str(pos.sl_price) if pos.sl_price is not None else None}
         pos.sl_price, pos.stop_why = e.stop, e.why
+
+
+def _rung_filled(pos: Position, e: RungFilled, now: datetime) -> PositionState | None:
+    done = rungs_filled(pos)
+    if e.rung not in done:
+        pos.metrics = {**pos.metrics, "rungs_filled": sorted([*done, e.rung])}
+    if pos.status == S.EXITING and pos.exit_rung is not None and rung_exit_done(pos, pos.exit_rung):
+        # The ladder's sale is done: the position is open again, the rest under its stop and its next rungs.
+        pos.close_reason, pos.exit_rung, pos.trigger_bid, pos.retry_at, pos.balance_shortfalls = (None, None, None,
+                                                                                                   None, 0)
+        return S.OPEN
+    return None
 
 
 def _bid_seen(pos: Position, e: BidSeen, now: datetime) -> None:
@@ -524,6 +553,7 @@ TABLE: dict[tuple[PositionState, type], Row] = {
     **{(s, DustHeld): Row(S.HELD) for s in (S.OPEN, S.EXITING)},
     (S.HELD, BidSeen): Row(None, _bid_seen),
     (S.OPEN, StopRaised): Row(None, _stop_raised),
+    **{(s, RungFilled): Row(None, _rung_filled) for s in (S.OPEN, S.EXITING, S.NEEDS_ATTENTION)},
     **{(s, MarketResolved): Row(S.CLOSED, _resolved) for s in (S.OPEN, S.EXITING, S.HELD, S.SETTLING)},
     # a person
     **{(s, AttentionNeeded): Row(S.NEEDS_ATTENTION, _attention) for s in ACTIVE},

@@ -27,7 +27,17 @@ from bot.errors import (
     UnknownOutcome,
     VenueError,
 )
-from bot.exits import ExitProtocol, book_gone_tp, book_tp
+from bot.exits import ExitProtocol, book_gone_tp, book_tp, tp_limit
+from bot.ladder import (
+    RungOrder,
+    ladder_text,
+    next_target,
+    plan_ladder,
+    reached_rung,
+    remaining,
+    rungs_to_place,
+    tps_missing,
+)
 from bot.lifecycle import (
     AttentionNeeded,
     BidSeen,
@@ -265,16 +275,24 @@ class Manager:
                 now: datetime, confirmed: bool = True) -> None:
         """The entry is known: TP/SL derive from the price really paid; the exits are armed."""
         s = self.config.strategy
-        tp, sl = exit_prices(price.quantize(Decimal("0.000001")), s.take_profit_pct, s.stop_loss_pct, pos.tick_size)
-        apply(pos, EntryFilled(order_id, shares, cost, fee, price, tp, sl, confirmed), now)
+        entry = price.quantize(Decimal("0.000001"))
+        tp, sl = exit_prices(entry, s.take_profit_pct, s.stop_loss_pct, pos.tick_size)
+        ladder = plan_ladder(s.take_profit_ladder, entry, shares, pos.tick_size, pos.min_order_size) \
+            if s.take_profit_ladder else None
+        if ladder is not None:   # (its last rung: a stop that follows the price stays under it, as under any TP)
+            tp = ladder.rungs[-1].price
+        apply(pos, EntryFilled(order_id, shares, cost, fee, price, tp, sl, confirmed,
+                               tuple(ladder.rungs) if ladder else (), tuple(ladder.notes) if ladder else ()), now)
         self.save()
         log.info("%sBOUGHT %s shares @ %s for $%s (%s): TP=%s, SL armed at %s (watched: Polymarket has no stop "
                  "orders)", self.venue.log_prefix, fmt(pos.shares), fmt(pos.entry_price, 4), fmt(pos.entry_cost, 2),
-                 pos.id, fmt(tp), fmt(sl))
+                 pos.id, ladder_text(pos) if ladder else fmt(tp), fmt(sl))
+        for note in pos.ladder_notes:
+            log.warning("TP ladder of %s: %s", pos.id, note)
         if pos.exit_mode == ExitMode.LIMIT_ORDERS:
             self.arm_tp(pos, now)
-            if pos.tp_order_id:
-                log.info("TP %s resting: SELL %s @ %s", pos.tp_order_id[:18], fmt(round_shares(pos.shares)), fmt(tp))
+            for rec in pos.live_tps:
+                log.info("TP %s resting: SELL %s @ %s", (rec.order_id or "")[:18], fmt(remaining(rec)), fmt(rec.price))
 
     def choose_exit_mode(self) -> ExitMode:
         ratio = self.config.trading.ab_test_ratio
@@ -294,6 +312,10 @@ class Manager:
         batch) whose entry passes every filter; each one skipped is logged with its reason. Nothing is sent
         and nothing is recorded for a skipped market."""
         cfg, s = self.config, self.config.strategy
+        # (with a take-profit ladder, the entry's checks of the spread against the target use its average profit,
+        # each rung weighed by its share)
+        tp_pct = sum((pct * share for pct, share in s.take_profit_ladder), Decimal(0)) if s.take_profit_ladder \
+            else s.take_profit_pct
         cands = self.scanner.candidates(
             now, skip=lambda cid: self.state.holds_market(cid) or self.state.is_blacklisted(cid, now))
         cands = cands[:MAX_CANDIDATES_PER_SCAN]
@@ -316,7 +338,7 @@ class Manager:
             if self.once and book.best_ask is not None:
                 size = smallest_trade(book.best_ask, info.min_order_size, mode == ExitMode.LIMIT_ORDERS)
             try:
-                plan = self.trader.plan_entry(book, info, size, s.take_profit_pct, s.stop_loss_pct,
+                plan = self.trader.plan_entry(book, info, size, tp_pct, s.stop_loss_pct,
                                               needs_resting_tp=mode == ExitMode.LIMIT_ORDERS, min_price=s.min_price,
                                               max_price=s.max_price, max_spread=s.max_spread,
                                               max_spread_share=s.max_spread_share_of_tp, budget=available)
@@ -394,36 +416,41 @@ class Manager:
         if pos.status == PositionState.EXITING:
             self.exits.resume(pos, book, now)
             return
-        if pos.tp_order_id and pos.tp_order_id in snap.feed_orders:
-            self.tp_from_feed(pos, snap.feed_orders[pos.tp_order_id], now)
-        if snap.open_orders is not None and pos.tp_order_id:
+        self.tps_from_feed(pos, snap.feed_orders, now)
+        if snap.open_orders is not None and pos.live_tps:
             self.check_tp(pos, snap.open_orders, now)
         if pos.status != PositionState.OPEN:
             return
-        if not pos.tp_order_id and pos.pending is None and self.lock.may_place_tp():
+        if pos.pending is None and tps_missing(pos) and self.lock.may_place_tp():
             self.arm_tp(pos, now)   # a TP whose fill failed, or that waited out a balance lock: rests again
             if pos.status != PositionState.OPEN:
                 return
         self._warn_if_no_bid(pos, book)
         bid = book.best_bid if book else None
-        reason = self._exit_trigger(pos, bid, now, watch_tp=pos.tp_order_id is None)
+        reason = self._exit_trigger(pos, bid, now, watch_tp=not pos.live_tps)
         if reason is not None:
-            self.exits.start(pos, reason, book, now, snap.seen.get(pos.token_id))
+            self.exits.start(pos, reason, book, now, snap.seen.get(pos.token_id), self._tp_rung(pos, reason, bid))
         elif snap.open_orders is not None:
-            log.info("Position %s TP=%s SL=armed@%s bid=%s", pos.id, "open" if pos.tp_order_id else "none",
-                     fmt(pos.sl_price), fmt(bid))
+            log.info("Position %s TP=%s SL=armed@%s bid=%s", pos.id, f"{len(pos.live_tps)} open" if pos.tp_ladder
+                     else "open" if pos.live_tps else "none", fmt(pos.sl_price), fmt(bid))
+
+    def tps_from_feed(self, pos: Position, feed_orders: dict[str, OrderFeed], now: datetime) -> None:
+        """What the user channel said of the position's resting TPs (``tp_from_feed`` for each)."""
+        for order_id in pos.tp_order_ids:
+            if order_id in feed_orders:
+                self.tp_from_feed(pos, feed_orders[order_id], now)
 
     def tp_from_feed(self, pos: Position, told: OrderFeed, now: datetime) -> None:
         """What the user channel said of the position's resting TP: its fills are booked at once, from the
         channel's own trades when they account for all of it (maker fills: no fee), else from the order's
         trades over REST. A TP the channel says was cancelled, or whose trade failed, is checked over REST
         (``check_tp``: the venue's word before a new TP is placed)."""
-        if pos.status != PositionState.OPEN or pos.tp_order_id != told.order_id:
+        if pos.status != PositionState.OPEN or told.order_id not in pos.tp_order_ids:
             return   # an exit retires its own TP; an older TP's news is its own
         if told.canceled or told.failed:
             self.check_tp(pos, {}, now)
             return
-        new = book_tp(pos, self.venue, told.order_id, told.size_matched, pos.tp_price or Decimal(0), now,
+        new = book_tp(pos, self.venue, told.order_id, told.size_matched, tp_limit(pos, told.order_id), now,
                       final=told.final, known=told.maker_fill, source="push")
         if new <= 0:
             return
@@ -436,30 +463,36 @@ class Manager:
                      fmt(pos.exit_price, 4), fmt(pos.realized_pnl, 2))
 
     def check_tp(self, pos: Position, open_orders: dict[str, OrderState], now: datetime) -> None:
-        """Book TP fills from the open-orders list; one follow-up read for a TP that left it: the order, and when
-        the venue no longer answers for it (it forgets orders that are not live: FACTS.md Part 0, 0.3), its
-        trades. Filled: the position closes with its profit; gone with shares left: a resolved market (which
-        cancels resting orders) closes with its payout, else the TP is placed again."""
-        order_id = pos.tp_order_id
-        assert order_id is not None
+        """Book TP fills (each rung of a ladder) from the open-orders list; one follow-up read for a TP that left
+        it: the order, and when the venue no longer answers for it (it forgets orders that are not live: FACTS.md
+        Part 0, 0.3), its trades. Filled: the position closes with its profit (a rung: the rest stays protected);
+        gone unfilled with shares left: a resolved market (which cancels resting orders) closes with its payout,
+        else the TP is placed again."""
         apply(pos, TpChecked(now), now)
-        listed = open_orders.get(order_id)
-        if listed is not None:
-            if book_tp(pos, self.venue, order_id, listed.filled_size, listed.price or pos.tp_price or Decimal(0), now,
-                       source="poll"):
-                log.info("TP %s of %s partly filled: %s shares left", order_id, pos.id, fmt(pos.shares))
-                self.save()
-            return
-        state = self.venue.get_order(order_id)
-        resting = state is not None and state.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED,
-                                                         OrderStatus.PENDING)
-        if state is None:
-            book_gone_tp(pos, self.venue, order_id, now, source="poll")
-        else:
-            book_tp(pos, self.venue, order_id, state.filled_size, state.price or pos.tp_price or Decimal(0), now,
-                    final=not resting, source="poll")
-        self.save()
-        if resting:
+        gone: list[tuple[str, OrderState | None]] = []
+        for order_id in pos.tp_order_ids:
+            if not pos.trading:
+                break
+            listed = open_orders.get(order_id)
+            if listed is not None:
+                if book_tp(pos, self.venue, order_id, listed.filled_size, listed.price or tp_limit(pos, order_id),
+                           now, source="poll"):
+                    log.info("TP %s of %s partly filled: %s shares left", order_id, pos.id, fmt(pos.shares))
+                    self.save()
+                continue
+            state = self.venue.get_order(order_id)
+            resting = state is not None and state.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED,
+                                                             OrderStatus.PENDING)
+            if state is None:
+                book_gone_tp(pos, self.venue, order_id, now, source="poll")
+            else:
+                book_tp(pos, self.venue, order_id, state.filled_size, state.price or tp_limit(pos, order_id), now,
+                        final=not resting, source="poll")
+            self.save()
+            rec = pos.record(order_id)
+            if not resting and (not pos.tp_ladder or rec is None or rec.size is None or not is_dust(remaining(rec))):
+                gone.append((order_id, state))   # left the book (a rung: without filling in full)
+        if not gone and pos.status == PositionState.OPEN:
             return
         if pos.status != PositionState.OPEN:
             log.info("TAKE PROFIT %s: sold %s @ %s, pnl=$%s%s", pos.id, fmt(pos.sold_shares), fmt(pos.exit_price, 4),
@@ -470,20 +503,35 @@ class Manager:
         if self.market_resolved(pos, None, now):
             return
         # The TP is gone (cancelled by the venue, or unknown) with shares left: place it again.
-        log.warning("TP %s of %s is %s with %s shares left; placing it again", order_id, pos.id,
-                    state.status.value if state else "no longer live", fmt(pos.shares))
+        for order_id, state in gone:
+            log.warning("TP %s of %s is %s with %s shares left; placing it again", order_id, pos.id,
+                        state.status.value if state else "no longer live", fmt(pos.shares))
         self.arm_tp(pos, now)
 
     def arm_tp(self, pos: Position, now: datetime) -> None:
         """Place the TP for the position's shares; on a refusal fall back to monitoring. The TP is signed
         first and its id saved before it is sent, so a lost answer or a crash never leads to a second TP:
         an unknown outcome is looked up by that id (``resolve_pending_tp``), never taken as a refusal."""
+        if pos.exit_mode != ExitMode.LIMIT_ORDERS:
+            return   # (fell back to monitoring meanwhile, e.g. a TP refused earlier in this loop: nothing rests)
         if is_dust(pos.shares):
             apply(pos, NothingLeft(), now)
             self.save()
             return
+        orders = rungs_to_place(pos) if pos.tp_ladder else [RungOrder(-1, pos.tp_price or Decimal(0),
+                                                                        round_shares(pos.shares))]
+        if not orders:
+            return
         info = self.venue.get_market_info(pos.token_id, pos.condition_id)
-        apply(pos, OrderIntent(Role.TP, pos.tp_price, round_shares(pos.shares)), now)
+        for order in orders:
+            if not self._place_tp(pos, order, info, now) or pos.status != PositionState.OPEN:
+                return
+
+    def _place_tp(self, pos: Position, order: RungOrder, info: MarketInfo, now: datetime) -> bool:
+        """Place one TP (``order.rung`` -1: the single TP); False when it is not resting (refused: the position
+        falls back to monitoring, its other rungs cancelled first; or its outcome is unknown)."""
+        rung = order.rung if order.rung >= 0 else None
+        apply(pos, OrderIntent(Role.TP, order.price, order.size, rung=rung), now)
         self.save()
 
         def record(order_id: str) -> None:
@@ -491,29 +539,36 @@ class Manager:
             self.save()
 
         try:
-            fill = self.trader.place_limit_sell(pos.token_id, pos.tp_price or Decimal(0), pos.shares, info,
-                                                before_post=record)
+            fill = self.trader.place_limit_sell(pos.token_id, order.price, order.size, info, before_post=record)
         except UnknownOutcome as exc:
             log.warning("TP of %s: outcome unknown (%s); looking its id up before anything else", pos.id, exc)
             self.save()
-            return
+            return False
         except VenueError as exc:
             apply(pos, OrderNotPlaced(str(exc)), now)
             if isinstance(exc, OrderRejected) and exc.is_balance and not unconfirmed(pos) and self._holds(pos):
                 # The shares are there, settled, and the venue still says "not enough balance": a balance lock
                 # (FACTS.md Part 0, 0.4). The TP is watched meanwhile and placed again once orders go through.
                 # (Right after a buy whose trades are not settled yet, the refusal is the settlement's lag.)
-                self.lock.refused(f"the TP of {pos.id} for {fmt(round_shares(pos.shares))} shares")
+                self.lock.refused(f"the TP of {pos.id} for {fmt(order.size)} shares")
                 self.save()
-                return
-            self.fall_back(pos, str(exc), now)
-            return
+                return False
+            if pos.live_tps and not self.exits.retire_tps(pos, now):
+                # (a ladder's other rungs come off the book before it is monitored; unclear: tried next loop)
+                log.warning("TP rung of %s refused (%s); its other rungs are not cancelled yet: next loop", pos.id,
+                            exc)
+                self.save()
+                return False
+            if pos.status == PositionState.OPEN:
+                self.fall_back(pos, str(exc), now)
+            return False
         self.lock.went_through()
         crashpoint("after_tp")
         # What crossed at once filled as a taker (fee); the rest rests and fills later as a maker (no fee).
         # (That taker part is not settled yet: booked unconfirmed, so that a FAILED trade gives the shares back.)
         apply(pos, TpResting(fill.order_id, fill.filled_shares, fill.usdc, fill.fee, confirmed=fill.confirmed), now)
         self.save()
+        return True
 
     def _holds(self, pos: Position) -> bool:
         """Whether the account holds the position's shares (a refreshed balance read)."""
@@ -591,7 +646,7 @@ class Manager:
                 order_id = rec.order_id
                 apply(pos, TpResting(order_id), now)
                 if out.filled_shares > 0 and pos.trading:
-                    book_tp(pos, self.venue, order_id, out.filled_shares, pos.tp_price or Decimal(0), now,
+                    book_tp(pos, self.venue, order_id, out.filled_shares, tp_limit(pos, order_id), now,
                             final=not out.resting)
                 self.save()
                 log.warning("TP %s of %s was placed although its answer was lost: adopted", order_id[:18], pos.id)
@@ -623,10 +678,10 @@ class Manager:
         bid = book.best_bid if book else None
         if bid is not None and self._last_logged_bid.get(pos.id) != bid:
             self._last_logged_bid[pos.id] = bid
-            log.info("Position %s price=%s tp=%s sl=%s", pos.id, fmt(bid), fmt(pos.tp_price), fmt(pos.sl_price))
+            log.info("Position %s price=%s tp=%s sl=%s", pos.id, fmt(bid), fmt(next_target(pos)), fmt(pos.sl_price))
         reason = self._exit_trigger(pos, bid, now, watch_tp=True)
         if reason is not None:
-            self.exits.start(pos, reason, book, now, seen)
+            self.exits.start(pos, reason, book, now, seen, self._tp_rung(pos, reason, bid))
 
     def _exit_trigger(self, pos: Position, bid: Decimal | None, now: datetime, watch_tp: bool) -> CloseReason | None:
         """Barriers in fixed priority: stop-loss, then a watched take-profit, then the holding time. A stop that
@@ -635,11 +690,21 @@ class Manager:
             self.follow(pos, bid, now)
         if bid is not None and pos.sl_price is not None and bid <= pos.sl_price:
             return CloseReason.STOP_LOSS
-        if watch_tp and bid is not None and pos.tp_price is not None and bid >= pos.tp_price:
+        target = next_target(pos)
+        if watch_tp and bid is not None and target is not None and bid >= target:
             return CloseReason.TAKE_PROFIT
         if pos.age_hours(now) >= self.config.strategy.max_hold_hours:
             return CloseReason.TIME_EXIT
         return None
+
+    @staticmethod
+    def _tp_rung(pos: Position, reason: CloseReason, bid: Decimal | None) -> int | None:
+        """A watched take-profit of a ladder sells up to the highest rung the bid reached and keeps the rest (None:
+        the exit sells everything, as at the last rung)."""
+        if reason != CloseReason.TAKE_PROFIT or not pos.tp_ladder or bid is None:
+            return None
+        rung = reached_rung(pos, bid)
+        return rung if rung is not None and rung < len(pos.tp_ladder) - 1 else None
 
     def follow(self, pos: Position, bid: Decimal, now: datetime) -> None:
         """A new highest bid, and the stop raised when its rules say so (never lowered: bot/stops.py); saved with the
@@ -654,7 +719,7 @@ class Manager:
             fee_rate, fee_exponent = Decimal(0), 0
         # (break-even: what the shares left must still bring back, a part of the TP having sold already)
         moved = next_stop(pos.sl_price, rules, pos.entry_price, bid, pos.shares, pos.entry_cost - pos.exit_proceeds,
-                          pos.tp_price, pos.tick_size, fee_rate, fee_exponent)
+                          next_target(pos), pos.tick_size, fee_rate, fee_exponent)
         apply(pos, StopRaised(bid, *(moved or (None, None))), now)
         if moved is not None:
             log.info("STOP RAISED %s: stop %s (%s; highest bid %s)", pos.id, fmt(moved[0]),
@@ -761,7 +826,7 @@ class Manager:
         if position_id is not None and not targets:
             return [f"no open limit_orders position with id {position_id}"]
         for pos in targets:
-            if pos.tp_order_id and not self.exits.retire_tp(pos, now):
+            if pos.live_tps and not self.exits.retire_tps(pos, now):
                 out.append(f"{pos.id}: TP still open after the cancel; try again")
                 continue
             if not pos.trading:
@@ -780,7 +845,7 @@ class Manager:
         pos = self.state.get(position_id or "")
         if pos is None or pos.status != PositionState.NEEDS_ATTENTION:
             return [f"no position needing attention with id {position_id}: `status` lists them"]
-        if pos.tp_order_id and not self.exits.retire_tp(pos, now):
+        if pos.live_tps and not self.exits.retire_tps(pos, now):
             return [f"{pos.id}: its TP is still open after the cancel; try again"]
         apply(pos, ClosedByHand(), now)
         self.save()

@@ -61,6 +61,7 @@ class OrderRecord(BaseModel):
     fee_in: Literal["shares", "usdc"] = "shares"
     confirmed: bool = True
     failed: Decimal = Decimal(0)
+    rung: int | None = None   # the take-profit ladder's rung this sell is for (bot/ladder.py), if any
 
     @field_serializer("price", "size", "filled", "usdc", "fee", "failed")
     def _decimal_as_string(self, value: Decimal | None) -> str | None:

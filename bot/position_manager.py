@@ -37,8 +37,8 @@ from bot.errors import StateFileError
 from bot.history import History
 from bot.orders import OPEN_STATES, OrderRecord, Quantities, RecordState, Role, quantities
 
-SCHEMA_VERSION = 4   # 4: V2 fees and settlement on the records (3: order records; 2: one TP's fills and quantities
-#                      as fields; 1: the seed's)
+SCHEMA_VERSION = 5   # 5: take-profit ladders (rungs on the position and its records); 4: V2 fees and settlement on
+#                      the records; 3: order records; 2: one TP's fills and quantities as fields; 1: the seed's
 
 
 class PositionState(enum.StrEnum):
@@ -66,6 +66,21 @@ class CloseReason(enum.StrEnum):
 class ExitMode(enum.StrEnum):
     MONITOR = "monitor"
     LIMIT_ORDERS = "limit_orders"
+
+
+class Rung(BaseModel):
+    """One rung of a take-profit ladder (bot/ladder.py): sell ``shares`` at ``price`` (the entry plus ``pct``,
+    rounded up to the tick)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    pct: Decimal
+    price: Decimal
+    shares: Decimal
+
+    @field_serializer("pct", "price", "shares")
+    def _as_string(self, value: Decimal) -> str:
+        return format(value, "f")
 
 
 def utcnow() -> datetime:
@@ -125,6 +140,12 @@ class Position(BaseModel):
     break_even_at_pct: Decimal | None = None
     high_bid: Decimal | None = None
     stop_why: str | None = None
+    # The take-profit ladder (bot/ladder.py), fixed when the entry filled (empty: one TP at tp_price; with a ladder,
+    # tp_price is its last rung's price, above every stop), what was merged to make it, and the rung a monitored
+    # take-profit sale is selling up to (None: the exit sells everything).
+    tp_ladder: list[Rung] = Field(default_factory=list)
+    ladder_notes: list[str] = Field(default_factory=list)
+    exit_rung: int | None = None
     metrics: dict = Field(default_factory=dict)   # measurements only (the A/B report), never control data
     # Where the position lives: "paper" (dry-run orders) or "live", and for live the wallet (funder address)
     # that holds its shares. Positions from files older than this field have None: the bot treats them as
@@ -162,7 +183,7 @@ class Position(BaseModel):
     _quantities: Quantities | None = PrivateAttr(default=None)
     _line: str | None = PrivateAttr(default=None)
     _dump: dict | None = PrivateAttr(default=None)   # what the line is made of (``to_dict``)
-    _live_tp: OrderRecord | None | bool = PrivateAttr(default=False)   # False: not looked for since the last change
+    _live_tp: list[OrderRecord] | bool = PrivateAttr(default=False)   # False: not looked for since the last change
     _measured: bool = PrivateAttr(default=False)   # metrics changed in place since the line was made
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -183,7 +204,7 @@ class Position(BaseModel):
         private = self.__pydantic_private__
         if private is not None:
             private["_quantities"] = private["_line"] = private["_dump"] = None
-            private["_live_tp"] = False   # (None is a valid answer: no TP rests)
+            private["_live_tp"] = False   # (not looked for since)
 
     def measured(self) -> None:
         """Its ``metrics`` (measurements only) changed in place: written with the next save that asks for fresh
@@ -268,6 +289,12 @@ class Position(BaseModel):
 
     @computed_field  # type: ignore[prop-decorator]
     @property
+    def tp_order_ids(self) -> list[str]:
+        """Every TP resting on the book (one per rung of a take-profit ladder)."""
+        return [r.order_id for r in self.live_tps if r.order_id]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
     def exit_order_ids(self) -> list[str]:
         return [r.order_id for r in self.orders if r.role == Role.EXIT and r.order_id and r.filled > 0]
 
@@ -277,13 +304,19 @@ class Position(BaseModel):
         return format(value, "f")
 
     @property
-    def live_tp(self) -> OrderRecord | None:
+    def live_tps(self) -> list[OrderRecord]:
+        """The TPs resting on the book, oldest first (a take-profit ladder rests one per rung)."""
         private = self.__pydantic_private__
         assert private is not None
         if private["_live_tp"] is False:
-            private["_live_tp"] = next((r for r in reversed(self.orders) if r.role == Role.TP
-                                        and r.state == RecordState.LIVE), None)
+            private["_live_tp"] = [r for r in self.orders if r.role == Role.TP and r.state == RecordState.LIVE]
         return private["_live_tp"]
+
+    @property
+    def live_tp(self) -> OrderRecord | None:
+        """The (first) TP resting on the book, if any."""
+        tps = self.live_tps
+        return tps[0] if tps else None
 
     @property
     def pending(self) -> OrderRecord | None:
@@ -411,6 +444,20 @@ def _implausible(pos: Position) -> tuple[str, str, str] | None:
             return name, "must be between 0 and 1 (exclusive)", format(v, "f")
     if pos.tp_price is not None and pos.sl_price is not None and pos.tp_price <= pos.sl_price:
         return "tp_price", f"must be above sl_price {format(pos.sl_price, 'f')}", format(pos.tp_price, "f")
+    for i, rung in enumerate(pos.tp_ladder):
+        if not rung.price.is_finite() or not 0 < rung.price < 1:
+            return f"tp_ladder[{i}].price", "must be between 0 and 1 (exclusive)", format(rung.price, "f")
+        if not rung.shares.is_finite() or not 0 < rung.shares <= MAX_AMOUNT:
+            return f"tp_ladder[{i}].shares", "must be a number above 0 and not absurd", format(rung.shares, "f")
+        if i and rung.price <= pos.tp_ladder[i - 1].price:
+            return f"tp_ladder[{i}].price", "must rise from rung to rung", format(rung.price, "f")
+    rungs = len(pos.tp_ladder)
+    if pos.exit_rung is not None and not 0 <= pos.exit_rung < rungs:
+        return "exit_rung", f"must name one of its {rungs} take-profit rungs (0 to {rungs - 1}) or be null", \
+            str(pos.exit_rung)
+    for i, rec in enumerate(pos.orders):
+        if rec.rung is not None and not 0 <= rec.rung < rungs:
+            return f"orders[{i}].rung", f"must name one of its {rungs} take-profit rungs or be null", str(rec.rung)
     return None
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from bot.clock import Clock
 from bot.config import BotConfig
 from bot.errors import MalformedResponse, TemporaryVenueError
+from bot.ladder import next_target, remaining
 from bot.metrics import CallMeter
 from bot.money import SHARE_EPSILON, round_shares
 from bot.position_manager import ExitMode, Position, PositionState
@@ -49,14 +50,18 @@ class Snapshot:
 
 
 def tp_visibly_intact(pos: Position, book: Book | None) -> bool:
-    """True when the book shows the position's TP cannot have traded: no bid reaches its price and the
-    ask level at its price holds at least its size."""
-    if book is None or pos.tp_price is None:
+    """True when the book shows none of the position's resting TPs (each rung of a ladder) can have traded: no
+    bid reaches its price and the ask level at its price holds at least what it offers."""
+    if book is None or not pos.live_tps:
         return False
-    if book.best_bid is not None and book.best_bid >= pos.tp_price:
-        return False
-    level = next((size for price, size in book.asks if price == pos.tp_price), Decimal(0))
-    return level + SHARE_EPSILON >= round_shares(pos.shares)
+    for rec in pos.live_tps:
+        price = rec.price or pos.tp_price
+        if price is None or (book.best_bid is not None and book.best_bid >= price):
+            return False
+        level = next((size for p, size in book.asks if p == price), Decimal(0))
+        if level + SHARE_EPSILON < (remaining(rec) if rec.size is not None else round_shares(pos.shares)):
+            return False
+    return True
 
 
 class TpChecks:
@@ -85,7 +90,8 @@ class TpChecks:
         if self.last is not None and t - self.last < self.interval * INTERVAL_SLACK:
             return False
         if push and self.push_interval is not None:
-            untold = any(not tp_visibly_intact(p, books.get(p.token_id)) and p.tp_order_id not in (reported or ())
+            told = reported or set()
+            untold = any(not tp_visibly_intact(p, books.get(p.token_id)) and not set(p.tp_order_ids) & told
                          for p in resting)
             if not untold and self.last_full is not None and t - self.last_full < self.push_interval:
                 return False
@@ -106,8 +112,8 @@ def triggers(positions: list[Position]) -> dict[str, tuple[Decimal | None, Decim
     out: dict[str, tuple[Decimal | None, Decimal | None]] = {}
     for p in positions:
         if p.status == PositionState.OPEN:
-            watch_tp = p.exit_mode == ExitMode.MONITOR or not p.tp_order_id
-            low, high = p.sl_price, p.tp_price if watch_tp else None
+            watch_tp = p.exit_mode == ExitMode.MONITOR or not p.live_tps
+            low, high = p.sl_price, next_target(p) if watch_tp else None
             rise = stop_rise(p)
             if rise is not None:
                 high = rise if high is None else min(high, rise)
@@ -180,7 +186,7 @@ class Reader:
                 snap.seen[token] = (POLL, started)
                 if self.feeds is not None:
                     self.feeds.verify(token, book, started)
-        resting = [p for p in active if p.exit_mode == ExitMode.LIMIT_ORDERS and p.tp_order_id]
+        resting = [p for p in active if p.exit_mode == ExitMode.LIMIT_ORDERS and p.live_tps]
         push = self.feeds is not None and self.feeds.user_fresh()
         if resting and self.tp_checks.due(resting, snap.books, self.clock.time(), push,
                                           self._reported(resting) if push else None):
@@ -197,9 +203,10 @@ class Reader:
         assert self.feeds is not None
         out = set()
         for p in resting:
-            known = self.feeds.order(p.tp_order_id or "")
-            if known is not None and known.size_matched > 0:
-                out.add(p.tp_order_id or "")
+            for order_id in p.tp_order_ids:
+                known = self.feeds.order(order_id)
+                if known is not None and known.size_matched > 0:
+                    out.add(order_id)
         return out
 
     def _take_changes(self, snap: Snapshot) -> set[str]:
@@ -230,7 +237,7 @@ class Reader:
         if snap.books:
             self.venue.books_seen(dict(snap.books))
         routed = {p.id for p in moved}   # (their TP news reaches them through the snapshot)
-        told = [p for p in active if p.tp_order_id and p.tp_order_id in snap.feed_orders and p.id not in routed]
+        told = [p for p in active if p.id not in routed and any(i in snap.feed_orders for i in p.tp_order_ids)]
         return snap, moved, told
 
     def sync(self, active: list[Position]) -> None:
@@ -240,7 +247,7 @@ class Reader:
             return
         live = [p for p in active if p.status != PositionState.CLOSED]
         self.feeds.watch({p.token_id: p.condition_id for p in live}, triggers(live))
-        tps = {p.tp_order_id for p in live if p.tp_order_id}
+        tps = {order_id for p in live for order_id in p.tp_order_ids}
         self.feeds.watch_orders(tps)
         for order_id in tps - self._expected if self._expected is not None else ():
             self.feeds.expect_order(order_id)   # (the TPs found at start-up have nothing new to say)

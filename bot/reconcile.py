@@ -20,10 +20,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 
 from bot.errors import MalformedResponse, OrderRejected, TemporaryVenueError
-from bot.exits import book_gone_tp, book_own_orders, book_tp, resolve_exit_sell, shrink_to
+from bot.exits import book_gone_tp, book_own_orders, book_tp, resolve_exit_sell, shrink_to, tp_limit
+from bot.ladder import tps_missing
 from bot.lifecycle import (
     AgreesAgain,
     AttentionNeeded,
@@ -130,8 +130,9 @@ def _reconcile_position(pos: Position, venue: Venue, open_orders: dict[str, Orde
         resolve_exit_sell(pos, venue, now)
     if pending is not None and pending.role == Role.TP:
         _adopt_pending_tp(pos, venue, now, report)
-    if pos.tp_order_id:
-        _check_tp(pos, venue, open_orders, now, report)
+    for order_id in pos.tp_order_ids:
+        if pos.trading:
+            _check_tp(pos, order_id, venue, open_orders, now, report)
     if not pos.trading:
         return
     if not is_dust(pos.shares):
@@ -167,8 +168,8 @@ def _reconcile_position(pos: Position, venue: Venue, open_orders: dict[str, Orde
         apply(pos, NothingLeft(), now)
         log.info("TP of %s filled while the bot was down: closed, pnl=$%s", pos.id, fmt(pos.realized_pnl, 2))
         return
-    if (pos.status == PositionState.OPEN and pos.exit_mode == ExitMode.LIMIT_ORDERS and not pos.tp_order_id
-            and pos.pending is None):
+    if (pos.status == PositionState.OPEN and pos.exit_mode == ExitMode.LIMIT_ORDERS and pos.pending is None
+            and tps_missing(pos)):
         report.tp_rearmed += 1
         arm_tp(pos)
 
@@ -192,13 +193,11 @@ def _adopt_pending_tp(pos: Position, venue: Venue, now: datetime, report: Reconc
         log.info("TP of %s was never placed", pos.id)
 
 
-def _check_tp(pos: Position, venue: Venue, open_orders: dict[str, OrderState], now: datetime,
+def _check_tp(pos: Position, order_id: str, venue: Venue, open_orders: dict[str, OrderState], now: datetime,
               report: ReconcileReport) -> None:
-    order_id = pos.tp_order_id
-    assert order_id is not None
     listed = open_orders.get(order_id)
     if listed is not None:
-        book_tp(pos, venue, order_id, listed.filled_size, listed.price or pos.tp_price or Decimal(0), now)
+        book_tp(pos, venue, order_id, listed.filled_size, listed.price or tp_limit(pos, order_id), now)
         return
     state = venue.get_order(order_id)
     resting = state is not None and state.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED,
@@ -207,7 +206,7 @@ def _check_tp(pos: Position, venue: Venue, open_orders: dict[str, OrderState], n
     if state is None:   # not live any more (filled, cancelled): its trades say what it filled (FACTS.md 0.3)
         book_gone_tp(pos, venue, order_id, now)
     else:
-        book_tp(pos, venue, order_id, state.filled_size, state.price or pos.tp_price or Decimal(0), now,
+        book_tp(pos, venue, order_id, state.filled_size, state.price or tp_limit(pos, order_id), now,
                 final=not resting)
     if pos.tp_filled_shares > before:
         report.tp_filled += 1

@@ -14,6 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from bot.ladder import rungs_filled
 from bot.metrics import SHARED
 from bot.position_manager import BotState, CloseReason, ExitMode, Position, PositionState
 
@@ -112,7 +113,7 @@ def _difference(a: float | None, b: float | None, places: int) -> float | None:
 
 def exit_config(pos: Position) -> str:
     """The exit configuration a position ran under, in words: "fixed", "trailing 5%", "trailing 5% from +2%",
-    "break-even at +4%", or both."""
+    "break-even at +4%", "TP ladder +5%/+12%", or several."""
     def pct(x: Decimal) -> str:
         return format((x * 100).normalize(), "f")
 
@@ -122,6 +123,8 @@ def exit_config(pos: Position) -> str:
                      + (f" from +{pct(pos.trail_activation_pct)}%" if pos.trail_activation_pct else ""))
     if pos.break_even_at_pct is not None:
         parts.append(f"break-even at +{pct(pos.break_even_at_pct)}%")
+    if pos.tp_ladder:
+        parts.append("TP ladder " + "/".join(f"+{pct(r.pct)}%" for r in pos.tp_ladder))
     return " + ".join(parts) or "fixed"
 
 
@@ -133,7 +136,8 @@ def _by_exit_config(positions: list[Position]) -> dict[str, dict[str, Any]]:
         out[label] = {"closed": len(closed), "win_rate": round(sum(1 for x in pnl if x > 0) / len(pnl), 4)
                       if pnl else None, "total_pnl": round(sum(pnl), 4),
                       "avg_pnl": round(statistics.mean(pnl), 4) if pnl else None,
-                      "stops_raised": sum(1 for p in closed if p.stop_why)}
+                      "stops_raised": sum(1 for p in closed if p.stop_why),
+                      "rungs_filled": sum(len(rungs_filled(p)) for p in closed)}
     return out
 
 
@@ -242,7 +246,9 @@ def format_text(report: dict[str, Any]) -> str:
     if len(configs) > 1 or any(label != "fixed" for label in configs):
         lines += ["", "by exit configuration:"]
         lines += [f"  {label}: {c['closed']} closed, win rate {_pct(c['win_rate'])}, total P&L {_usd(c['total_pnl'])}, "
-                  f"average {_usd(c['avg_pnl'])}, stops raised {c['stops_raised']}" for label, c in configs.items()]
+                  f"average {_usd(c['avg_pnl'])}, stops raised {c['stops_raised']}"
+                  + (f", TP rungs filled before the close {c['rungs_filled']}" if "ladder" in label else "")
+                  for label, c in configs.items()]
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from bot.fees import taker_fee
+from bot.ladder import next_target
 from bot.money import fmt, to_decimal
 from bot.position_manager import BotState, Position, PositionState
 
@@ -67,7 +68,8 @@ def mark(pos: Position, now: datetime, bid: Decimal | None = None) -> Marked:
     cost = pos.entry_cost * shares / pos.entry_shares if pos.entry_shares > 0 else Decimal(0)
     tick = pos.tick_size
     to_sl = ((bid - pos.sl_price) / tick).quantize(Decimal("0.1")) if pos.sl_price is not None else None
-    to_tp = ((pos.tp_price - bid) / tick).quantize(Decimal("0.1")) if pos.tp_price is not None else None
+    target = next_target(pos)
+    to_tp = ((target - bid) / tick).quantize(Decimal("0.1")) if target is not None else None
     return Marked(bid, bid_at, (value - cost).quantize(Decimal("0.000001")), value.quantize(Decimal("0.000001")),
                   to_sl, to_tp, age, fee_known)
 

@@ -9,7 +9,7 @@ import pytest
 
 from bot import lifecycle as lc
 from bot.orders import RecordState, Role
-from bot.position_manager import CloseReason, ExitMode, Position, PositionState
+from bot.position_manager import CloseReason, ExitMode, Position, PositionState, Rung
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 S = PositionState
@@ -47,6 +47,7 @@ EXAMPLES: dict[type, object] = {
     lc.DustHeld: lc.DustHeld(),
     lc.BidSeen: lc.BidSeen(D("0.4")),
     lc.StopRaised: lc.StopRaised(D("0.6"), D("0.52"), "trailing"),
+    lc.RungFilled: lc.RungFilled(0),
     lc.MarketResolved: lc.MarketResolved(D(1)),
     lc.AttentionNeeded: lc.AttentionNeeded("account holds 0 shares"),
     lc.AgreesAgain: lc.AgreesAgain(),
@@ -258,3 +259,40 @@ def test_an_older_file_whose_buy_fee_was_taken_in_shares_loads_with_the_same_num
     pos = Position.from_dict({"token_id": "1", "entry_price": "0.5", "orders": [rec], "entry_cost": "5",
                               "shares": "9.98"})
     assert pos.entry_cost == D(5) and pos.orders[0].fee_in == "shares"
+
+
+def laddered() -> Position:
+    """19.58 shares bought at 0.51, in two rungs: 9.79 at 0.54, 9.79 at 0.67."""
+    pos = opening()
+    rungs = (Rung(pct=D("0.05"), price=D("0.54"), shares=D("9.79")), Rung(pct=D("0.30"), price=D("0.67"),
+                                                                         shares=D("9.79")))
+    lc.apply(pos, lc.EntryFilled("0xbuy", D("19.58"), D("10"), D(0), D("0.51"), D("0.54"), D("0.45"), True, rungs,
+                                 ("a note",)), NOW)
+    return pos
+
+
+def test_a_monitored_rung_sale_returns_the_position_to_open_once_the_rung_is_sold():
+    pos = laddered()
+    assert pos.tp_ladder[1].price == D("0.67") and pos.ladder_notes == ["a note"]
+    lc.apply(pos, lc.ExitStarted(CloseReason.TAKE_PROFIT, D("0.55"), NOW, rung=0), NOW)
+    assert (pos.status, pos.exit_rung) == (S.EXITING, 0)
+    lc.apply(pos, lc.OrderIntent(Role.EXIT, D("0.49"), D("9.79"), rung=0), NOW)
+    lc.apply(pos, lc.SellFilled("0xs", D("5"), D("2.75")), NOW)
+    lc.apply(pos, lc.RungFilled(0), NOW)   # half of it: still exiting
+    assert pos.status == S.EXITING and pos.orders[-1].rung == 0
+    lc.apply(pos, lc.OrderIntent(Role.EXIT, D("0.49"), D("4.79"), rung=0), NOW)
+    lc.apply(pos, lc.SellFilled("0xs2", D("4.79"), D("2.6345")), NOW)
+    lc.apply(pos, lc.RungFilled(0), NOW)
+    assert (pos.status, pos.close_reason, pos.exit_rung, pos.trigger_bid) == (S.OPEN, None, None, None)
+    assert pos.shares == D("9.79") and pos.metrics["rungs_filled"] == [0]
+
+
+def test_a_rung_sale_that_meets_the_stop_sells_everything():
+    pos = laddered()
+    lc.apply(pos, lc.ExitStarted(CloseReason.TAKE_PROFIT, D("0.55"), NOW, rung=0), NOW)
+    lc.apply(pos, lc.ExitReanchored(CloseReason.TAKE_PROFIT, D("0.50")), NOW)   # another step down: still the rung
+    assert pos.exit_rung == 0
+    lc.apply(pos, lc.ExitReanchored(CloseReason.STOP_LOSS, D("0.44")), NOW)
+    assert (pos.exit_rung, pos.close_reason) == (None, CloseReason.STOP_LOSS)
+    lc.apply(pos, lc.RungFilled(0), NOW)   # (a resting rung's news during a full exit moves nothing)
+    assert pos.status == S.EXITING

@@ -58,12 +58,33 @@ def test_a_hand_edited_following_stop_names_the_position_and_the_field(tmp_path,
         PositionStore(tmp_path / "positions.json").load()
 
 
+@pytest.mark.parametrize("edit, field", [
+    (lambda d: d["tp_ladder"][1].update(price="1.2"), r"tp_ladder\[1\]\.price"),
+    (lambda d: d["tp_ladder"][1].update(price="0.50"), r"tp_ladder\[1\]\.price: must rise"),
+    (lambda d: d["tp_ladder"][0].update(shares="-3"), r"tp_ladder\[0\]\.shares"),
+    (lambda d: d["tp_ladder"][0].update(shares="many"), r"tp_ladder\.0\.shares"),
+    (lambda d: d.update(exit_rung=5), r"exit_rung: must name one of its 2"),
+    (lambda d: d["orders"][0].update(rung=-1), r"orders\[0\]\.rung"),
+])
+def test_a_hand_edited_tp_ladder_names_the_position_and_the_field(tmp_path, edit, field):
+    good = pos().to_dict()
+    good["tp_ladder"] = [{"pct": "0.05", "price": "0.55", "shares": "10"}, {"pct": "0.3", "price": "0.65",
+                                                                            "shares": "10"}]
+    assert Position.from_dict(good).tp_ladder[1].price == D("0.65")
+    edit(good)
+    (tmp_path / "positions.json").write_text(json.dumps({"schema_version": 4, "positions": [good]}))
+    with pytest.raises(StateFileError, match=rf"positions\[0\].*{field}"):
+        PositionStore(tmp_path / "positions.json").load()
+
+
 def test_a_file_from_before_following_stops_loads_with_them_off(tmp_path):
     old = {k: v for k, v in pos().to_dict().items()
-           if k not in ("trail_pct", "trail_activation_pct", "break_even_at_pct", "high_bid", "stop_why")}
+           if k not in ("trail_pct", "trail_activation_pct", "break_even_at_pct", "high_bid", "stop_why", "tp_ladder",
+                        "ladder_notes", "exit_rung", "tp_order_ids")}
     (tmp_path / "positions.json").write_text(json.dumps({"schema_version": 4, "positions": [old]}))
     p = PositionStore(tmp_path / "positions.json").load().positions[0]
     assert (p.trail_pct, p.break_even_at_pct, p.high_bid, p.stop_why) == (None, None, None, None)
+    assert (p.tp_ladder, p.exit_rung) == ([], None)
 
 
 def test_age_uses_total_elapsed_time():
@@ -81,7 +102,7 @@ def test_store_round_trip_and_prev(tmp_path):
     loaded = store.load()
     assert loaded.positions == state.positions and loaded.paused and loaded.pause_reason == "test"
     prev = json.loads((tmp_path / "positions.json.prev").read_text())
-    assert prev["paused"] is False and prev["schema_version"] == 4
+    assert prev["paused"] is False and prev["schema_version"] == 5
 
 
 @pytest.mark.parametrize("content", ['{"positions": [', "", '{"positions": "nope"}', "[1, 2]",

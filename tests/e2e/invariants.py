@@ -24,7 +24,7 @@ def check(state: BotState, balances: dict, view: dict) -> dict:
     a fill record not confirmed although none of its order's trades is still MATCHED). Also ``failed_trades``: how
     many of the account's trades FAILED (ghost fills, FACTS.md Part 0, 0.2), a measure, not a violation."""
     active = state.active_positions()
-    known_orders = {p.tp_order_id for p in active if p.tp_order_id}
+    known_orders = {order_id for p in active for order_id in p.tp_order_ids}
     orphan_orders = [o["id"] for o in view["open_orders"] if o["id"] not in known_orders]
     by_token = defaultdict(list)
     for p in active:

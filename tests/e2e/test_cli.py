@@ -55,7 +55,7 @@ def test_sigterm_finishes_the_step_and_saves(tmp_path):
     assert proc.returncode == 0
     assert "finishing this step, saving, exiting" in rest and "Bot stopped" in rest
     state = json.loads((sim_dir / "positions.json").read_text())
-    assert state["schema_version"] == 4
+    assert state["schema_version"] == 5
 
 
 def test_bad_config_is_a_clear_error(tmp_path):

@@ -156,8 +156,9 @@ def crash_session(tmp_path: Path, points: list[str], kills: int, wind_down: int 
 
 
 @pytest.mark.parametrize("v2, stops", [(False, None), (True, None),
-                                       (False, {"trailing_stop_pct": 0.02, "break_even_at_pct": 0.02})],
-                         ids=["venue", "v2_faults", "following_stops"])
+                                       (False, {"trailing_stop_pct": 0.02, "break_even_at_pct": 0.02,
+                                                "take_profit_ladder": [[0.03, 0.5], [0.06, 0.5]]})],
+                         ids=["venue", "v2_faults", "following_stops_and_tp_ladder"])
 def test_each_named_crash_point_loses_nothing(tmp_path, v2, stops):
     crash_session(tmp_path, CRASH_POINTS, kills=0, wind_down=40, loop_seconds=0.1, v2=v2, stops=stops)
 

@@ -45,7 +45,8 @@ def test_a_run_up_then_a_fall_exits_at_the_trailed_stop(sim, tmp_path, mode):
     assert D(str(h.venue_balances()["tokens"].get(yes, 0))) < D("0.01")
     report = build_report(h.bot.state)
     assert report["exit_configs"] == {"trailing 5%": {"closed": 1, "win_rate": 1.0, "total_pnl": float(
-        round(pos.realized_pnl, 4)), "avg_pnl": float(round(pos.realized_pnl, 4)), "stops_raised": 1}}
+        round(pos.realized_pnl, 4)), "avg_pnl": float(round(pos.realized_pnl, 4)), "stops_raised": 1,
+        "rungs_filled": 0}}
     assert "by exit configuration:\n  trailing 5%: 1 closed" in format_text(report)
 
 

@@ -44,6 +44,11 @@ def cached(tmp_path):
 def test_a_grid_is_every_combination_of_its_values():
     assert backtest.with_settings(config(), parse_grid(["trailing_stop_pct=0.03,0.05"])[1]).strategy.trailing_stop_pct \
         == Decimal("0.05")   # the stops that follow the price are settings a grid sweeps too
+    ladders = parse_grid(["take_profit_ladder=none,0.05:0.5/0.12:0.5"])   # and take-profit ladders
+    assert [backtest.with_settings(config(), c).strategy.take_profit_ladder for c in ladders] == \
+        [None, ((Decimal("0.05"), Decimal("0.5")), (Decimal("0.12"), Decimal("0.5")))]
+    with pytest.raises(BacktestError, match="take_profit_ladder: the shares must add up to 1"):
+        backtest.with_settings(config(), parse_grid(["take_profit_ladder=0.05:0.5"])[0])
     combos = parse_grid(["take_profit_pct=0.05,0.10", "stop_loss_pct=0.05,0.1,0.2", "trading.ab_test_ratio=0.5"])
     assert len(combos) == 6 and combos[0] == {"strategy__take_profit_pct": "0.05", "strategy__stop_loss_pct": "0.05",
                                               "trading__ab_test_ratio": "0.5"}

@@ -141,3 +141,25 @@ def test_a_replay_runs_the_stops_that_follow_the_price_and_a_grid_can_sweep_them
     assert (row["close_reason"], row["sl_price"]) == ("stop_loss", 0.65)
     assert row["exit_proceeds"] == pytest.approx(float(20 * D("0.65") - fee("20", "0.65")), abs=1e-9)
     assert trailed.report["exit_configs"]["trailing 5%"]["stops_raised"] == 1
+
+
+@pytest.mark.parametrize("concurrent", [True, False], ids=["limit_orders", "monitor"])
+def test_a_replay_runs_a_take_profit_ladder(concurrent):
+    """Bought 20 shares at 0.50 with rungs at +6% (0.53) and +30% (0.65), 10 shares each: the price climbs to 0.56
+    (bid 0.55: the first rung sells), then falls to the stop (bid 0.45): only the other 10 are sold there."""
+    path = ["0.49"] * 3 + ["0.52", "0.56", "0.50", "0.46", "0.40", "0.40"]
+    settings = config(take_profit_ladder="0.06:0.5/0.30:0.5") if concurrent else \
+        _monitored(take_profit_ladder="0.06:0.5/0.30:0.5")
+    r = replay(settings, [market(1, path)], T0, T0 + STEP * 8)
+    row = r.rows[0]
+    assert row["close_reason"] == "stop_loss"
+    # the first rung rests at 0.53 (a maker: no fee) or is sold at the bid 0.55 (a taker: the fee); the rest at 0.45
+    first = 10 * D("0.53") if concurrent else 10 * D("0.55") - fee("10", "0.55")
+    assert row["exit_proceeds"] == pytest.approx(float(first + 10 * D("0.45") - fee("10", "0.45")), abs=1e-9)
+    assert r.report["exit_configs"]["TP ladder +6%/+30%"]["rungs_filled"] == 1
+
+
+def _monitored(**strategy) -> BotConfig:
+    data = config(**strategy).model_dump(mode="json")
+    data["trading"]["use_concurrent_orders"] = False
+    return BotConfig.model_validate(data)
