@@ -198,8 +198,9 @@ def until(cond: Callable[[], object], timeout: float = 5.0) -> bool:
 def run_lifecycles(mode: ExitMode, push: bool, count: int, hold_minutes: float, ladder: str | None = None) -> dict:
     """``count`` positions opened by the bot itself from the scanner (one per loop), held ``hold_minutes``
     together, then closed one per loop, alternately by a gap through the SL and by the price rising through
-    the TP (``ladder``: a take-profit ladder instead, e.g. "0.05:0.5/0.20:0.5"). Returns the REST calls charged to each position (its ``metrics["api_calls"]``), with and without
-    the discovery of its market (the entry's scan: Gamma, the candidates' books, market info, the balance)."""
+    the TP (``ladder``: a take-profit ladder instead, e.g. "0.05:0.5/0.20:0.5"). Returns the REST calls charged to
+    each position (its ``metrics["api_calls"]``), with and without the discovery of its market (the entry's scan:
+    Gamma, the candidates' books, market info, the balance)."""
     clock = SimulatedClock(start=1_800_000_000)
     with SimExchange(seed=1, clock=clock) as sim, tempfile.TemporaryDirectory() as tmp:
         for i in range(count):

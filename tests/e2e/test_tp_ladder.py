@@ -44,15 +44,22 @@ def assert_nothing_sold_twice(h, pos, usdc_before: D) -> None:
     assert abs(cash - pos.realized_pnl) <= D("0.000002"), (cash, pos.realized_pnl)
 
 
-@pytest.mark.parametrize("mode", ["limit_orders", "monitor"])
-def test_rung_one_fills_then_the_stop_sells_only_the_rest(sim, tmp_path, mode, capsys):
-    m = sim.create_market("Climbs a rung?", yes_price=0.5, volatility=0)
-    yes = m["token_ids"][0]
+def opened(sim, tmp_path, question: str, mode: str = "limit_orders", ladder: str | None = "0.05:0.5/0.30:0.5",
+           **settings) -> tuple[Harness, str, D]:
+    """A bot that bought one position on a new market at 0.51 (its Yes token), with this ladder; no more entries.
+    Returns (harness, token, the account's USDC before the buy)."""
+    m = sim.create_market(question, yes_price=0.5, volatility=0)
     h = Harness(sim, tmp_path, trading__use_concurrent_orders=mode == "limit_orders",
-                strategy__take_profit_ladder="0.05:0.5/0.30:0.5")
+                strategy__take_profit_ladder=ladder, **settings)
     usdc_before = D(str(h.venue_balances()["usdc"]))
     h.loop()
     h.no_new_trades()
+    return h, m["token_ids"][0], usdc_before
+
+
+@pytest.mark.parametrize("mode", ["limit_orders", "monitor"])
+def test_rung_one_fills_then_the_stop_sells_only_the_rest(sim, tmp_path, mode, capsys):
+    h, yes, usdc_before = opened(sim, tmp_path, "Climbs a rung?", mode)
     pos = h.positions[0]
     assert pos.exit_mode == ExitMode(mode)
     first, second = pos.tp_ladder
@@ -95,13 +102,7 @@ def test_rung_one_fills_then_the_stop_sells_only_the_rest(sim, tmp_path, mode, c
 
 @pytest.mark.parametrize("mode", ["limit_orders", "monitor"])
 def test_both_rungs_take_the_whole_position_as_a_take_profit(sim, tmp_path, mode):
-    m = sim.create_market("Climbs both?", yes_price=0.5, volatility=0)
-    yes = m["token_ids"][0]
-    h = Harness(sim, tmp_path, trading__use_concurrent_orders=mode == "limit_orders",
-                strategy__take_profit_ladder="0.05:0.5/0.30:0.5")
-    usdc_before = D(str(h.venue_balances()["usdc"]))
-    h.loop()
-    h.no_new_trades()
+    h, yes, usdc_before = opened(sim, tmp_path, "Climbs both?", mode)
     pos = h.positions[0]
     walk(sim, h, yes, ["0.56", "0.62", "0.70"], advance=31)   # bid 0.55 then 0.69: one rung, then the other
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.TAKE_PROFIT
@@ -111,12 +112,7 @@ def test_both_rungs_take_the_whole_position_as_a_take_profit(sim, tmp_path, mode
 
 
 def test_a_jump_through_both_rungs_sells_both_at_once_when_monitored(sim, tmp_path):
-    m = sim.create_market("Jumps?", yes_price=0.5, volatility=0)
-    yes = m["token_ids"][0]
-    h = Harness(sim, tmp_path, trading__use_concurrent_orders=False, strategy__take_profit_ladder="0.05:0.5/0.15:0.5")
-    usdc_before = D(str(h.venue_balances()["usdc"]))
-    h.loop()
-    h.no_new_trades()
+    h, yes, usdc_before = opened(sim, tmp_path, "Jumps?", "monitor", "0.05:0.5/0.15:0.5")
     pos = h.positions[0]
     walk(sim, h, yes, ["0.66"])   # bid 0.65 is over both rungs (0.54, 0.59): one sale of everything
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.TAKE_PROFIT
@@ -125,13 +121,8 @@ def test_a_jump_through_both_rungs_sells_both_at_once_when_monitored(sim, tmp_pa
 
 
 def test_a_kill_between_two_rung_fills_loses_nothing_and_keeps_the_stop(sim, tmp_path):
-    m = sim.create_market("Killed between rungs?", yes_price=0.5, volatility=0)
-    yes = m["token_ids"][0]
-    h = Harness(sim, tmp_path, capital__max_trade_size="20", strategy__trailing_stop_pct="0.05",
-                strategy__take_profit_ladder="0.05:0.34/0.15:0.33/0.40:0.33")
-    usdc_before = D(str(h.venue_balances()["usdc"]))
-    h.loop()
-    h.no_new_trades()
+    h, yes, usdc_before = opened(sim, tmp_path, "Killed between rungs?", ladder="0.05:0.34/0.15:0.33/0.40:0.33",
+                                 capital__max_trade_size="20", strategy__trailing_stop_pct="0.05")
     pos = h.positions[0]
     assert [r.price for r in pos.tp_ladder] == [D("0.54"), D("0.59"), D("0.72")]
     assert len(resting_sells(sim, h, yes)) == 3
@@ -167,13 +158,9 @@ def test_a_kill_between_two_rung_fills_loses_nothing_and_keeps_the_stop(sim, tmp
 
 
 def test_rungs_under_the_minimum_merge_and_a_small_position_gets_one_tp(sim, tmp_path, caplog, capsys):
-    m = sim.create_market("Too small for rungs?", yes_price=0.5, volatility=0)
-    yes = m["token_ids"][0]
     # $4 at 0.51: 7.84 shares; a half is under the minimum of 5: one TP, at the second rung's price
-    h = Harness(sim, tmp_path, capital__max_trade_size="4", strategy__take_profit_ladder="0.05:0.5/0.30:0.5")
     with caplog.at_level(logging.WARNING, logger="bot"):
-        h.loop()
-    h.no_new_trades()
+        h, yes, _ = opened(sim, tmp_path, "Too small for rungs?", capital__max_trade_size="4")
     pos = h.positions[0]
     assert len(pos.tp_ladder) == 1 and pos.tp_ladder[0].price == D("0.67")
     assert pos.tp_ladder[0].shares == D("7.84") and pos.tp_price == D("0.67")
@@ -188,12 +175,9 @@ def test_rungs_under_the_minimum_merge_and_a_small_position_gets_one_tp(sim, tmp
 def test_a_tp_refused_when_placed_again_leaves_nothing_resting_for_the_monitored_position(sim, tmp_path):
     """Regression: a single TP that went away and was refused when placed again fell back to monitoring, and the same
     loop placed it again: a monitored position with a TP on the book that nobody checked."""
-    m = sim.create_market("TP refused?", yes_price=0.5, volatility=0)
-    yes = m["token_ids"][0]
-    h = Harness(sim, tmp_path)
-    h.loop()
-    h.no_new_trades()
+    h, yes, _ = opened(sim, tmp_path, "TP refused?", ladder=None)
     pos = h.positions[0]
+    assert not pos.tp_ladder
     h.venue.cancel(pos.tp_order_ids[0])
     sim.refuse_orders(next=1, message="invalid order payload")
     h.loop(advance=31)
@@ -204,11 +188,7 @@ def test_a_tp_refused_when_placed_again_leaves_nothing_resting_for_the_monitored
 
 
 def test_a_refused_rung_cancels_the_others_and_the_position_is_monitored(sim, tmp_path):
-    m = sim.create_market("Rung refused?", yes_price=0.5, volatility=0)
-    yes = m["token_ids"][0]
-    h = Harness(sim, tmp_path, strategy__take_profit_ladder="0.05:0.5/0.30:0.5")
-    h.loop()
-    h.no_new_trades()
+    h, yes, _ = opened(sim, tmp_path, "Rung refused?")
     pos = h.positions[0]
     assert len(resting_sells(sim, h, yes)) == 2
     # rung 2's order goes away (cancelled outside the bot); placed again, it is refused: the position is monitored
