@@ -168,6 +168,12 @@ def rung_sold(pos: Position, now: datetime) -> bool:
     return True
 
 
+def tp_pending(pos: Position) -> bool:
+    """Whether a TP's outcome is not known yet (its answer lost as the exit began): the exit waits for the look-up by
+    its id (``Manager.resolve_pending_tp``, before the handlers of the next loop), then cancels it if it rests."""
+    return pos.pending is not None and pos.pending.role == Role.TP
+
+
 def resolve_exit_sell(pos: Position, venue: Venue, now: datetime) -> bool:
     """An exit sell whose outcome was not recorded (crash, lost or delayed answer): book what the venue
     says that very order sold. False while the venue does not know yet (ask again next loop)."""
@@ -276,6 +282,8 @@ class ExitProtocol:
             self.collected.append((pos, book))
             return
         venue = self.trader.venue
+        if tp_pending(pos):
+            return   # a TP sent this loop whose answer was lost: its outcome is looked up first (next loop)
         looked_up = pos.pending is not None
         if not resolve_exit_sell(pos, venue, now):
             return   # the last sell's outcome is not known yet: never send another before it is
@@ -552,7 +560,7 @@ class ExitProtocol:
         try:
             ready: list[tuple[Position, Book | None]] = []
             for pos, book in items:
-                if not resolve_exit_sell(pos, venue, now) or not pos.trading:
+                if tp_pending(pos) or not resolve_exit_sell(pos, venue, now) or not pos.trading:
                     continue   # the last sell's outcome is not known yet: never send another before it is
                 self._keep_protecting(pos, book.best_bid if book else None, now)
                 if pos.retry_at is not None and now.timestamp() < pos.retry_at:

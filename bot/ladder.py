@@ -3,8 +3,8 @@ own price (``strategy.take_profit_ladder``).
 
 A position's rungs are fixed when its entry fills (``plan_ladder``: prices on the tick, sizes in the venue's
 0.01 shares, every rung and the last at least the market's minimum order size: a smaller one merges into the
-next). What a rung has sold is derived from the position's order records (a record carries its rung): a fill
-that FAILED takes itself back, and the rung is due again. In ``limit_orders`` mode each rung rests as its own
+next). What a rung has sold is derived from the position's order records (a record carries its rung: ``rung_left``):
+a fill that FAILED takes itself back, and the rung is due again. In ``limit_orders`` mode each rung rests as its own
 SELL; their sizes never add up to more than the position holds (open sells reserve the shares: FACTS.md Part 0).
 In ``monitor`` mode the bot sells up to the highest rung the bid reached (``rung_exit_size``) and keeps the rest.
 """
@@ -13,13 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from bot.money import fmt, is_dust, price_ceiling, round_shares
+from bot.orders import OrderRecord, Role
 from bot.position_manager import Position, Rung
-
-if TYPE_CHECKING:
-    from bot.orders import OrderRecord
 
 
 @dataclass(frozen=True)
@@ -73,30 +70,31 @@ def remaining(rec: OrderRecord) -> Decimal:
     return max((rec.size or Decimal(0)) - rec.filled - rec.failed, Decimal(0))
 
 
-def sold_by_rungs(pos: Position) -> Decimal:
-    """Shares the ladder has sold so far (every rung's fills, resting or monitored)."""
-    return sum((r.filled for r in pos.orders if r.rung is not None), Decimal(0))
-
-
 def rung_left(pos: Position) -> list[Decimal]:
-    """What each rung still has to sell: the ladder's sales fill the rungs in order (a monitored sale up to a rung
-    covers the ones below it; a resting rung fills its own, and resting rungs fill in price order)."""
-    sold, below, out = sold_by_rungs(pos), Decimal(0), []
-    for rung in pos.tp_ladder:
-        out.append(min(rung.shares, max(Decimal(0), below + rung.shares - sold)))
-        below += rung.shares
+    """What each rung still has to sell. A resting rung's fills are its own (a rung's order that carried the part of
+    a lower rung under the minimum fills that part too: what it sold beyond its own shares goes to the rungs below);
+    a monitored sale up to a rung covers the rungs in order, lowest first."""
+    left = [rung.shares for rung in pos.tp_ladder]
+    pool = Decimal(0)
+    for r in pos.orders:
+        if r.rung is None or not 0 <= r.rung < len(left):
+            continue
+        if r.role == Role.TP:
+            left[r.rung] -= r.filled
+        else:
+            pool += r.filled
+    pool += sum((-x for x in left if x < 0), Decimal(0))
+    out = []
+    for x in left:
+        take = min(max(x, Decimal(0)), pool)
+        pool -= take
+        out.append(max(x, Decimal(0)) - take)
     return out
 
 
 def next_rung(pos: Position) -> int | None:
-    """The first rung not yet sold in full, counting the ladder's sales in order (a sale beyond one rung counts
-    toward the next); None when every rung is sold or the position has no ladder."""
-    sold, target = sold_by_rungs(pos), Decimal(0)
-    for i, rung in enumerate(pos.tp_ladder):
-        target += rung.shares
-        if not is_dust(target - sold):
-            return i
-    return None
+    """The first rung not yet sold in full; None when every rung is sold or the position has no ladder."""
+    return next((i for i, x in enumerate(rung_left(pos)) if not is_dust(x)), None)
 
 
 def next_target(pos: Position) -> Decimal | None:
@@ -122,15 +120,13 @@ def rung_exit_size(pos: Position, rung: int) -> Decimal:
     held = round_shares(pos.shares)
     if rung >= len(pos.tp_ladder) - 1:
         return held
-    target = sum((r.shares for r in pos.tp_ladder[:rung + 1]), Decimal(0))
-    size = max(round_shares(target - sold_by_rungs(pos)), pos.min_order_size)
+    size = max(round_shares(sum(rung_left(pos)[:rung + 1], Decimal(0))), pos.min_order_size)
     return held if held - size < pos.min_order_size else size
 
 
 def rung_exit_done(pos: Position, rung: int) -> bool:
     """Whether a monitored sale for rungs up to ``rung`` has sold what it set out to."""
-    target = sum((r.shares for r in pos.tp_ladder[:rung + 1]), Decimal(0))
-    return is_dust(pos.shares) or is_dust(target - sold_by_rungs(pos)) or sold_by_rungs(pos) > target
+    return is_dust(pos.shares) or is_dust(sum(rung_left(pos)[:rung + 1], Decimal(0)))
 
 
 @dataclass(frozen=True)

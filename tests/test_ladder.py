@@ -107,6 +107,25 @@ def test_progress_comes_from_the_records_and_a_failed_fill_makes_the_rung_due_ag
     assert next_rung(pos) == 0 and [(o.rung, o.size) for o in rungs_to_place(pos)] == [(0, D(6))]
 
 
+def test_a_rungs_own_fills_are_its_own_and_what_it_sold_beyond_them_goes_to_the_rungs_below():
+    pos = ladder_position()
+    # the two lower rungs' fills FAILED (taken back), the top one's went through: the lower two are due again, at
+    # their own prices, not the top rung's
+    pos.orders = [*pos.orders, tp(0, "6", "0", RecordState.DONE, failed="6"), tp(1, "7", "0", RecordState.DONE,
+                                                                                 failed="7"),
+                  tp(2, "7", "7", RecordState.DONE)]
+    assert rung_left(pos) == [6, 7, 0] and next_rung(pos) == 0
+    assert [(o.rung, o.price, o.size) for o in rungs_to_place(pos)] == [(0, D("0.53"), D(6)), (1, D("0.55"), D(7))]
+    # rung 1 sold 4 of its 6 and went away; its 2 left rode with rung 2's order, which filled 9: rung 1 is done
+    pos = ladder_position()
+    pos.orders = [*pos.orders, tp(0, "6", "4", RecordState.DONE), tp(1, "9", "9", RecordState.DONE)]
+    assert rung_left(pos) == [0, 0, 7] and next_rung(pos) == 2
+    # a monitored sale up to rung 2 (13 shares) covers rungs 1 and 2, lowest first
+    pos = ladder_position(ExitMode.MONITOR)
+    pos.orders = [*pos.orders, OrderRecord(role=Role.EXIT, state=RecordState.DONE, filled=D(10), usdc=D(5), rung=1)]
+    assert rung_left(pos) == [0, 3, 7] and next_target(pos) == D("0.55")
+
+
 def test_resting_rungs_never_add_up_to_more_than_the_position_holds():
     pos = ladder_position(shares="15")   # 5 shares left the account (sold by hand): 15 held, rungs of 20
     pos.orders = [*pos.orders, tp(1, "7")]

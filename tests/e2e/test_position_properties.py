@@ -200,8 +200,9 @@ class World:
         last_tp = next((r for r in reversed(pos.orders) if r.role == Role.TP), None)
         if last_tp is None:
             return False
-        if last_tp.failed > 0 and last_tp.state == RecordState.DONE:
-            first = self.tp_taken_back.setdefault((pos.id, last_tp.order_id), self.checks)
+        # (a ladder: any rung's fill that FAILED, not only the last TP's)
+        for tp in [r for r in pos.orders if r.role == Role.TP and r.failed > 0 and r.state == RecordState.DONE]:
+            first = self.tp_taken_back.setdefault((pos.id, tp.order_id), self.checks)
             if first == self.checks:
                 return True
         if not self.locks:
@@ -408,8 +409,20 @@ LADDER_LOCK = [Step(0.5, "normal", None, 3.0), Step(0.53, "normal", None, 31.0, 
                Step(0.6, "garbled", None, 3.0, GhostFills(2, 0.0)), Step(0.52, "normal", None, 31.0),
                Step(0.46, "lost", "after_cancel", 3.0), Step(0.44, "normal", None, 11.0)]
 
+# Found by the search: two lower rungs matched as ghost fills (FAILED, taken back) while the top rung's fill went
+# through; the rungs' sales were counted lowest first, so the top rung's shares "covered" the lower rungs and their
+# shares were offered again at the top rung's price. A rung's own fills are now its own.
+GHOST_RUNGS = [Step(0.3, "normal", None, 3.0, BalanceLock(8)), Step(0.5, "restart", None, 31.0),
+               Step(0.56, "garbled", "before_send", 1.0), Step(0.4, "refused", None, 31.0, BalanceLock(15)),
+               Step(0.48, "sparse", "after_tp", 31.0), Step(0.44, "restart", None, 3.0),
+               Step(0.46, "refused", "after_tp", 3.0, GhostFills(2, 0.0)), Step(0.7, "busy", None, 31.0),
+               Step(0.52, "garbled", None, 31.0), Step(0.44, "normal", "after_buy", 1.0),
+               Step(0.46, "normal", None, 31.0, GhostFills(2, 1.0)), Step(0.7, "delayed", None, 1.0),
+               Step(0.56, "normal", None, 3.0), Step(0.48, "normal", None, 31.0)]
+
 
 @settings(settings.get_profile(PROFILE))
+@example(path=GHOST_RUNGS, fee_curve=(0.25, 2), forget=False, stops=STOPS[6])
 @example(path=LADDER_CRASHES, fee_curve=(0.02, 2), forget=True, stops=STOPS[6])
 @example(path=LADDER_LOCK, fee_curve=(0.25, 2), forget=False, stops=STOPS[5])
 @example(path=GHOST_TP, fee_curve=(0.25, 2), forget=False, stops={})

@@ -202,3 +202,24 @@ def test_a_refused_rung_cancels_the_others_and_the_position_is_monitored(sim, tm
     walk(sim, h, yes, ["0.56"])   # monitored now: rung 1 is sold when the bid reaches it
     assert pos.status == PositionState.OPEN and pos.metrics["rungs_filled"] == [0]
     assert abs(held(h, yes) - pos.shares) < D("0.01")
+
+
+@pytest.mark.parametrize("ladder", [None, "0.05:0.5/0.30:0.5"], ids=["single_tp", "ladder"])
+def test_an_exit_that_starts_while_a_tps_answer_is_lost_waits_for_its_look_up(sim, tmp_path, caplog, ladder):
+    """Regression (found by the property test): a TP placed again had its answer lost, and the stop-loss was crossed
+    in the same loop; the exit tried to sell while the TP's outcome was still unknown (an order still pending: an
+    unexpected error every loop). The exit now waits for the TP's look-up, then cancels it and sells."""
+    h, yes, usdc_before = opened(sim, tmp_path, "Lost TP answer?", ladder=ladder)
+    pos = h.positions[0]
+    h.venue.cancel(pos.tp_order_ids[-1])   # a TP goes away outside the bot: the next check places it again...
+    sim.set_price(yes, "0.40")             # ...while the bid falls through the stop (0.45)
+    sim.set_faults(1.0, statuses=[500], paths=["/order"], after=True)   # ...and the placement's answer is lost
+    with caplog.at_level(logging.ERROR, logger="bot"):
+        h.loop(advance=31)
+        sim.set_faults()
+        assert pos.status == PositionState.EXITING and pos.pending is not None
+        h.loop(n=3, advance=5)
+    assert not [r for r in caplog.records if r.exc_info], caplog.text
+    assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
+    assert not resting_sells(sim, h, yes)
+    assert_nothing_sold_twice(h, pos, usdc_before)
