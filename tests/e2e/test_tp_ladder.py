@@ -211,7 +211,8 @@ def test_an_exit_that_starts_while_a_tps_answer_is_lost_waits_for_its_look_up(si
     unexpected error every loop). The exit now waits for the TP's look-up, then cancels it and sells."""
     h, yes, usdc_before = opened(sim, tmp_path, "Lost TP answer?", ladder=ladder)
     pos = h.positions[0]
-    h.venue.cancel(pos.tp_order_ids[-1])   # a TP goes away outside the bot: the next check places it again...
+    for order_id in pos.tp_order_ids:   # the TPs go away outside the bot: the next check places them again...
+        h.venue.cancel(order_id)
     sim.set_price(yes, "0.40")             # ...while the bid falls through the stop (0.45)
     sim.set_faults(1.0, statuses=[500], paths=["/order"], after=True)   # ...and the placement's answer is lost
     with caplog.at_level(logging.ERROR, logger="bot"):
