@@ -57,13 +57,15 @@ def synthetic(markets: int, days: float, seed: int = 1) -> list[ReplayMarket]:
     return out
 
 
-def config() -> BotConfig:
+def config(ladder: str | None = None) -> BotConfig:
+    """The benchmark's settings (``ladder``: a take-profit ladder instead of the single TP: "0.05:0.5/0.12:0.5")."""
     return BotConfig.model_validate({
         "bot": {"positions_file": "unused.json", "log_file": None},
         "capital": {"total": 1000, "max_trade_size": 10, "max_positions": 5},
         "trading": {"ab_test_ratio": 0.5, "ab_test_seed": 1},
         "strategy": {"take_profit_pct": "0.10", "stop_loss_pct": "0.10", "min_liquidity": 0, "min_volume": 0,
-                     "min_hours_to_end": 0, "max_spread": "0.1", "scan_interval_seconds": 60}})
+                     "min_hours_to_end": 0, "max_spread": "0.1", "scan_interval_seconds": 60,
+                     "take_profit_ladder": ladder}})
 
 
 def rss_mb() -> float:
@@ -80,6 +82,7 @@ def main() -> int:
     parser.add_argument("--grid", action="store_true", help="also run the 9-combination grid (2 processes)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--ladder", default=None, help="a take-profit ladder (profit:share/...) instead of one TP")
     args = parser.parse_args()
     until = T0 + int(args.days * 86400)
     with tempfile.TemporaryDirectory(prefix="replay-bench-") as tmp:
@@ -87,7 +90,7 @@ def main() -> int:
         started = time.perf_counter()
         markets = replay_markets(Path(tmp), metas, 1)
         load_s = time.perf_counter() - started
-        result = replay(config(), markets, T0, until, FillModel(), bot_class=Bot)
+        result = replay(config(args.ladder), markets, T0, until, FillModel(), bot_class=Bot)
         seconds = time.perf_counter() - started
         out = {"markets": args.markets, "days": args.days,
                "points": sum(len(m.series[m.tokens[0]][0]) for m in markets), "positions": len(result.rows),
@@ -96,7 +99,7 @@ def main() -> int:
                "rss_mb": rss_mb()}
         if args.grid:
             model = FillModel()
-            jobs = [Job(Bot, config().model_dump_json(), combo, tmp, metas, T0, until, 1,
+            jobs = [Job(Bot, config(args.ladder).model_dump_json(), combo, tmp, metas, T0, until, 1,
                         {"spread_ticks": model.spread_ticks, "depth": str(model.depth), "levels": model.levels,
                          "tp_fill": model.tp_fill, "exit_latency_steps": model.exit_latency_steps})
                     for combo in parse_grid(GRID)]

@@ -71,6 +71,9 @@ class PaperVenue:
         self._usdc = Decimal(usdc)
         self._tokens: dict[str, Decimal] = {}
         self._orders: dict[str, _PaperOrder] = {}
+        #: The orders still open (resting SELLs): what a book read fills and what reserves shares, without a walk
+        #: over every order ever placed (a long dry run or a replay places thousands).
+        self._open: dict[str, _PaperOrder] = {}
         self._path = Path(state_file) if state_file else None
         if self._path and self._path.exists():
             self._load(self._path)
@@ -89,6 +92,7 @@ class PaperVenue:
                                            Decimal(o.get("fee", "0")))
                 for o in data["orders"]
             }
+            self._open = {oid: o for oid, o in self._orders.items() if o.is_open}
         except (OSError, ValueError, KeyError, TypeError, ArithmeticError) as exc:
             raise StateFileError(f"{path}: dry-run venue state unreadable ({exc}); "
                                  "move it away to start the paper account afresh") from None
@@ -136,7 +140,7 @@ class PaperVenue:
     # -- helpers ----------------------------------------------------------------------------------
 
     def _reserved(self, token_id: str) -> Decimal:
-        return sum((o.remaining for o in self._orders.values()
+        return sum((o.remaining for o in self._open.values()
                     if o.is_open and o.side == "SELL" and o.token_id == token_id), Decimal(0))
 
     def _book(self, token_id: str) -> Book:
@@ -145,20 +149,25 @@ class PaperVenue:
     def _new_id(self) -> str:
         return f"dry_run_{uuid.uuid4().hex[:16]}"
 
-    def _fill_resting(self, books: dict[str, Book]) -> None:
-        """A resting SELL fills at its own price once other traders bid that much."""
-        for order in self._orders.values():
+    def _fill_resting(self, books: dict[str, Book]) -> bool:
+        """A resting SELL fills at its own price once other traders bid that much. True when one filled."""
+        filled = False
+        for order in list(self._open.values()):
             book = books.get(order.token_id)
             if not order.is_open or order.side != "SELL" or book is None or book.best_bid is None:
                 continue
             qty = self._resting_fill(order, book)
             if qty > 0:
+                filled = True
+                if order.remaining - qty <= SHARE_EPSILON:
+                    del self._open[order.order_id]
                 order.filled += qty
                 order.usdc += (qty * order.price).quantize(USDC_QUANTUM)
                 self._tokens[order.token_id] = self._tokens.get(order.token_id, Decimal(0)) - qty
                 self._usdc += (qty * order.price).quantize(USDC_QUANTUM)
                 log.info("DRY RUN limit SELL %s filled %s @ %s (bid %s)", order.order_id, fmt(qty),
                          fmt(order.price), fmt(book.best_bid))
+        return filled
 
     def _resting_fill(self, order: _PaperOrder, book: Book) -> Decimal:
         """How much of a resting SELL other traders take at its price: the bids at or above it (a replay states its
@@ -193,9 +202,7 @@ class PaperVenue:
     def books_seen(self, books: dict[str, Book]) -> None:
         """Books pushed by the feed: resting paper orders fill from them as from a read."""
         with self._lock:
-            before = sum(o.filled for o in self._orders.values())
-            self._fill_resting(books)
-            if sum(o.filled for o in self._orders.values()) != before:
+            if self._fill_resting(books):
                 self._save()
 
     def get_books(self, token_ids: Iterable[str]) -> dict[str, Book]:
@@ -250,6 +257,8 @@ class PaperVenue:
             order.filled = got
             order.usdc, order.fee = proceeds, fee
             self._orders[oid] = order
+            if order.is_open:
+                self._open[oid] = order
             self._tokens[token_id] = self._tokens.get(token_id, Decimal(0)) - got
             self._usdc += proceeds - fee   # what crosses at once is a taker fill and pays the taker fee
             self._save()
@@ -304,6 +313,7 @@ class PaperVenue:
             if not order.is_open:
                 return CancelResult(frozenset(), {order_id: "already canceled or matched"})
             order.canceled = True
+            self._open.pop(order_id, None)
             self._save()
         log.info("DRY RUN cancel %s", order_id)
         return CancelResult(frozenset({order_id}), {})
@@ -324,7 +334,7 @@ class PaperVenue:
 
     def open_orders(self) -> list[OrderState]:
         with self._lock:
-            return [o.state() for o in self._orders.values() if o.is_open]
+            return [o.state() for o in self._open.values() if o.is_open]
 
     def token_balance(self, token_id: str, refresh: bool = False) -> Decimal:
         with self._lock:
