@@ -83,3 +83,24 @@ def test_state_survives_a_restart(tmp_path):
     v2 = PaperVenue(reader, D("100"), state_file=tmp_path / "paper.json")
     assert v2.token_balance("T") == D("20")
     assert [o.order_id for o in v2.open_orders()] == [tp.order_id]
+    # after the restart the resting TP still reserves its shares and still fills from a book read
+    with pytest.raises(OrderRejected):
+        v2.market_sell("T", D("1"), D("0.40"), INFO)
+    reader.book = Book("T", bids=((D("0.61"), D("500")),), asks=((D("0.62"), D("100")),))
+    v2.get_books(["T"])
+    assert v2.get_order(tp.order_id).status == OrderStatus.FILLED and v2.open_orders() == []
+
+
+def test_rungs_rest_side_by_side_and_never_offer_more_than_held(venue):
+    venue.market_buy("T", D("10.40"), D("0.53"), INFO)   # 20 shares
+    low = venue.limit_sell("T", D("0.55"), D("10"), INFO)
+    high = venue.limit_sell("T", D("0.60"), D("10"), INFO)
+    with pytest.raises(OrderRejected) as err:   # a third sell: every share is reserved
+        venue.limit_sell("T", D("0.70"), D("5"), INFO)
+    assert err.value.is_balance
+    venue.reader.book = Book("T", bids=((D("0.56"), D("500")),), asks=((D("0.57"), D("100")),))
+    venue.get_books(["T"])
+    assert venue.get_order(low.order_id).status == OrderStatus.FILLED
+    assert [o.order_id for o in venue.open_orders()] == [high.order_id]
+    assert venue.cancel(high.order_id).was_canceled(high.order_id) and venue.open_orders() == []
+    assert venue.market_sell("T", D("10"), D("0.40"), INFO).filled_shares == D("10")   # no longer reserved
