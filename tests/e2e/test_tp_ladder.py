@@ -224,3 +224,53 @@ def test_an_exit_that_starts_while_a_tps_answer_is_lost_waits_for_its_look_up(si
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
     assert not resting_sells(sim, h, yes)
     assert_nothing_sold_twice(h, pos, usdc_before)
+
+
+def test_converting_a_ladder_to_monitoring_cancels_its_rungs_in_one_request_and_keeps_the_ladder(sim, tmp_path):
+    h, yes, usdc_before = opened(sim, tmp_path, "Converted?")
+    pos = h.positions[0]
+    assert len(pos.live_tps) == 2
+    sim.reset_request_counts()
+    lines = h.bot.manage.convert_to_monitor(h.bot.now())
+    assert "now monitored" in lines[0] and pos.exit_mode == ExitMode.MONITOR and not pos.live_tps
+    counts = sim.request_counts()["by_endpoint"]
+    assert counts.get("DELETE /orders") == 1 and not counts.get("DELETE /order")   # both rungs in one request
+    assert not resting_sells(sim, h, yes)
+    walk(sim, h, yes, ["0.56"])   # monitored now: rung 1 (0.54) is sold at the bid, the rest kept
+    assert pos.status == PositionState.OPEN and pos.metrics["rungs_filled"] == [0]
+    walk(sim, h, yes, ["0.68"])   # and the last rung (0.67)
+    assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.TAKE_PROFIT
+    assert_nothing_sold_twice(h, pos, usdc_before)
+
+
+@pytest.mark.parametrize("mode", ["limit_orders", "monitor"])
+def test_a_dry_run_ladder_sells_on_paper_as_live(sim, tmp_path, mode):
+    m = sim.create_market("Paper rungs?", yes_price=0.5, volatility=0)
+    yes = m["token_ids"][0]
+    h = Harness(sim, tmp_path, dry_run=True, trading__use_concurrent_orders=mode == "limit_orders",
+                strategy__take_profit_ladder="0.05:0.5/0.30:0.5")
+    h.loop()
+    h.no_new_trades()
+    pos = h.positions[0]
+    assert pos.venue == "paper" and len(pos.tp_ladder) == 2
+    assert len(h.venue.open_orders()) == (2 if mode == "limit_orders" else 0)
+    walk(sim, h, yes, ["0.56"], advance=31)
+    assert pos.status == PositionState.OPEN and pos.metrics["rungs_filled"] == [0]
+    walk(sim, h, yes, ["0.44"], advance=31)
+    assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
+    assert abs(pos.sold_shares - pos.entry_shares) < D("0.01") and h.venue.open_orders() == []
+    assert h.venue.token_balance(yes) < D("0.01")
+    assert not resting_sells(sim, h, yes)   # nothing of a dry run reaches the venue's book
+
+
+def test_a_stop_loss_with_every_rung_resting_cancels_them_in_one_request(sim, tmp_path):
+    h, yes, usdc_before = opened(sim, tmp_path, "Straight down?", ladder="0.05:0.3/0.10:0.3/0.30:0.4")
+    pos = h.positions[0]
+    assert len(pos.live_tps) == 3
+    sim.reset_request_counts()
+    walk(sim, h, yes, ["0.44"])   # bid 0.43: through the stop with three rungs resting
+    counts = sim.request_counts()["by_endpoint"]
+    assert counts.get("DELETE /orders") == 1 and not counts.get("DELETE /order")
+    assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
+    assert not resting_sells(sim, h, yes)
+    assert_nothing_sold_twice(h, pos, usdc_before)
