@@ -145,7 +145,7 @@ class StrategySection(BaseModel):
                 raise ValueError("take_profit_ladder: give at least one [profit_pct, share] rung, or null for none")
             for i, (pct, share) in enumerate(ladder):
                 if not pct.is_finite() or not 0 < pct < 100:
-                    raise ValueError(f"take_profit_ladder[{i}]: profit_pct must be above 0 (got {pct})")
+                    raise ValueError(f"take_profit_ladder[{i}]: profit_pct must be above 0 and below 100 (got {pct})")
                 if not share.is_finite() or not 0 < share <= 1:
                     raise ValueError(f"take_profit_ladder[{i}]: share must be above 0 and at most 1 (got {share})")
                 if i and pct <= ladder[i - 1][0]:
