@@ -319,6 +319,8 @@ def _tp_resting(pos: Position, e: TpResting, now: datetime) -> CloseReason | Non
     if e.filled > rec.filled:
         rec.confirmed = e.confirmed
     rec.filled, rec.usdc, rec.fee = max(rec.filled, e.filled), max(rec.usdc, e.usdc), max(rec.fee, e.fee)
+    if rec.size is not None and rec.filled + rec.failed >= rec.size - SHARE_EPSILON:
+        rec.state = RecordState.DONE   # it took its whole size at once, as a taker: nothing of it rests
     pos.orders = list(pos.orders)
     return CloseReason.TAKE_PROFIT if is_dust(pos.shares) and pos.status == S.OPEN else None
 

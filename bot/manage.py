@@ -27,7 +27,7 @@ from bot.errors import (
     UnknownOutcome,
     VenueError,
 )
-from bot.exits import ExitProtocol, book_gone_tp, book_tp, tp_limit
+from bot.exits import RUNG_STATES, ExitProtocol, book_gone_tp, book_tp, tp_limit
 from bot.ladder import (
     RungOrder,
     ladder_text,
@@ -52,6 +52,7 @@ from bot.lifecycle import (
     OrderIntent,
     OrderNotPlaced,
     OrderSigned,
+    RungFilled,
     StopRaised,
     TpChecked,
     TpResting,
@@ -416,6 +417,8 @@ class Manager:
         if pos.status == PositionState.EXITING:
             self.exits.resume(pos, book, now)
             return
+        if pos.status != PositionState.OPEN:
+            return   # (settling: it waits for the venue's trades, which the settle phase reads)
         self.tps_from_feed(pos, snap.feed_orders, now)
         if snap.open_orders is not None and pos.live_tps:
             self.check_tp(pos, snap.open_orders, now)
@@ -567,6 +570,9 @@ class Manager:
         # What crossed at once filled as a taker (fee); the rest rests and fills later as a maker (no fee).
         # (That taker part is not settled yet: booked unconfirmed, so that a FAILED trade gives the shares back.)
         apply(pos, TpResting(fill.order_id, fill.filled_shares, fill.usdc, fill.fee, confirmed=fill.confirmed), now)
+        rec = pos.record(fill.order_id)
+        if rung is not None and rec is not None and rec.state == RecordState.DONE and pos.status in RUNG_STATES:
+            apply(pos, RungFilled(rung), now)   # (it crossed the book in full as it was placed)
         self.save()
         return True
 

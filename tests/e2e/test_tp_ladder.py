@@ -9,11 +9,13 @@ from decimal import Decimal as D
 import pytest
 
 from bot.cli import print_status
+from bot.clock import SimulatedClock
 from bot.ladder import remaining
 from bot.money import fmt
 from bot.orders import Role
 from bot.position_manager import CloseReason, ExitMode, PositionState
 from bot.report import build_report, format_text
+from bot.sim import SimExchange
 from tests.e2e.conftest import Harness
 
 
@@ -273,4 +275,33 @@ def test_a_stop_loss_with_every_rung_resting_cancels_them_in_one_request(sim, tm
     assert counts.get("DELETE /orders") == 1 and not counts.get("DELETE /order")
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
     assert not resting_sells(sim, h, yes)
+    assert_nothing_sold_twice(h, pos, usdc_before)
+
+
+@pytest.mark.parametrize("ladder", [None, "0.05:0.5/0.30:0.5"], ids=["single_tp", "ladder"])
+def test_a_tp_that_crosses_at_once_as_a_ghost_fill_waits_in_settling_then_rests_again(tmp_path, caplog, ladder):
+    """Regression (found by the property test): a TP placed while the bid stood over it took everything at once as a
+    taker, in a match the venue later FAILED; the position waited in ``settling`` with its TP record still "live",
+    and the next loop checked that TP in ``settling`` (an unexpected error each loop until the trades failed)."""
+    with SimExchange(seed=3, clock=SimulatedClock(start=1_800_000_000.0)) as sim:   # (the ghost fails on its clock)
+        crosses_at_once(sim, tmp_path, caplog, ladder)
+
+
+def crosses_at_once(sim, tmp_path, caplog, ladder) -> None:
+    h, yes, usdc_before = opened(sim, tmp_path, "Crosses at once?", ladder=ladder)
+    pos = h.positions[0]
+    tps = pos.tp_order_ids
+    for order_id in tps:   # the TPs go away outside the bot...
+        h.venue.cancel(order_id)
+    sim.set_price(yes, "0.70")   # ...the bid rises over every one of them...
+    sim.ghost_fills(len(tps), fail_after_s=60)   # ...and what they take at once when placed again never settles
+    with caplog.at_level(logging.ERROR, logger="bot"):
+        h.loop(advance=31)
+        assert pos.status == PositionState.SETTLING and not pos.live_tps
+        h.loop(n=3, advance=5)   # the trades are still MATCHED: it waits, checking nothing it no longer has
+        assert pos.status == PositionState.SETTLING
+        h.loop(n=4, advance=31)   # they FAILED: the shares are back, and so are the TPs (this time they settle)
+    assert not [r for r in caplog.records if r.exc_info], caplog.text
+    assert pos.metrics.get("failed_fills")
+    assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.TAKE_PROFIT
     assert_nothing_sold_twice(h, pos, usdc_before)
