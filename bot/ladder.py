@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from bot.money import fmt, is_dust, price_ceiling, round_shares
 from bot.orders import OrderRecord, Role
-from bot.position_manager import Position, Rung
+from bot.position_manager import ExitMode, Position, Rung
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ def ladder_text(pos: Position) -> str:
         elif i in resting:
             where = f"resting {fmt(remaining(resting[i]))}"
         else:
-            where = "watched" if pos.exit_mode.value == "monitor" else "to place"
+            where = "watched" if pos.exit_mode == ExitMode.MONITOR else "to place"
         parts.append(f"{fmt(rung.price)} x{fmt(rung.shares)} {where}")
     return " | ".join(parts)
 

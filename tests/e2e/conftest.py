@@ -106,6 +106,13 @@ class Harness:
     def venue_balances(self):
         return self.sim.balances(self.wallet["address"])
 
+    def held(self, token: str) -> Decimal:
+        """The shares of ``token`` the account holds: on the venue (the simulator's books), or in the paper account of
+        a dry run."""
+        if self.venue.name != "live":
+            return self.venue.token_balance(token)
+        return Decimal(str(self.venue_balances()["tokens"].get(token, 0)))
+
 
 def sim_order_status(sim: SimExchange, order_id: str) -> str | None:
     """The simulator's own record of an order's status (the venue's GET /data/order forgets orders that are no

@@ -23,10 +23,6 @@ def only(positions):
     return positions[0]
 
 
-def held(h, token) -> D:
-    return D(str(h.venue_balances()["tokens"].get(token, 0)))
-
-
 def deposit_harness(sim, tmp_path, **overrides) -> Harness:
     h = Harness(sim, tmp_path, signature_type=3, api__signature_type=3, **overrides)
     assert h.wallet["address"] != h.wallet["owner"] and h.venue.funder == h.wallet["address"]
@@ -47,7 +43,7 @@ def test_limit_orders_buy_tp_resting_tp_fill(sim, tmp_path):
     h.loop()
     pos = only(h.positions)
     assert pos.exit_mode == ExitMode.LIMIT_ORDERS and pos.status == PositionState.OPEN
-    assert held(h, pos.token_id) >= pos.shares > 0   # the wallet holds the shares, not the key's EOA
+    assert h.held(pos.token_id) >= pos.shares > 0   # the wallet holds the shares, not the key's EOA
     resting = h.venue.open_orders()
     assert [o.order_id for o in resting] == [pos.tp_order_id]   # the id saved before sending is the venue's
     assert h.venue_balances()["open_orders"] == 1
@@ -58,7 +54,7 @@ def test_limit_orders_buy_tp_resting_tp_fill(sim, tmp_path):
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.TAKE_PROFIT
     assert pos.exit_price == pos.tp_price and pos.realized_pnl > 0
     bal = h.venue_balances()
-    assert bal["open_orders"] == 0 and held(h, pos.token_id) < D("0.01") and D(bal["usdc"]) > 100
+    assert bal["open_orders"] == 0 and h.held(pos.token_id) < D("0.01") and D(bal["usdc"]) > 100
     eoa_untouched(h)
 
 
@@ -74,7 +70,7 @@ def test_limit_orders_buy_tp_resting_sl_exit(sim, tmp_path):
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
     assert pos.realized_pnl < 0 and pos.tp_order_id is None
     assert h.venue.get_order(tp_id) is None and sim_order_status(sim, tp_id) == "CANCELED"   # forgotten
-    assert h.venue_balances()["open_orders"] == 0 and held(h, pos.token_id) < D("0.01")
+    assert h.venue_balances()["open_orders"] == 0 and h.held(pos.token_id) < D("0.01")
     eoa_untouched(h)
 
 
@@ -86,13 +82,13 @@ def test_monitor_mode_buy_and_exit(sim, tmp_path, move, reason):
     h.loop()
     pos = only(h.positions)
     assert pos.exit_mode == ExitMode.MONITOR and pos.status == PositionState.OPEN and pos.tp_order_id is None
-    assert h.venue_balances()["open_orders"] == 0 and held(h, pos.token_id) >= pos.shares
+    assert h.venue_balances()["open_orders"] == 0 and h.held(pos.token_id) >= pos.shares
     h.no_new_trades()
     sim.set_price(m["token_ids"][0], move)
     h.loop()
     assert pos.status == PositionState.CLOSED and pos.close_reason == reason
     assert (pos.realized_pnl > 0) == (reason == CloseReason.TAKE_PROFIT)
-    assert held(h, pos.token_id) < D("0.01")
+    assert h.held(pos.token_id) < D("0.01")
     eoa_untouched(h)
 
 

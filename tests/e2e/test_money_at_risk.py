@@ -33,10 +33,6 @@ def usdc(h) -> D:
     return D(str(h.venue_balances()["usdc"]))
 
 
-def held(h, token) -> D:
-    return D(str(h.venue_balances()["tokens"].get(token, 0)))
-
-
 def only(positions):
     assert len(positions) == 1, positions
     return positions[0]
@@ -61,7 +57,7 @@ def test_a_delayed_buy_is_looked_up_by_its_id_until_it_matched(sim, tmp_path):
     h.clock.advance(4)
     h.loop()
     assert pos.status == PositionState.OPEN and pos.entry_shares > 0 and pos.tp_order_id
-    assert pos.shares == held(h, pos.token_id)
+    assert pos.shares == h.held(pos.token_id)
     assert abs((start - usdc(h)) - pos.entry_cost) <= PNL_TOLERANCE
 
 
@@ -79,7 +75,7 @@ def test_sparse_success_answers_through_a_whole_lifecycle(sim, tmp_path):
     for _ in range(4):
         h.loop(advance=3)
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
-    assert held(h, pos.token_id) < D("0.01")
+    assert h.held(pos.token_id) < D("0.01")
     assert abs((usdc(h) - start) - pos.realized_pnl) <= PNL_TOLERANCE
 
 
@@ -89,7 +85,7 @@ def test_an_http_200_refusal_is_a_refusal(sim, tmp_path, caplog):
     h.loop()
     pos = only(h.positions)
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.ENTRY_UNFILLED
-    assert held(h, pos.token_id) == 0 and "Malformed" not in caplog.text
+    assert h.held(pos.token_id) == 0 and "Malformed" not in caplog.text
     sim.refuse_orders(next=0)
     h.loop(advance=2)      # the next scan buys; refuse the TP only
     second = h.positions[-1]
@@ -136,7 +132,7 @@ def test_a_lost_buy_answer_adopts_only_what_that_order_bought(sim, tmp_path):
     for _ in range(3):
         h.loop(advance=3)
     # the user's 300 untouched (what is left of the bot's own is under one venue unit: 0.01)
-    assert pos.status == PositionState.CLOSED and D(300) <= held(h, yes) < D("300.01")
+    assert pos.status == PositionState.CLOSED and D(300) <= h.held(yes) < D("300.01")
 
 
 def test_start_up_reports_shares_no_position_accounts_for(sim, tmp_path, caplog):
@@ -292,7 +288,7 @@ def test_a_stop_loss_waits_out_the_engine_restart_and_sells(sim, tmp_path):
             break
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
     assert h.clock.time() - 1_800_000_000.0 >= 210   # it was sold only once orders were taken again
-    assert held(h, pos.token_id) < D("0.01")
+    assert h.held(pos.token_id) < D("0.01")
 
 
 def test_no_bids_means_the_stop_loss_cannot_fire_and_the_bot_says_so(sim, tmp_path, caplog):
@@ -324,7 +320,7 @@ def test_shares_sold_by_hand_while_the_bot_was_down_shrink_the_position_at_start
     h.loop()
     h.no_new_trades()
     pos = only(h.positions)
-    held_before = held(h, pos.token_id)
+    held_before = h.held(pos.token_id)
     sim.fund(h.wallet["address"], token_id=pos.token_id, shares=held_before - 5)   # 5 sold on polymarket.com
     bot = h.restart()
     h.no_new_trades()
@@ -337,7 +333,7 @@ def test_shares_sold_by_hand_while_the_bot_was_down_shrink_the_position_at_start
     h.bot = bot
     h.loop(2, advance=3)
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
-    assert held(h, pos.token_id) < D("0.01") and not bot.state.paused
+    assert h.held(pos.token_id) < D("0.01") and not bot.state.paused
     sale = sum((r.usdc - r.fee for r in pos.orders if r.role == Role.EXIT), D(0))
     assert abs((usdc(h) - start) - sale) <= PNL_TOLERANCE
 

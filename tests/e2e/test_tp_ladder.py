@@ -25,10 +25,6 @@ def walk(sim, h, token, prices, advance=2.0):
         h.loop(advance=advance)
 
 
-def held(h, token) -> D:
-    return D(str(h.venue_balances()["tokens"].get(token, 0)))
-
-
 def resting_sells(sim, h, token) -> list[dict]:
     return [o for o in sim.engine.open_orders(h.wallet["address"]) if o["side"] == "SELL" and o["asset_id"] == token]
 
@@ -41,7 +37,7 @@ def assert_nothing_sold_twice(h, pos, usdc_before: D) -> None:
     """Every share bought was sold once: by the rungs and the exit together, as the venue's account shows; the
     P&L booked is the account's cash change."""
     assert abs(pos.sold_shares - pos.entry_shares) < D("0.01")
-    assert held(h, pos.token_id) < D("0.01")
+    assert h.held(pos.token_id) < D("0.01")
     cash = D(str(h.venue_balances()["usdc"])) - usdc_before
     assert abs(cash - pos.realized_pnl) <= D("0.000002"), (cash, pos.realized_pnl)
 
@@ -73,13 +69,13 @@ def test_rung_one_fills_then_the_stop_sells_only_the_rest(sim, tmp_path, mode, c
         # each rung rests as its own GTC sell; together they are what the account holds, never more
         assert sorted((D(str(o["price"])), offered(o)) for o in orders) == [(first.price, first.shares),
                                                                          (second.price, second.shares)]
-        assert sum(offered(o) for o in orders) <= held(h, yes)
+        assert sum(offered(o) for o in orders) <= h.held(yes)
         assert len(pos.tp_order_ids) == 2
     else:
         assert not resting_sells(sim, h, yes)
     walk(sim, h, yes, ["0.56"])   # bid 0.55: rung 1 (0.54) fills, or is sold, rung 2 does not
     assert pos.status == PositionState.OPEN, (pos.status, pos.close_reason)
-    assert abs(pos.shares - second.shares) < D("0.01") and abs(held(h, yes) - pos.shares) < D("0.01")
+    assert abs(pos.shares - second.shares) < D("0.01") and abs(h.held(yes) - pos.shares) < D("0.01")
     assert pos.metrics["rungs_filled"] == [0]
     assert pos.close_reason is None and pos.exit_rung is None
     print_status(h.bot.state, as_json=False)
@@ -142,10 +138,10 @@ def test_a_kill_between_two_rung_fills_loses_nothing_and_keeps_the_stop(sim, tmp
     assert pos.status == PositionState.OPEN
     assert pos.sl_price >= stop and pos.high_bid is not None and pos.high_bid >= D("0.55")   # never lowered
     assert sorted(pos.metrics["rungs_filled"]) == [0, 1]
-    assert abs(pos.shares - pos.tp_ladder[2].shares) < D("0.01") and abs(held(h, yes) - pos.shares) < D("0.01")
+    assert abs(pos.shares - pos.tp_ladder[2].shares) < D("0.01") and abs(h.held(yes) - pos.shares) < D("0.01")
     [third] = resting_sells(sim, h, yes)
     assert third["id"] in pos.tp_order_ids and offered(third) == pos.tp_ladder[2].shares
-    assert sum(remaining(r) for r in pos.live_tps) <= held(h, yes)
+    assert sum(remaining(r) for r in pos.live_tps) <= h.held(yes)
     # the stop trails the bid 0.60 up to 0.57, over the rungs sold (0.54): the file still loads at the next start
     walk(sim, h, yes, ["0.61"])
     assert h.positions[0].sl_price == D("0.57") > h.positions[0].tp_ladder[0].price
@@ -203,7 +199,7 @@ def test_a_refused_rung_cancels_the_others_and_the_position_is_monitored(sim, tm
     assert not resting_sells(sim, h, yes) and not pos.live_tps
     walk(sim, h, yes, ["0.56"])   # monitored now: rung 1 is sold when the bid reaches it
     assert pos.status == PositionState.OPEN and pos.metrics["rungs_filled"] == [0]
-    assert abs(held(h, yes) - pos.shares) < D("0.01")
+    assert abs(h.held(yes) - pos.shares) < D("0.01")
 
 
 @pytest.mark.parametrize("ladder", [None, "0.05:0.5/0.30:0.5"], ids=["single_tp", "ladder"])
@@ -261,7 +257,7 @@ def test_a_dry_run_ladder_sells_on_paper_as_live(sim, tmp_path, mode):
     walk(sim, h, yes, ["0.44"], advance=31)
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
     assert abs(pos.sold_shares - pos.entry_shares) < D("0.01") and h.venue.open_orders() == []
-    assert h.venue.token_balance(yes) < D("0.01")
+    assert h.held(yes) < D("0.01")
     assert not resting_sells(sim, h, yes)   # nothing of a dry run reaches the venue's book
 
 

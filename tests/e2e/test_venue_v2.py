@@ -32,12 +32,6 @@ def usdc(h: Harness) -> D:
     return D(str(h.venue_balances()["usdc"])) if h.venue.name == "live" else h.venue.collateral_balance()
 
 
-def held(h: Harness, token: str) -> D:
-    if h.venue.name != "live":
-        return h.venue.token_balance(token)
-    return D(str(h.venue_balances()["tokens"].get(token, 0)))
-
-
 def only(positions):
     assert len(positions) == 1, positions
     return positions[0]
@@ -67,13 +61,13 @@ def test_v2_fees_every_share_bought_is_held_and_pnl_is_the_wallets(csim, tmp_pat
     m, h, pos, start = open_one(csim, tmp_path, mode, price=0.3, dry_run=dry_run, fee_rate="0.05", fee_exponent=1)
     yes = m["token_ids"][0]
     entry = next(r for r in pos.orders if r.role == Role.ENTRY)
-    assert pos.shares == entry.filled == held(h, yes)   # every share bought is the account's and the bot's
+    assert pos.shares == entry.filled == h.held(yes)   # every share bought is the account's and the bot's
     assert entry.fee > 0 and pos.entry_cost == entry.usdc + entry.fee
     assert abs((start - usdc(h)) - pos.entry_cost) <= PNL_TOLERANCE   # the cost is what left the wallet
     csim.set_price(yes, move * 0.3 / 0.5)
     h.loop(3, advance=3)
     assert pos.status == PositionState.CLOSED and pos.close_reason == reason
-    assert held(h, yes) < D("0.01")
+    assert h.held(yes) < D("0.01")
     assert abs((usdc(h) - start) - pos.realized_pnl) <= PNL_TOLERANCE
     if reason == CloseReason.STOP_LOSS:   # a taker SELL pays the curve's fee, in USDC, out of its proceeds
         sale = next(r for r in pos.orders if r.role == Role.EXIT)
@@ -94,7 +88,7 @@ def test_a_buy_that_never_settled_holds_nothing_and_closes_as_unfilled(csim, tmp
     assert pos.status == PositionState.OPEN and not pos.orders[0].confirmed   # matched, not settled
     h.loop(7, advance=1)   # it fails 2 s later; unsettled fills are re-checked every 5 s
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.ENTRY_UNFILLED
-    assert pos.realized_pnl == 0 and pos.shares == 0 and usdc(h) == start and held(h, pos.token_id) == 0
+    assert pos.realized_pnl == 0 and pos.shares == 0 and usdc(h) == start and h.held(pos.token_id) == 0
     assert not h.bot.state.paused
 
 
@@ -110,16 +104,16 @@ def test_a_tp_fill_that_failed_puts_the_shares_back_under_protection(csim, tmp_p
     h.clock.advance(30)   # the TP check is due
     h.loop(advance=1)
     assert pos.status == PositionState.SETTLING and pos.close_reason == CloseReason.TAKE_PROFIT
-    assert held(h, yes) > 0   # (the shares never left: the venue's trade is still 'MATCHED')
+    assert h.held(yes) > 0   # (the shares never left: the venue's trade is still 'MATCHED')
     h.clock.advance(30)   # ...and then FAILED
     h.loop(3, advance=1)
-    assert pos.status == PositionState.OPEN and pos.shares == held(h, yes) > 0   # the shares are back
+    assert pos.status == PositionState.OPEN and pos.shares == h.held(yes) > 0   # the shares are back
     assert pos.tp_order_id and pos.tp_order_id != tp and pos.exit_mode == ExitMode.LIMIT_ORDERS   # TP rests again
     assert h.venue_balances()["open_orders"] == 1 and pos.record(tp).failed > 0
     csim.set_price(yes, 0.40)   # and the stop-loss protects them
     h.loop(2, advance=3)
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
-    assert held(h, yes) < D("0.01") and abs((usdc(h) - start) - pos.realized_pnl) <= PNL_TOLERANCE
+    assert h.held(yes) < D("0.01") and abs((usdc(h) - start) - pos.realized_pnl) <= PNL_TOLERANCE
 
 
 def test_a_tp_that_crossed_at_once_and_failed_is_not_booked_as_settled(csim, tmp_path):
@@ -139,15 +133,15 @@ def test_a_tp_that_crossed_at_once_and_failed_is_not_booked_as_settled(csim, tmp
     h.loop(2, advance=1)
     crossed = [r for r in pos.orders if r.role == Role.TP and r.order_id != tp and r.filled > 0]
     assert crossed and not crossed[-1].confirmed   # a taker fill: booked unsettled
-    assert pos.status != PositionState.CLOSED and held(h, yes) > 0
+    assert pos.status != PositionState.CLOSED and h.held(yes) > 0
     h.clock.advance(61)   # ...and it FAILED too: never closed, the shares are protected again
     csim.set_price(yes, 0.50)
     h.loop(3, advance=1)
-    assert pos.status == PositionState.OPEN and pos.shares == held(h, yes) > 0
+    assert pos.status == PositionState.OPEN and pos.shares == h.held(yes) > 0
     csim.set_price(yes, 0.40)
     h.loop(3, advance=3)
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
-    assert held(h, yes) < D("0.01") and abs((usdc(h) - start) - pos.realized_pnl) <= PNL_TOLERANCE
+    assert h.held(yes) < D("0.01") and abs((usdc(h) - start) - pos.realized_pnl) <= PNL_TOLERANCE
 
 
 @pytest.mark.parametrize("fail_after_s", [0, 4])
@@ -161,7 +155,7 @@ def test_an_exit_sale_that_failed_is_sold_again(csim, tmp_path, fail_after_s):
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
     exits = [r for r in pos.orders if r.role == Role.EXIT]
     assert exits[0].failed > 0 and exits[0].filled == 0 and exits[-1].filled > 0   # sold again
-    assert held(h, yes) < D("0.01") and abs((usdc(h) - start) - pos.realized_pnl) <= PNL_TOLERANCE
+    assert h.held(yes) < D("0.01") and abs((usdc(h) - start) - pos.realized_pnl) <= PNL_TOLERANCE
 
 
 # -- fact 3: orders the venue forgets ---------------------------------------------------------------------------
@@ -210,7 +204,7 @@ def test_a_balance_lock_keeps_the_stop_loss_retrying_and_no_position_opens(csim,
     with caplog.at_level(logging.WARNING, logger="bot"):
         for _ in range(6):
             h.loop(advance=4)
-        assert pos.status == PositionState.EXITING and held(h, yes) > 0
+        assert pos.status == PositionState.EXITING and h.held(yes) > 0
         assert h.bot.manage.lock.active and caplog.text.count("BALANCE LOCK") == 1   # told once
         # no new position holds anything (a buy tried before the lock was known was refused: nothing owned),
         # and exits are never paused
@@ -221,7 +215,7 @@ def test_a_balance_lock_keeps_the_stop_loss_retrying_and_no_position_opens(csim,
         for _ in range(10):
             h.loop(advance=5)
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
-    assert held(h, yes) < D("0.01") and not h.bot.manage.lock.active
+    assert h.held(yes) < D("0.01") and not h.bot.manage.lock.active
     assert "Balance lock over" in caplog.text and not h.bot.state.paused
 
 
@@ -305,7 +299,7 @@ def test_shares_sold_by_hand_while_the_bot_runs_shrink_the_position_and_the_rest
         h.loop(advance=10)
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
     assert D(pos.metrics["shares_left_outside"]) == 7 and not h.bot.state.paused
-    assert held(h, yes) < D("0.01")
+    assert h.held(yes) < D("0.01")
     sold = sum((r.filled for r in pos.orders if r.role == Role.EXIT), D(0))
     assert D(0) <= bought - 7 - sold < D("0.01")   # what the account held (to the venue's 0.01), never more
 
@@ -341,7 +335,7 @@ def test_a_delayed_tp_that_cannot_be_cancelled_is_waited_for_never_sold_around(c
         for _ in range(6):
             h.loop(advance=3)
     assert pos.status == PositionState.CLOSED and pos.close_reason == CloseReason.STOP_LOSS
-    assert held(h, yes) < D("0.01") and h.venue_balances()["open_orders"] == 0
+    assert h.held(yes) < D("0.01") and h.venue_balances()["open_orders"] == 0
     assert abs((usdc(h) - start) - pos.realized_pnl) <= PNL_TOLERANCE
 
 
